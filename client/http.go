@@ -1,0 +1,235 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+// httpUpstream is where one announced host goes.
+type httpUpstream struct {
+	host string
+	url  *url.URL
+	// addr is the host:port to dial.
+	addr string
+	// prefixed upstreams have a path prefix, so requests are rewritten by
+	// a reverse proxy; the others are relayed byte for byte.
+	prefixed bool
+}
+
+func (c *Client) buildUpstreams() error {
+	c.http = make(map[string]*httpUpstream, len(c.cfg.HTTP))
+	for _, up := range c.cfg.HTTP {
+		u, err := tunnel.ParseUpstreamURL(up.URL)
+		if err != nil {
+			return err
+		}
+		addr := u.Host
+		if u.Port() == "" {
+			port := "80"
+			if u.Scheme == "https" {
+				port = "443"
+			}
+			addr = net.JoinHostPort(u.Hostname(), port)
+		}
+		hu := &httpUpstream{host: up.Host, url: u, addr: addr, prefixed: strings.Trim(u.Path, "/") != ""}
+		c.http[up.Host] = hu
+		if hu.prefixed && c.prefixed == nil {
+			c.prefixed = newPrefixProxy(c)
+		}
+	}
+	c.tcp = make(map[int]*tcpUpstream, len(c.cfg.TCP))
+	for _, up := range c.cfg.TCP {
+		if _, _, err := net.SplitHostPort(up.Upstream); err != nil {
+			return fmt.Errorf("TCP upstream %q for port %d: %w", up.Upstream, up.Port, err)
+		}
+		c.tcp[up.Port] = &tcpUpstream{port: up.Port, addr: up.Upstream}
+	}
+	return nil
+}
+
+// dialHTTP connects to an upstream, over TLS for https://. The tunnel
+// carries HTTP/1.1, so that is all TLS may negotiate.
+func (c *Client) dialHTTP(ctx context.Context, up *httpUpstream) (net.Conn, error) {
+	d := &net.Dialer{Timeout: c.cfg.DialTimeout}
+	if up.url.Scheme != "https" {
+		return d.DialContext(ctx, "tcp", up.addr)
+	}
+	cfg := c.upstreamTLS(up.url.Hostname())
+	td := &tls.Dialer{NetDialer: d, Config: cfg}
+	return td.DialContext(ctx, "tcp", up.addr)
+}
+
+func (c *Client) upstreamTLS(serverName string) *tls.Config {
+	var cfg *tls.Config
+	if c.cfg.UpstreamTLS != nil {
+		cfg = c.cfg.UpstreamTLS.Clone()
+	} else {
+		cfg = new(tls.Config)
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = serverName
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	return cfg
+}
+
+// serveHTTP relays an HTTP stream to the upstream of the host it was
+// opened for.
+func (c *Client) serveHTTP(conn tunnel.Stream, h tunnel.StreamHeader) {
+	up := c.http[h.Host]
+	if up == nil {
+		c.logger.Warn("server sent a stream for a host this client does not serve", "host", h.Host)
+		writeBadGateway(conn, "the tunnel client does not serve "+h.Host)
+		return
+	}
+	if up.prefixed {
+		c.prefixed.serve(conn, up)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
+	upstream, err := c.dialHTTP(ctx, up)
+	cancel()
+	if err != nil {
+		c.logger.Error("upstream unreachable", "host", h.Host, "upstream", up.url.String(), "error", err)
+		writeBadGateway(conn, "the tunnel client could not reach the upstream for "+h.Host)
+		return
+	}
+	tunnel.Join(conn, upstream, 0)
+}
+
+// writeBadGateway answers the request waiting on conn with a 502 and a
+// short plain-text reason, then closes it. Upstream details stay in the
+// client's log: visitors see only the reason.
+func writeBadGateway(conn net.Conn, reason string) {
+	body := "502 Bad Gateway: " + reason + "\n"
+	fmt.Fprintf(conn, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	// Read what remains of the request, briefly, so the server is not
+	// reset while still writing it.
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+	conn.Close()
+}
+
+// prefixProxy serves the streams of upstreams with a path prefix through
+// an HTTP reverse proxy that rewrites each request's path onto the prefix.
+type prefixProxy struct {
+	ln     *streamListener
+	server *http.Server
+}
+
+type upstreamKey struct{}
+
+func newPrefixProxy(c *Client) *prefixProxy {
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.dialHTTP(ctx, ctx.Value(upstreamKey{}).(*httpUpstream))
+		},
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.dialHTTP(ctx, ctx.Value(upstreamKey{}).(*httpUpstream))
+		},
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     2 * time.Minute,
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			up := pr.In.Context().Value(upstreamKey{}).(*httpUpstream)
+			pr.SetURL(up.url)
+			// Keep what the server's reverse proxy set: the visitor's
+			// Host and its X-Forwarded-* headers.
+			pr.Out.Host = pr.In.Host
+			for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Values(k); len(v) > 0 {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			up := r.Context().Value(upstreamKey{}).(*httpUpstream)
+			c.logger.Error("upstream unreachable", "host", up.host, "upstream", up.url.String(), "error", err)
+			http.Error(w, "502 Bad Gateway: the tunnel client could not reach the upstream for "+up.host, http.StatusBadGateway)
+		},
+	}
+	p := &prefixProxy{ln: newStreamListener()}
+	p.server = &http.Server{
+		Handler: proxy,
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			return context.WithValue(ctx, upstreamKey{}, conn.(*upstreamConn).up)
+		},
+		ReadHeaderTimeout: time.Minute,
+	}
+	go p.server.Serve(p.ln)
+	return p
+}
+
+// upstreamConn is a stream bound for a given upstream.
+type upstreamConn struct {
+	tunnel.Stream
+	up *httpUpstream
+}
+
+func (p *prefixProxy) serve(conn tunnel.Stream, up *httpUpstream) {
+	if !p.ln.push(&upstreamConn{Stream: conn, up: up}) {
+		conn.Close()
+	}
+}
+
+func (p *prefixProxy) close() {
+	p.server.Close()
+}
+
+// streamListener hands streams to an http.Server.
+type streamListener struct {
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newStreamListener() *streamListener {
+	return &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *streamListener) push(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *streamListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *streamListener) Addr() net.Addr { return tunnelAddr{} }
+
+type tunnelAddr struct{}
+
+func (tunnelAddr) Network() string { return "inlets" }
+func (tunnelAddr) String() string  { return "inlets-tunnel" }

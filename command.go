@@ -1,0 +1,35 @@
+package inlets
+
+import (
+	"os"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/cli"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "inlets",
+		Usage: "http client|tcp client|version [flags]",
+		Short: "Runs an inlets tunnel client",
+		Long: `
+Runs the inlets tunnel client that is also available as the standalone
+'inlets' binary, e.g.:
+
+  caddy inlets http client --url wss://tunnel.example.com --token-file ./token \
+    --upstream app.example.com=http://127.0.0.1:3000
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			// The client parses its own flags.
+			cmd.DisableFlagParsing = true
+			cmd.RunE = func(_ *cobra.Command, args []string) error {
+				if code := cli.Main("caddy inlets", args, os.Stdout, os.Stderr); code != 0 {
+					os.Exit(code)
+				}
+				return nil
+			}
+		},
+	})
+}

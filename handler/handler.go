@@ -1,0 +1,219 @@
+// Package handler is the http.handlers.inlets module: the control plane that
+// tunnel clients connect to, and the HTTP data plane that routes visitors'
+// requests by Host through those clients. The data plane is Caddy's own
+// reverse_proxy, fed by this package's upstream source
+// (http.reverse_proxy.upstreams.inlets) and transport
+// (http.reverse_proxy.transport.inlets).
+package handler
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Planes a handler may serve.
+const (
+	PlaneBoth    = ""
+	PlaneControl = "control"
+	PlaneData    = "data"
+)
+
+// Handler serves the tunnel's control plane (clients connect to
+// /connect with a bearer token) and its HTTP data plane (visitors' requests,
+// routed by Host to the clients that announced it).
+//
+// One handler may serve both planes, or a site may serve only one: inlets-pro
+// keeps clients on port 8123 and visitors on 80/443, and so can Caddy, with
+// `plane: "control"` on the clients' site and `plane: "data"` on the
+// visitors' sites, so that /connect never shadows an upstream's own path.
+type Handler struct {
+	// Which plane this handler serves: "control" (only /connect; other
+	// requests go to the next handler), "data" (only visitors' requests) or
+	// empty for both.
+	Plane string `json:"plane,omitempty"`
+
+	// Tokens that clients may present as `Authorization: Bearer <token>`.
+	// Placeholders are expanded once, at provisioning: {env.VAR} and
+	// {file./path/to/token}. Required unless plane is "data".
+	Tokens []string `json:"tokens,omitempty"`
+
+	// Files holding one token each (surrounding white space is ignored).
+	TokenFiles []string `json:"token_files,omitempty"`
+
+	// Host patterns clients may announce: "app.example.com",
+	// "*.example.com" (any name under example.com) or "*" (anything,
+	// including the catch-all). Empty allows every host.
+	AllowHosts []string `json:"allow_hosts,omitempty"`
+
+	// When no client serves a request's Host, hand the request to the next
+	// handler instead of answering 502.
+	PassThru bool `json:"pass_thru,omitempty"`
+
+	// Load balancing between clients that announce the same host, as in
+	// reverse_proxy. Default: round_robin, retrying a failed dial on
+	// another client for up to 5s.
+	LoadBalancing *reverseproxy.LoadBalancing `json:"load_balancing,omitempty"`
+
+	// How long upgraded connections (visitors' websockets) proxied by a
+	// config survive that config's unloading, as in reverse_proxy.
+	// Default: 1h, so a reload does not cut them.
+	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
+
+	reg     *registry.Registry
+	tokens  tokenSet
+	allow   func(string) bool
+	proxy   *reverseproxy.Handler
+	logger  *zap.Logger
+	control bool
+	data    bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.inlets",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads tokens and builds the data plane's reverse proxy.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	switch h.Plane {
+	case PlaneBoth:
+		h.control, h.data = true, true
+	case PlaneControl:
+		h.control = true
+	case PlaneData:
+		h.data = true
+	default:
+		return fmt.Errorf("plane %q: want %q, %q or nothing (both)", h.Plane, PlaneControl, PlaneData)
+	}
+
+	reg, err := loadRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	h.reg = reg
+
+	if h.control {
+		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles); err != nil {
+			return err
+		}
+		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
+			return err
+		}
+	}
+	if h.data {
+		if err := h.provisionProxy(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadRegistry reaches the registry through the inlets app, loading the app
+// into this config if nothing else has.
+func loadRegistry(ctx caddy.Context) (*registry.Registry, error) {
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return nil, fmt.Errorf("loading the inlets app: %w", err)
+	}
+	return app.(registry.Provider).Registry(), nil
+}
+
+// provisionProxy builds the reverse_proxy handler of the data plane.
+func (h *Handler) provisionProxy(ctx caddy.Context) error {
+	transport := new(Transport)
+	if err := transport.Provision(ctx); err != nil {
+		return fmt.Errorf("provisioning the inlets transport: %w", err)
+	}
+	lb := h.LoadBalancing
+	if lb == nil {
+		lb = new(reverseproxy.LoadBalancing)
+	}
+	if lb.SelectionPolicyRaw == nil && lb.SelectionPolicy == nil {
+		lb.SelectionPolicy = new(reverseproxy.RoundRobinSelection)
+	}
+	if lb.TryDuration == 0 && lb.Retries == 0 {
+		lb.TryDuration = caddy.Duration(5 * time.Second)
+		lb.TryInterval = caddy.Duration(100 * time.Millisecond)
+	}
+	closeDelay := h.StreamCloseDelay
+	if closeDelay == 0 {
+		closeDelay = caddy.Duration(time.Hour)
+	}
+	h.proxy = &reverseproxy.Handler{
+		Transport:        transport,
+		DynamicUpstreams: &Upstreams{reg: h.reg},
+		LoadBalancing:    lb,
+		StreamCloseDelay: closeDelay,
+	}
+	return h.proxy.Provision(ctx)
+}
+
+// Validate checks the configuration after provisioning.
+func (h *Handler) Validate() error {
+	if h.control && len(h.tokens) == 0 {
+		return fmt.Errorf("the inlets control plane needs a token, so that only your clients can connect: " +
+			"add `token {env.INLETS_TOKEN}` (or `token_file /path/to/token`) to the inlets directive, " +
+			"or serve only the data plane with `inlets data`")
+	}
+	return nil
+}
+
+// Cleanup releases the data plane's reverse proxy.
+func (h *Handler) Cleanup() error {
+	if h.proxy == nil {
+		return nil
+	}
+	err := h.proxy.Cleanup()
+	if t, ok := h.proxy.Transport.(caddy.CleanerUpper); ok {
+		if terr := t.Cleanup(); err == nil {
+			err = terr
+		}
+	}
+	return err
+}
+
+// ServeHTTP routes control-plane paths to the control plane and everything
+// else to the data plane.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.control && r.URL.Path == tunnel.ConnectPath {
+		return h.serveConnect(w, r)
+	}
+	if !h.data {
+		return next.ServeHTTP(w, r)
+	}
+	if len(h.reg.Lookup(r.Host)) == 0 {
+		if h.PassThru {
+			return next.ServeHTTP(w, r)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprintf(w, "502 Bad Gateway: no tunnel client is connected for %s\n", tunnel.HostOnly(r.Host))
+		return nil
+	}
+	return h.proxy.ServeHTTP(w, r, next)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

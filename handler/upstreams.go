@@ -1,0 +1,56 @@
+package handler
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+)
+
+func init() {
+	caddy.RegisterModule(Upstreams{})
+}
+
+// Upstreams is a reverse_proxy dynamic upstream source: the tunnel clients
+// that serve the request's Host, exact names before one-label wildcards
+// before the catch-all "*". Each upstream's dial address names one client
+// session and only the inlets transport can dial it.
+type Upstreams struct {
+	reg *registry.Registry
+}
+
+// CaddyModule returns the Caddy module information.
+func (Upstreams) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.upstreams.inlets",
+		New: func() caddy.Module { return new(Upstreams) },
+	}
+}
+
+// Provision finds the registry.
+func (u *Upstreams) Provision(ctx caddy.Context) error {
+	reg, err := loadRegistry(ctx)
+	u.reg = reg
+	return err
+}
+
+// GetUpstreams returns one upstream per client serving r's Host, in session
+// order. They are new values each time: reverse_proxy writes to them.
+func (u *Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
+	routes := u.reg.Lookup(r.Host)
+	ups := make([]reverseproxy.Upstream, len(routes))
+	out := make([]*reverseproxy.Upstream, len(routes))
+	for i, rt := range routes {
+		ups[i].Dial = rt.Dial()
+		out[i] = &ups[i]
+	}
+	return out, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Upstreams)(nil)
+	_ reverseproxy.UpstreamSource = (*Upstreams)(nil)
+)

@@ -1,0 +1,255 @@
+// Package cli is the command line of the inlets client, shared by the
+// standalone `inlets` binary and `caddy inlets`.
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/caddy-inlets/caddy-inlets/client"
+	"github.com/caddy-inlets/caddy-inlets/internal/version"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+const usage = `Usage:
+  %[1]s http client --url URL --token TOKEN --upstream [HOST=]URL[,...]
+  %[1]s tcp client  --url URL --token TOKEN --upstream HOST --ports PORT[:LOCAL][,...]
+  %[1]s version
+
+Run '%[1]s http client -h' or '%[1]s tcp client -h' for the flags.
+`
+
+// Main runs the command line args (without the program name) and returns
+// the exit status. name is how the program is invoked ("inlets" or
+// "caddy inlets").
+func Main(name string, args []string, stdout, stderr io.Writer) int {
+	cmd := strings.Join(args[:min(2, len(args))], " ")
+	switch {
+	case cmd == "http client":
+		return runClient(name+" http client", tunnel.ModeHTTP, args[2:], stderr)
+	case cmd == "tcp client":
+		return runClient(name+" tcp client", tunnel.ModeTCP, args[2:], stderr)
+	case len(args) > 0 && args[0] == "version":
+		fmt.Fprintf(stdout, "%s %s (%s)\n", name, version.Version(), version.SHA())
+		return 0
+	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+		fmt.Fprintf(stdout, usage, name)
+		return 0
+	default:
+		fmt.Fprintf(stderr, usage, name)
+		return 2
+	}
+}
+
+// clientFlags are the flags both client modes share.
+type clientFlags struct {
+	url, token, tokenFile, id, tlsCA string
+	insecure, upstreamInsecure   bool
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "url", "", "server control plane: ws://HOST:PORT or wss://HOST (path defaults to "+tunnel.ConnectPath+")")
+	fs.StringVar(&f.token, "token", "", "the server's token")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the server's token")
+	fs.StringVar(&f.id, "id", "", "client ID shown in the server's status (default: random)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of a private CA to trust for wss:// and https:// upstreams")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate (testing only)")
+	fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
+}
+
+func runClient(name, mode string, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var common clientFlags
+	common.register(fs)
+	var upstreams, ports []string
+	fs.Func("upstream", upstreamHelp(mode), func(s string) error {
+		upstreams = append(upstreams, splitList(s)...)
+		return nil
+	})
+	if mode == tunnel.ModeTCP {
+		addPorts := func(s string) error {
+			ports = append(ports, splitList(s)...)
+			return nil
+		}
+		fs.Func("ports", "public ports to serve, comma-separated: PORT or PORT:LOCALPORT (e.g. 2222:22,8000)", addPorts)
+		fs.Func("port", "a public port to serve (repeatable alias of --ports)", addPorts)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2
+	}
+	cfg, err := common.config()
+	if err == nil {
+		if mode == tunnel.ModeHTTP {
+			cfg.HTTP, err = parseHTTPUpstreams(upstreams)
+		} else {
+			cfg.TCP, err = parseTCPUpstreams(upstreams, ports)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	c, err := client.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	cfg.Logger.Info("stopped")
+	return 0
+}
+
+func upstreamHelp(mode string) string {
+	if mode == tunnel.ModeTCP {
+		return "the host (name or IP) the ports are relayed to"
+	}
+	return "HOST=URL to serve, repeatable and comma-separated; a bare URL serves every host (*). HOST may be app.example.com, *.example.com or *"
+}
+
+// config turns the shared flags into a client config.
+func (f *clientFlags) config() (client.Config, error) {
+	cfg := client.Config{URL: f.url, ID: f.id}
+	if f.url == "" {
+		return cfg, errors.New("--url is required, e.g. --url wss://tunnel.example.com")
+	}
+	token, err := readToken(f.token, f.tokenFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Token = token
+	if f.tlsCA != "" || f.insecure {
+		cfg.TLS = &tls.Config{InsecureSkipVerify: f.insecure}
+	}
+	if f.tlsCA != "" || f.upstreamInsecure {
+		cfg.UpstreamTLS = &tls.Config{InsecureSkipVerify: f.upstreamInsecure}
+	}
+	if f.tlsCA != "" {
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return cfg, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("--tls-ca: no PEM certificate in %s", f.tlsCA)
+		}
+		cfg.TLS.RootCAs = pool
+		cfg.UpstreamTLS.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// readToken returns the token given directly or in a file.
+func readToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", errors.New("give either --token or --token-file, not both")
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+		if token == "" {
+			return "", fmt.Errorf("--token-file: %s is empty", file)
+		}
+		return token, nil
+	case token != "":
+		return token, nil
+	default:
+		return "", errors.New("a token is required: --token TOKEN or --token-file FILE")
+	}
+}
+
+// parseHTTPUpstreams parses HOST=URL items; a bare URL is the catch-all.
+func parseHTTPUpstreams(items []string) ([]tunnel.HTTPUpstream, error) {
+	if len(items) == 0 {
+		return nil, errors.New("--upstream is required, e.g. --upstream app.example.com=http://127.0.0.1:3000")
+	}
+	var out []tunnel.HTTPUpstream
+	for _, item := range items {
+		host, url, found := strings.Cut(item, "=")
+		if !found {
+			host, url = "*", item
+		}
+		host = strings.ToLower(strings.TrimSpace(host))
+		if _, err := tunnel.ParseUpstreamURL(url); err != nil {
+			return nil, fmt.Errorf("--upstream %s: %w", item, err)
+		}
+		if err := tunnel.ValidateHostPattern(host); err != nil {
+			return nil, fmt.Errorf("--upstream %s: %w", item, err)
+		}
+		out = append(out, tunnel.HTTPUpstream{Host: host, URL: url})
+	}
+	return out, nil
+}
+
+// parseTCPUpstreams parses --upstream HOST with --ports PORT[:LOCAL].
+func parseTCPUpstreams(hosts, ports []string) ([]tunnel.TCPUpstream, error) {
+	if len(hosts) != 1 {
+		return nil, errors.New("give one --upstream HOST, the host the ports are relayed to (e.g. 127.0.0.1)")
+	}
+	if len(ports) == 0 {
+		return nil, errors.New("--ports is required, e.g. --ports 2222:22,8000")
+	}
+	host := hosts[0]
+	var out []tunnel.TCPUpstream
+	for _, p := range ports {
+		public, local, found := strings.Cut(p, ":")
+		if !found {
+			local = public
+		}
+		pub, err1 := strconv.Atoi(public)
+		loc, err2 := strconv.Atoi(local)
+		if err1 != nil || err2 != nil || pub < 1 || pub > 65535 || loc < 1 || loc > 65535 {
+			return nil, fmt.Errorf("--ports %s: want PORT or PORT:LOCALPORT, each between 1 and 65535", p)
+		}
+		out = append(out, tunnel.TCPUpstream{Port: pub, Upstream: joinHostPort(host, loc)})
+	}
+	return out, nil
+}
+
+func joinHostPort(host string, port int) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

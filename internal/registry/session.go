@@ -1,0 +1,235 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/version"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+// Session is one connected client.
+type Session struct {
+	// ID is unique among the sessions of this process and never reused.
+	ID uint64
+	// Hello is what the client announced.
+	Hello tunnel.Hello
+	// RemoteAddr is the client's address as the control plane saw it.
+	RemoteAddr string
+	// Since is when the session was accepted.
+	Since time.Time
+
+	// dials holds, per announced HTTP host, the dial address the HTTP data
+	// plane gives reverse_proxy for this session (see DialAddress).
+	dials []string
+
+	mux     *yamux.Session
+	control *yamux.Stream
+
+	// streams counts open data streams, for least-connection balancing.
+	streams atomic.Int64
+}
+
+// Policy is what the accepting handler requires of a client's announcement.
+type Policy struct {
+	// AllowHost reports whether the client may announce a host pattern;
+	// nil allows every host.
+	AllowHost func(pattern string) bool
+}
+
+var errShuttingDown = errors.New("the server is shutting down; the client will reconnect to its successor")
+
+// Serve runs a session over conn, a freshly upgraded WebSocket, until it
+// ends: the handshake, registration, and the wait for its end. It owns
+// conn. Its goroutine holds only the registry and the session, never a
+// config-scoped value.
+func (r *Registry) Serve(conn net.Conn, remoteAddr string, policy Policy) {
+	logger := r.Logger().With(zap.String("remote_addr", remoteAddr))
+	mux, err := tunnel.ServerSession(conn, yamuxLogger{r})
+	if err != nil {
+		conn.Close()
+		logger.Error("starting tunnel session", zap.Error(err))
+		return
+	}
+	defer mux.Close()
+
+	s, err := r.handshake(mux, remoteAddr, policy)
+	if err != nil {
+		logger.Warn("client rejected", zap.Error(err))
+		return
+	}
+	defer r.remove(s)
+	logger = logger.With(zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID))
+	logger.Info("client connected",
+		zap.String("mode", s.Hello.Mode),
+		zap.String("client_version", s.Hello.Version),
+		zap.Strings("upstreams", s.Upstreams()))
+
+	// The server opens every stream: one the client opens is a protocol
+	// error. AcceptStream also returns when the session ends.
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			break
+		}
+		st.Close()
+		logger.Warn("client opened a stream, which the protocol forbids; closing its session")
+		break
+	}
+	logger.Info("client disconnected", zap.Duration("connected_for", time.Since(s.Since)))
+}
+
+// handshake reads the client's Hello on the control stream and answers it.
+// On success the session is registered.
+func (r *Registry) handshake(mux *yamux.Session, remoteAddr string, policy Policy) (*Session, error) {
+	ctrl, err := mux.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("opening control stream: %w", err)
+	}
+	ctrl.SetDeadline(time.Now().Add(tunnel.HandshakeTimeout))
+
+	var hello tunnel.Hello
+	if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &hello); err != nil {
+		err = fmt.Errorf("reading the client's hello: %w", err)
+		reject(ctrl, err)
+		return nil, err
+	}
+	s := &Session{
+		ID:         r.nextID.Add(1),
+		Hello:      hello,
+		RemoteAddr: remoteAddr,
+		Since:      time.Now(),
+		mux:        mux,
+		control:    ctrl,
+	}
+	if err := r.admit(s, policy); err != nil {
+		reject(ctrl, err)
+		return nil, err
+	}
+	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
+	if err := tunnel.WriteFrame(ctrl, answer); err != nil {
+		r.remove(s)
+		return nil, fmt.Errorf("answering the client's hello: %w", err)
+	}
+	ctrl.SetDeadline(time.Time{})
+	return s, nil
+}
+
+// admit validates a session's announcement against the policy and the
+// server's TCP settings and registers it, or registers nothing.
+func (r *Registry) admit(s *Session, policy Policy) error {
+	h := &s.Hello
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	for i, up := range h.HTTP {
+		if policy.AllowHost != nil && !policy.AllowHost(up.Host) {
+			return fmt.Errorf("host %s is not allowed by this server", up.Host)
+		}
+		s.dials = append(s.dials, DialAddress(s.ID, i))
+	}
+	if err := r.add(s); err != nil {
+		return err
+	}
+	if len(h.TCP) > 0 {
+		if err := r.openPorts(s); err != nil {
+			r.remove(s)
+			return err
+		}
+	}
+	return nil
+}
+
+// reject tells the client why it is refused.
+func reject(ctrl *yamux.Stream, reason error) {
+	_ = tunnel.WriteFrame(ctrl, tunnel.Message{Type: tunnel.TypeReject, Reason: reason.Error()})
+	ctrl.Close()
+}
+
+// Close ends the session.
+func (s *Session) Close() error { return s.mux.Close() }
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
+// Streams is the number of data streams open now.
+func (s *Session) Streams() int64 { return s.streams.Load() }
+
+// Upstreams lists the announcement as status shows it: "host=url" for HTTP,
+// "upstream" for TCP (the client's host:port).
+func (s *Session) Upstreams() []string {
+	out := make([]string, 0, len(s.Hello.HTTP)+len(s.Hello.TCP))
+	for _, up := range s.Hello.HTTP {
+		out = append(out, up.Host+"="+up.URL)
+	}
+	for _, up := range s.Hello.TCP {
+		out = append(out, up.Upstream)
+	}
+	return out
+}
+
+// OpenStream opens a data stream to the client and writes its header.
+func (s *Session) OpenStream(h tunnel.StreamHeader) (net.Conn, error) {
+	st, err := s.mux.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("opening a stream to client %s: %w", s.Hello.ClientID, err)
+	}
+	if err := tunnel.WriteFrame(st, h); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("writing a stream header to client %s: %w", s.Hello.ClientID, err)
+	}
+	s.streams.Add(1)
+	return &dataStream{Stream: tunnel.Stream{Stream: st}, session: s}, nil
+}
+
+// dataStream counts itself out of its session's open streams once closed.
+type dataStream struct {
+	tunnel.Stream
+	session *Session
+	closed  atomic.Bool
+}
+
+func (d *dataStream) Close() error {
+	if d.closed.CompareAndSwap(false, true) {
+		d.session.streams.Add(-1)
+	}
+	return d.Stream.Close()
+}
+
+// DialAddress is the reverse_proxy dial address of announced HTTP host
+// number index of a session. Keep-alive pools are keyed by it, so a pooled
+// connection never outlives its session's routing.
+func DialAddress(session uint64, index int) string {
+	return "inlets-" + strconv.FormatUint(session, 10) + "-" + strconv.Itoa(index) + ":80"
+}
+
+// ParseDialAddress reverses DialAddress.
+func ParseDialAddress(addr string) (session uint64, index int, ok bool) {
+	rest, ok1 := strings.CutPrefix(addr, "inlets-")
+	rest, ok2 := strings.CutSuffix(rest, ":80")
+	sid, idx, ok3 := strings.Cut(rest, "-")
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, false
+	}
+	session, err1 := strconv.ParseUint(sid, 10, 64)
+	index, err2 := strconv.Atoi(idx)
+	return session, index, err1 == nil && err2 == nil
+}
+
+// yamuxLogger sends yamux's log lines to the registry's current logger at
+// debug level: they describe peers going away, which is routine.
+type yamuxLogger struct{ r *Registry }
+
+func (l yamuxLogger) Print(v ...any) { l.r.Logger().Sugar().Debug(v...) }
+func (l yamuxLogger) Printf(format string, v ...any) {
+	l.r.Logger().Sugar().Debugf(format, v...)
+}
+func (l yamuxLogger) Println(v ...any) { l.r.Logger().Sugar().Debugln(v...) }

@@ -1,0 +1,59 @@
+package tunnel
+
+import "time"
+
+// ProtocolVersion is the version of this protocol. A server rejects a Hello
+// whose Protocol it does not speak.
+const ProtocolVersion = 1
+
+// ConnectPath is the control-plane path clients connect to when their URL has
+// no path of its own.
+const ConnectPath = "/connect"
+
+// Modes a client may announce in its Hello.
+const (
+	ModeHTTP = "http"
+	ModeTCP  = "tcp"
+)
+
+// Stream kinds, in StreamHeader.Kind.
+const (
+	KindHTTP = "http"
+	KindTCP  = "tcp"
+)
+
+// Control message types, in Message.Type.
+const (
+	TypeAccept   = "accept"
+	TypeReject   = "reject"
+	TypeWithdraw = "withdraw"
+)
+
+// Limits and timeouts of the protocol.
+const (
+	// MaxMessageSize is the largest WebSocket message either side writes or
+	// accepts.
+	MaxMessageSize = 256 << 10
+
+	// MaxHandshakeSize bounds a Hello and every control message.
+	MaxHandshakeSize = 64 << 10
+
+	// MaxStreamHeaderSize bounds a StreamHeader.
+	MaxStreamHeaderSize = 4 << 10
+
+	// HandshakeTimeout is how long a server waits for a client's Hello, and
+	// a client for the server's answer.
+	HandshakeTimeout = 10 * time.Second
+
+	// KeepAliveInterval is how often each side pings the other; a session
+	// whose peer stops answering is closed after ConnectionWriteTimeout.
+	KeepAliveInterval = 15 * time.Second
+
+	// ConnectionWriteTimeout bounds every write to the WebSocket.
+	ConnectionWriteTimeout = 10 * time.Second
+
+	// MaxStreamWindowSize is the per-stream receive window. yamux's 256 KiB
+	// default caps a stream at 256 KiB per round trip; a few MiB lets one
+	// stream fill a fast link while memory is only used when a reader lags.
+	MaxStreamWindowSize = 4 << 20
+)

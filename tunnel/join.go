@@ -1,0 +1,112 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Stream is a yamux stream as a net.Conn whose CloseWrite is yamux's
+// half-close (FIN): the peer reads EOF while it can still write back.
+type Stream struct{ *yamux.Stream }
+
+// CloseWrite half-closes the stream.
+func (s Stream) CloseWrite() error { return s.Stream.Close() }
+
+// copyBufferSize is the size of each pooled copy buffer.
+const copyBufferSize = 32 << 10
+
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, copyBufferSize)
+	return &b
+}}
+
+// Join relays bytes between a and b until both directions have ended, then
+// closes both. A clean end of one direction (EOF) is passed on as a
+// half-close, so the other direction keeps flowing; an error in either
+// direction ends both. When idle is positive, the relay ends after idle
+// passes with no byte moving in either direction.
+func Join(a, b net.Conn, idle time.Duration) {
+	var j joiner
+	j.idle = idle
+	j.touch()
+	done := make(chan struct{})
+	go func() {
+		j.pipe(a, b)
+		close(done)
+	}()
+	j.pipe(b, a)
+	<-done
+	a.Close()
+	b.Close()
+}
+
+type joiner struct {
+	idle time.Duration
+	// last is when a byte last moved either way, in UnixNano.
+	last atomic.Int64
+	// abort is set once one direction failed; both ends are then closed.
+	abort sync.Once
+}
+
+func (j *joiner) touch() {
+	if j.idle > 0 {
+		j.last.Store(time.Now().UnixNano())
+	}
+}
+
+// pipe copies src to dst with a pooled buffer.
+func (j *joiner) pipe(dst, src net.Conn) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	err := j.copy(dst, src, *buf)
+	if err != nil {
+		j.abort.Do(func() {
+			src.Close()
+			dst.Close()
+		})
+		return
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+}
+
+// copy is io.CopyBuffer without ReaderFrom/WriterTo (which would bypass the
+// pooled buffer and allocate their own), with the idle deadline.
+func (j *joiner) copy(dst, src net.Conn, buf []byte) error {
+	for {
+		if j.idle > 0 {
+			src.SetReadDeadline(time.Now().Add(j.idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			j.touch()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, yamux.ErrTimeout) {
+			// Idle in this direction: carry on while the other one moves.
+			if time.Since(time.Unix(0, j.last.Load())) < j.idle {
+				continue
+			}
+		}
+		return err
+	}
+}

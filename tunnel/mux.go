@@ -1,0 +1,51 @@
+package tunnel
+
+import (
+	"io"
+	"log"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// MuxConfig returns the yamux settings both sides use. Logger receives
+// yamux's own log lines; nil discards them.
+//
+// yamux's defaults are not used as they are:
+//   - MaxStreamWindowSize is MaxStreamWindowSize, not 256 KiB, so one
+//     stream can fill a fast link.
+//   - ConnectionWriteTimeout is a safety valve, not a liveness check: a
+//     healthy but slow link must not trip it (yamux advisory
+//     GHSA-29qp-crvh-w22m). Nothing here retries a stream write that timed
+//     out: the copier that sees the error closes the stream.
+//   - Keepalive pings every KeepAliveInterval decide when a silent peer is
+//     gone.
+func MuxConfig(logger yamux.Logger) *yamux.Config {
+	cfg := &yamux.Config{
+		AcceptBacklog:          256,
+		EnableKeepAlive:        true,
+		KeepAliveInterval:      KeepAliveInterval,
+		ConnectionWriteTimeout: ConnectionWriteTimeout,
+		MaxStreamWindowSize:    MaxStreamWindowSize,
+		StreamOpenTimeout:      30 * time.Second,
+		StreamCloseTimeout:     time.Minute,
+		Logger:                 logger,
+	}
+	if logger == nil {
+		cfg.Logger = log.New(io.Discard, "", 0)
+	}
+	return cfg
+}
+
+// ServerSession starts the server's side of a session over conn. The server
+// opens every stream (it is yamux's "client" role).
+func ServerSession(conn net.Conn, logger yamux.Logger) (*yamux.Session, error) {
+	return yamux.Client(conn, MuxConfig(logger))
+}
+
+// ClientSession starts the client's side of a session over conn: it accepts
+// the streams the server opens.
+func ClientSession(conn net.Conn, logger yamux.Logger) (*yamux.Session, error) {
+	return yamux.Server(conn, MuxConfig(logger))
+}

@@ -1,0 +1,104 @@
+package tunnel
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Validate checks a Hello's syntax. Its errors are meant for the operator of
+// the client, who reads them as the server's reason for a rejection.
+func (h *Hello) Validate() error {
+	if h.Protocol != ProtocolVersion {
+		return fmt.Errorf("client speaks protocol %d, this server speaks %d: upgrade the client or the server so both match", h.Protocol, ProtocolVersion)
+	}
+	if h.ClientID == "" || len(h.ClientID) > 128 || strings.ContainsFunc(h.ClientID, notPrintable) {
+		return fmt.Errorf("client ID %q must be 1 to 128 printable characters", h.ClientID)
+	}
+	switch h.Mode {
+	case ModeHTTP:
+		if len(h.HTTP) == 0 || len(h.TCP) > 0 {
+			return fmt.Errorf("an http client must announce at least one host and no TCP ports")
+		}
+		seen := make(map[string]bool, len(h.HTTP))
+		for _, up := range h.HTTP {
+			if err := ValidateHostPattern(up.Host); err != nil {
+				return err
+			}
+			if seen[up.Host] {
+				return fmt.Errorf("host %s is announced twice", up.Host)
+			}
+			seen[up.Host] = true
+			if _, err := ParseUpstreamURL(up.URL); err != nil {
+				return fmt.Errorf("upstream for %s: %w", up.Host, err)
+			}
+		}
+	case ModeTCP:
+		if len(h.TCP) == 0 || len(h.HTTP) > 0 {
+			return fmt.Errorf("a tcp client must announce at least one port and no HTTP hosts")
+		}
+		seen := make(map[int]bool, len(h.TCP))
+		for _, up := range h.TCP {
+			if up.Port < 1 || up.Port > 65535 {
+				return fmt.Errorf("port %d is not between 1 and 65535", up.Port)
+			}
+			if seen[up.Port] {
+				return fmt.Errorf("port %d is announced twice", up.Port)
+			}
+			seen[up.Port] = true
+		}
+	default:
+		return fmt.Errorf("mode %q is neither %q nor %q", h.Mode, ModeHTTP, ModeTCP)
+	}
+	return nil
+}
+
+func notPrintable(r rune) bool { return r < 0x21 || r > 0x7e }
+
+// ValidateHostPattern accepts an exact lower-case host name
+// ("app.example.com"), a one-label wildcard ("*.example.com") or the
+// catch-all "*".
+func ValidateHostPattern(p string) error {
+	if p == "*" {
+		return nil
+	}
+	name := strings.TrimPrefix(p, "*.")
+	if name == "" || len(p) > 253 || strings.ToLower(p) != p {
+		return fmt.Errorf("host %q must be a lower-case name, *.name or *", p)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || strings.ContainsFunc(label, notHostChar) {
+			return fmt.Errorf("host %q must be a lower-case name, *.name or *", p)
+		}
+	}
+	return nil
+}
+
+func notHostChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+}
+
+// ParseUpstreamURL parses an HTTP upstream: http:// or https://, a host, and
+// an optional path prefix; no query or fragment.
+func ParseUpstreamURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("upstream URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("upstream URL %q must start with http:// or https://", raw)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("upstream URL %q must be scheme://host[:port][/path prefix], without credentials, query or fragment", raw)
+	}
+	return u, nil
+}
+
+// HostOnly lower-cases a request's Host and strips its port.
+func HostOnly(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
