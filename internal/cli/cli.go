@@ -55,7 +55,7 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 // clientFlags are the flags both client modes share.
 type clientFlags struct {
 	url, token, tokenFile, id, tlsCA string
-	insecure, upstreamInsecure   bool
+	insecure, upstreamInsecure       bool
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
