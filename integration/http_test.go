@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -367,5 +369,32 @@ func TestKilledClientProcessIsReplacedWithoutTouchingTheServer(t *testing.T) {
 	second.WaitOutput(t, 10*time.Second, "msg=connected")
 	if code, e := request(t, http.MethodGet, addr, "app.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
 		t.Fatalf("restarted client: got %d %+v", code, e)
+	}
+}
+
+func TestCaddyBinaryRunsTheClientAndStopsCleanlyOnSignal(t *testing.T) {
+	up := newUpstream(t, "app")
+	addr, _ := server(t, inletsBoth)
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		p := testenv.Start(t, testenv.Binary(t, "caddy"), "inlets", "http", "client",
+			"--url", "ws://"+addr, "--token", testenv.Token, "--id", "caddy-binary-client",
+			"--upstream", "app.example.com="+up.URL)
+		p.WaitOutput(t, 10*time.Second, "msg=connected")
+		if code, e := request(t, http.MethodGet, addr, "app.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
+			t.Fatalf("through `caddy inlets http client`: %d %+v", code, e)
+		}
+		p.Cmd.Process.Signal(sig)
+		if err := p.Cmd.Wait(); err != nil {
+			t.Fatalf("after %v: %v\n%s", sig, err, p.Output())
+		}
+		if !strings.Contains(p.Output(), "msg=stopped") {
+			t.Fatalf("after %v the client did not say it stopped:\n%s", sig, p.Output())
+		}
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if n := len(sessionsOf("caddy-binary-client")); n != 0 {
+				return fmt.Errorf("%d sessions left after the client stopped", n)
+			}
+			return nil
+		})
 	}
 }

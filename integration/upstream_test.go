@@ -41,7 +41,7 @@ type upstream struct {
 // newUpstream starts a test upstream:
 //
 //	/          echoes the request as JSON (sha256 of the body included)
-//	/ws        websocket echo
+//	/ws        websocket echo (also at /api/v1/ws)
 //	/sse       three server-sent events, each held until sseNext
 //	/download  ?size=N deterministic bytes (see payload)
 //	/held      ?size=N: half the bytes, then the rest after release
@@ -59,7 +59,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 		})
 	})
 	upgrader := websocket.Upgrader{}
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+	wsEcho := func(w http.ResponseWriter, r *http.Request) {
 		ws, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
@@ -74,7 +74,9 @@ func newUpstream(t *testing.T, name string) *upstream {
 				return
 			}
 		}
-	})
+	}
+	mux.HandleFunc("/ws", wsEcho)
+	mux.HandleFunc("/api/v1/ws", wsEcho) // for clients whose upstream URL has the prefix /api/v1
 	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")

@@ -51,8 +51,10 @@ type Caddy struct {
 
 // StartCaddy loads a Caddyfile into the in-process Caddy (starting it the
 // first time). The Caddyfile must not have its own global options block:
-// StartCaddy writes one with the admin port and auto_https off, followed
-// by globals (may be empty, for example "inlets { tcp { ... } }").
+// StartCaddy writes one with the admin port, no HTTP->HTTPS redirects and no
+// trust-store installation, followed
+// by globals (may be empty, for example "inlets { tcp { ... } }"). Sites
+// on hostnames get certificates from Caddy's internal CA with `tls internal`.
 func StartCaddy(t testing.TB, adminPort int, globals, sites string) *Caddy {
 	t.Helper()
 	tc := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
@@ -69,7 +71,7 @@ func StartCaddy(t testing.TB, adminPort int, globals, sites string) *Caddy {
 
 // Caddyfile assembles a Caddyfile with the test's global options.
 func Caddyfile(adminPort int, globals, sites string) string {
-	return fmt.Sprintf("{\n\tadmin localhost:%d\n\tauto_https off\n\tgrace_period 5s\n%s\n}\n%s\n", adminPort, globals, sites)
+	return fmt.Sprintf("{\n\tadmin localhost:%d\n\tauto_https disable_redirects\n\tskip_install_trust\n\tgrace_period 5s\n%s\n}\n%s\n", adminPort, globals, sites)
 }
 
 // Load posts a Caddyfile to the admin API, as `caddy reload` does, and
