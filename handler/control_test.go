@@ -1,0 +1,96 @@
+package handler
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
+	t.Setenv("INLETS_TEST_TOKEN", "from-env")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	os.WriteFile(file, []byte("  from-file\n"), 0o600)
+	placeholderFile := filepath.Join(dir, "placeholder")
+	os.WriteFile(placeholderFile, []byte("from-placeholder-file\n"), 0o600)
+
+	set, err := loadTokens([]string{"literal", "{env.INLETS_TEST_TOKEN}", "{file." + placeholderFile + "}"}, []string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		header string
+		ok     bool
+	}{
+		{"Bearer literal", true},
+		{"Bearer from-env", true},
+		{"Bearer from-file", true},
+		{"Bearer from-placeholder-file", true},
+		{"Bearer {env.INLETS_TEST_TOKEN}", false},
+		{"Bearer literal ", false},
+		{"Bearer ", false},
+		{"bearer literal", false},
+		{"literal", false},
+		{"", false},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "/connect", nil)
+		if tt.header != "" {
+			r.Header.Set("Authorization", tt.header)
+		}
+		if got := set.authorized(r); got != tt.ok {
+			t.Errorf("Authorization %q: authorized %v, want %v", tt.header, got, tt.ok)
+		}
+	}
+}
+
+func TestBadTokensAreReportedClearly(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	for name, tt := range map[string]struct {
+		tokens, files []string
+		want          string
+	}{
+		"unset env":    {tokens: []string{"{env.INLETS_TEST_SURELY_UNSET}"}, want: "token 1:"},
+		"blank":        {tokens: []string{"  "}, want: "token 1 is empty"},
+		"missing file": {files: []string{"/nonexistent/token"}, want: "reading token file"},
+		"empty file":   {files: []string{empty}, want: "is empty"},
+	} {
+		_, err := loadTokens(tt.tokens, tt.files)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tt.want)
+		}
+	}
+}
+
+func TestAllowHosts(t *testing.T) {
+	allow, err := hostAllower([]string{"app.example.com", "*.lab.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{
+		"app.example.com":     true,
+		"api.example.com":     false,
+		"a.lab.example.org":   true,
+		"a.b.lab.example.org": true,
+		"*.lab.example.org":   true,
+		"lab.example.org":     false,
+		"evillab.example.org": false,
+		"*":                   false,
+		"*.example.com":       false,
+	} {
+		if got := allow(host); got != want {
+			t.Errorf("allow(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if all, _ := hostAllower([]string{"*"}); !all("*") || !all("x.y") {
+		t.Error(`"*" should allow everything`)
+	}
+	if none, _ := hostAllower(nil); none != nil {
+		t.Error("an empty list should allow everything (nil func)")
+	}
+	if _, err := hostAllower([]string{"Bad Host"}); err == nil {
+		t.Error("invalid pattern accepted")
+	}
+}

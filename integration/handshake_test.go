@@ -1,0 +1,111 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
+	up := newUpstream(t, "app")
+	addr, _ := server(t, "inlets {\n\t\ttoken "+testenv.Token+"\n\t\tallow_hosts *.example.com\n\t}")
+
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client",
+		"--url", "ws://"+addr, "--token", testenv.Token, "--id", "disallowed-host-client",
+		"--upstream", "app.example.com="+up.URL+",intranet.corp.internal="+up.URL)
+	p.WaitOutput(t, 10*time.Second, "server rejected the tunnel: host intranet.corp.internal is not allowed by this server")
+	if n := len(sessionsOf("disallowed-host-client")); n != 0 {
+		t.Fatalf("rejected client has %d sessions", n)
+	}
+	// Nothing of the rejected announcement was applied.
+	if code, _ := testenv.Get(t, addr, "app.example.com", "/"); code != http.StatusBadGateway {
+		t.Fatalf("a host of a rejected announcement is served: %d", code)
+	}
+
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+	if code, e := request(t, http.MethodGet, addr, "app.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
+		t.Fatalf("allowed host: %d %+v", code, e)
+	}
+}
+
+// rawSession authenticates and upgrades like a client, then hands back the
+// yamux session and the server's control stream without saying hello.
+func rawSession(t *testing.T, addr string) (*websocket.Conn, func(frame []byte) tunnel.Message) {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	mux, err := tunnel.ClientSession(tunnel.NewConn(ws), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := mux.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws, func(frame []byte) tunnel.Message {
+		ctrl.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := ctrl.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		var answer tunnel.Message
+		if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &answer); err != nil {
+			t.Fatalf("no answer to a bad hello: %v", err)
+		}
+		return answer
+	}
+}
+
+func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
+	up := newUpstream(t, "app")
+	addr, _ := server(t, inletsBoth)
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+
+	frame := func(body string) []byte {
+		n := len(body)
+		return append([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
+	}
+	for name, tt := range map[string]struct {
+		frame []byte
+		want  string
+	}{
+		"not json":     {frame("{hello"), "decoding frame"},
+		"too large":    {[]byte{0, 0x10, 0, 0}, "exceeds the limit"},
+		"old protocol": {frame(`{"clientID":"x","protocol":0,"mode":"http","http":[{"host":"a.example.com","url":"http://127.0.0.1"}]}`), "speaks protocol 0"},
+		"no upstreams": {frame(`{"clientID":"x","protocol":1,"mode":"http"}`), "at least one host"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, hello := rawSession(t, addr)
+			answer := hello(tt.frame)
+			if answer.Type != tunnel.TypeReject || !strings.Contains(answer.Reason, tt.want) {
+				t.Fatalf("got %+v, want a rejection mentioning %q", answer, tt.want)
+			}
+		})
+	}
+
+	// Garbage instead of yamux: the server ends that session only.
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, []byte("GET / HTTP/1.1\r\n\r\n this is not yamux"))
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	ws.Close()
+
+	if code, e := request(t, http.MethodGet, addr, "app.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
+		t.Fatalf("after bad handshakes the good client must still be served: %d %+v", code, e)
+	}
+}

@@ -1,0 +1,70 @@
+package registry
+
+import (
+	"testing"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+func session(id uint64, hosts ...string) *Session {
+	s := &Session{ID: id, Hello: tunnel.Hello{ClientID: "c", Mode: tunnel.ModeHTTP}}
+	for i, h := range hosts {
+		s.Hello.HTTP = append(s.Hello.HTTP, tunnel.HTTPUpstream{Host: h, URL: "http://127.0.0.1"})
+		s.dials = append(s.dials, DialAddress(id, i))
+	}
+	return s
+}
+
+func TestLookupPrefersExactThenWildcardThenCatchAll(t *testing.T) {
+	r := New()
+	r.routes.Store(buildRoutes([]*Session{
+		session(1, "app.example.com", "*"),
+		session(2, "*.example.com"),
+		session(3, "app.example.com"),
+	}))
+	tests := []struct {
+		host  string
+		want  []uint64 // sessions, in order
+		index int      // announced host index within the first session
+	}{
+		{"app.example.com", []uint64{1, 3}, 0},
+		{"APP.example.com:8123", []uint64{1, 3}, 0},
+		{"api.example.com", []uint64{2}, 0},
+		{"deep.api.example.com", []uint64{1}, 1},
+		{"example.com", []uint64{1}, 1},
+		{"other.net", []uint64{1}, 1},
+	}
+	for _, tt := range tests {
+		got := r.Lookup(tt.host)
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: got %d routes, want %v", tt.host, len(got), tt.want)
+			continue
+		}
+		for i, rt := range got {
+			if rt.Session.ID != tt.want[i] {
+				t.Errorf("%s: route %d is session %d, want %d", tt.host, i, rt.Session.ID, tt.want[i])
+			}
+		}
+		if got[0].Index != tt.index || got[0].Dial() != DialAddress(tt.want[0], tt.index) {
+			t.Errorf("%s: index %d dial %s", tt.host, got[0].Index, got[0].Dial())
+		}
+	}
+
+	r.routes.Store(buildRoutes(nil))
+	if got := r.Lookup("app.example.com"); len(got) != 0 {
+		t.Errorf("empty registry routes %d", len(got))
+	}
+}
+
+func TestDialAddressRoundTrip(t *testing.T) {
+	addr := DialAddress(42, 3)
+	id, index, ok := ParseDialAddress(addr)
+	if !ok || id != 42 || index != 3 {
+		t.Fatalf("ParseDialAddress(%q) = %d, %d, %v", addr, id, index, ok)
+	}
+	for _, bad := range []string{"", "inlets-1:80", "inlets-x-1:80", "other-1-2:80", "inlets-1-2:443", "127.0.0.1:80"} {
+		if _, _, ok := ParseDialAddress(bad); ok {
+			t.Errorf("ParseDialAddress(%q) accepted", bad)
+		}
+	}
+}

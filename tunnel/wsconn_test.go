@@ -1,0 +1,97 @@
+package tunnel
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// wsPair returns the two ends of a real WebSocket over loopback.
+func wsPair(t *testing.T) (client, server *websocket.Conn) {
+	t.Helper()
+	accepted := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		accepted <- ws
+	}))
+	t.Cleanup(srv.Close)
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+func TestConnCarriesABytestreamAcrossMessages(t *testing.T) {
+	cws, sws := wsPair(t)
+	client, server := NewConn(cws), NewConn(sws)
+
+	// One write larger than a message is split; the reader sees one stream.
+	data := bytes.Repeat([]byte("0123456789abcdef"), (3*MaxMessageSize)/16+7)
+	go func() {
+		if _, err := client.Write(data); err != nil {
+			t.Error(err)
+		}
+		// Many small writes, read back with a buffer that spans them.
+		for i := range 100 {
+			client.Write([]byte{byte(i)})
+		}
+		client.Close()
+	}()
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(server, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("bytes changed in transit")
+	}
+	small := make([]byte, 100)
+	if _, err := io.ReadFull(server, small); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range small {
+		if b != byte(i) {
+			t.Fatalf("byte %d is %d", i, b)
+		}
+	}
+	if _, err := server.Read(small); err == nil {
+		t.Fatal("read after the peer closed succeeded")
+	}
+}
+
+func TestConnRefusesTextAndOversizedMessages(t *testing.T) {
+	cws, sws := wsPair(t)
+	server := NewConn(sws)
+	cws.WriteMessage(websocket.TextMessage, []byte("hello"))
+	if _, err := server.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "want binary") {
+		t.Fatalf("text message: %v", err)
+	}
+
+	cws, sws = wsPair(t)
+	server = NewConn(sws)
+	cws.WriteMessage(websocket.BinaryMessage, make([]byte, MaxMessageSize+1))
+	if _, err := io.ReadAll(server); err == nil || !strings.Contains(err.Error(), "read limit") {
+		t.Fatalf("oversized message: %v", err)
+	}
+}
+
+func TestConnAddresses(t *testing.T) {
+	cws, sws := wsPair(t)
+	client, server := NewConn(cws), NewConn(sws)
+	if client.RemoteAddr().String() != server.LocalAddr().String() {
+		t.Fatalf("client remote %s != server local %s", client.RemoteAddr(), server.LocalAddr())
+	}
+	var _ net.Conn = client
+}
