@@ -81,12 +81,12 @@ func notHostChar(r rune) bool {
 // ParseUpstreamURL parses an HTTP upstream: http:// or https://, a host, and
 // an optional path prefix; no query or fragment.
 func ParseUpstreamURL(raw string) (*url.URL, error) {
+	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+		return nil, fmt.Errorf("upstream URL %q must start with http:// or https://", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("upstream URL %q: %w", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("upstream URL %q must start with http:// or https://", raw)
 	}
 	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("upstream URL %q must be scheme://host[:port][/path prefix], without credentials, query or fragment", raw)

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+func TestParseHTTPUpstreams(t *testing.T) {
+	got, err := parseHTTPUpstreams(splitList("App.example.com=http://127.0.0.1:3000, grafana.example.com=https://10.0.0.5:3001/grafana ,http://127.0.0.1:8080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tunnel.HTTPUpstream{
+		{Host: "app.example.com", URL: "http://127.0.0.1:3000"},
+		{Host: "grafana.example.com", URL: "https://10.0.0.5:3001/grafana"},
+		{Host: "*", URL: "http://127.0.0.1:8080"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	for in, msg := range map[string]string{
+		"":                             "--upstream is required",
+		"app.example.com=127.0.0.1:80": "must start with http:// or https://",
+		"bad host=http://x":            "lower-case name",
+	} {
+		if _, err := parseHTTPUpstreams(splitList(in)); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: got %v, want %q", in, err, msg)
+		}
+	}
+}
+
+func TestParseTCPUpstreams(t *testing.T) {
+	got, err := parseTCPUpstreams([]string{"192.168.0.10"}, splitList("2222:22,8000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tunnel.TCPUpstream{{Port: 2222, Upstream: "192.168.0.10:22"}, {Port: 8000, Upstream: "192.168.0.10:8000"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if got, _ := parseTCPUpstreams([]string{"::1"}, []string{"5432"}); got[0].Upstream != "[::1]:5432" {
+		t.Errorf("IPv6 upstream: %s", got[0].Upstream)
+	}
+	for _, tt := range []struct {
+		hosts, ports []string
+		msg          string
+	}{
+		{nil, []string{"22"}, "one --upstream HOST"},
+		{[]string{"h"}, nil, "--ports is required"},
+		{[]string{"h"}, []string{"70000"}, "between 1 and 65535"},
+		{[]string{"h"}, []string{"22:ssh"}, "PORT:LOCALPORT"},
+	} {
+		if _, err := parseTCPUpstreams(tt.hosts, tt.ports); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%v %v: got %v, want %q", tt.hosts, tt.ports, err, tt.msg)
+		}
+	}
+}
+
+func TestReadToken(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte("s3cret\n"), 0o600)
+	if tok, err := readToken("", file); err != nil || tok != "s3cret" {
+		t.Errorf("token file: %q %v", tok, err)
+	}
+	if tok, err := readToken("direct", ""); err != nil || tok != "direct" {
+		t.Errorf("token: %q %v", tok, err)
+	}
+	for _, tt := range [][2]string{{"", ""}, {"a", file}, {"", "/nonexistent"}} {
+		if _, err := readToken(tt[0], tt[1]); err == nil {
+			t.Errorf("readToken(%q, %q) accepted", tt[0], tt[1])
+		}
+	}
+}
+
+func TestMainExitCodesAndMessages(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{}, 2, "Usage:"},
+		{[]string{"help"}, 0, "Usage:"},
+		{[]string{"version"}, 0, "inlets "},
+		{[]string{"http", "client"}, 2, "--url is required"},
+		{[]string{"http", "client", "--url", "ws://127.0.0.1:1"}, 2, "a token is required"},
+		{[]string{"http", "client", "--url", "http://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "must start with ws:// or wss://"},
+		{[]string{"http", "client", "--url", "ws://x", "--token", "t"}, 2, "--upstream is required"},
+		{[]string{"http", "client", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "h"}, 2, "--ports is required"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main("inlets", tt.args, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
+			t.Errorf("inlets %s: exit %d, output %q; want exit %d and %q", strings.Join(tt.args, " "), code, stdout.String()+stderr.String(), tt.code, tt.out)
+		}
+	}
+}
