@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -82,8 +83,22 @@ func (t *Transport) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	return conn, nil
 }
 
+// UnmarshalCaddyfile takes the options of reverse_proxy's http transport
+// (keepalive, dial_timeout, read_buffer, ...) except tls and versions:
+//
+//	transport inlets {
+//		<http transport options...>
+//	}
+func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if t.HTTPTransport == nil {
+		t.HTTPTransport = new(reverseproxy.HTTPTransport)
+	}
+	return t.HTTPTransport.UnmarshalCaddyfile(d)
+}
+
 // Interface guards
 var (
-	_ caddy.Provisioner  = (*Transport)(nil)
-	_ caddy.CleanerUpper = (*Transport)(nil)
+	_ caddy.Provisioner     = (*Transport)(nil)
+	_ caddy.CleanerUpper    = (*Transport)(nil)
+	_ caddyfile.Unmarshaler = (*Transport)(nil)
 )

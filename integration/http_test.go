@@ -398,3 +398,14 @@ func TestCaddyBinaryRunsTheClientAndStopsCleanlyOnSignal(t *testing.T) {
 		})
 	}
 }
+
+func TestReverseProxyComposedWithTheInletsSourceAndTransport(t *testing.T) {
+	up := newUpstream(t, "composed")
+	addr, _ := server(t, "inlets control {\n\t\ttoken "+testenv.Token+"\n\t}\n\treverse_proxy {\n\t\tdynamic inlets\n\t\ttransport inlets {\n\t\t\tkeepalive 30s\n\t\t}\n\t\tlb_policy least_conn\n\t}")
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+
+	code, e := request(t, http.MethodPost, addr, "app.example.com", "/composed", strings.NewReader("body"))
+	if code != http.StatusOK || e.Upstream != "composed" || e.Path != "/composed" || e.Host != "app.example.com" {
+		t.Fatalf("through reverse_proxy { dynamic inlets; transport inlets }: %d %+v", code, e)
+	}
+}
