@@ -23,7 +23,9 @@ var read = sync.OnceValues(func() (version, sha string) {
 		for _, dep := range info.Deps {
 			if dep.Path == ModulePath {
 				mod = dep
-				if dep.Replace != nil && dep.Replace.Version != "" {
+				if dep.Replace != nil {
+					// A directory replacement (xcaddy --with ...=./dir)
+					// has no version of its own.
 					mod = dep.Replace
 				}
 				break
