@@ -35,4 +35,3 @@ func (w *testWriter) stop() {
 	w.done = true
 	w.mu.Unlock()
 }
-
