@@ -109,3 +109,18 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 		t.Fatalf("after bad handshakes the good client must still be served: %d %+v", code, e)
 	}
 }
+
+func TestSilentClientIsDroppedAfterTheHandshakeTimeout(t *testing.T) {
+	addr, _ := server(t, inletsBoth)
+	ws, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello
+	start := time.Now()
+	ws.SetReadDeadline(time.Now().Add(tunnel.HandshakeTimeout + 5*time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if waited := time.Since(start); waited < tunnel.HandshakeTimeout-time.Second || waited > tunnel.HandshakeTimeout+4*time.Second {
+		t.Fatalf("the server dropped a silent client after %s, want about %s", waited, tunnel.HandshakeTimeout)
+	}
+}

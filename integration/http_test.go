@@ -409,3 +409,31 @@ func TestReverseProxyComposedWithTheInletsSourceAndTransport(t *testing.T) {
 		t.Fatalf("through reverse_proxy { dynamic inlets; transport inlets }: %d %+v", code, e)
 	}
 }
+
+func TestClientVanishingMidRequestCutsOnlyThatRequest(t *testing.T) {
+	const size = 4 << 20
+	up := newUpstream(t, "app")
+	addr, _ := server(t, inletsBoth)
+	cl := testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/held?size=%d", addr, size), nil)
+	req.Host = "app.example.com"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.CopyN(io.Discard, resp.Body, size/2); err != nil {
+		t.Fatal(err)
+	}
+
+	cl.Stop() // the client goes away with the response half sent
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil {
+		t.Fatalf("the visitor got a clean end after %d more bytes of a cut response", n)
+	}
+	code, body := testenv.Get(t, addr, "app.example.com", "/")
+	if code != http.StatusBadGateway || !strings.Contains(body, "no tunnel client") {
+		t.Fatalf("after the client left: %d %q", code, body)
+	}
+}
