@@ -112,6 +112,7 @@ func New(cfg Config) (*Client, error) {
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: cfg.DialTimeout,
 			TLSClientConfig:  cfg.TLS,
+			WriteBufferSize:  tunnel.WriteBufferSize,
 			WriteBufferPool:  tunnel.WriteBufferPool,
 		},
 		hello: tunnel.Hello{

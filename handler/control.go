@@ -23,6 +23,7 @@ import (
 // not browsers, and the bearer token is the authentication.
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: tunnel.HandshakeTimeout,
+	WriteBufferSize:  tunnel.WriteBufferSize,
 	WriteBufferPool:  tunnel.WriteBufferPool,
 	CheckOrigin:      func(*http.Request) bool { return true },
 }

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,18 +15,32 @@ import (
 // Conn is a net.Conn over a WebSocket: the binary messages, read in order,
 // form its byte stream (see the package documentation).
 //
-// Reads use NextReader so a message is never buffered whole; each Write is
-// sent as one binary message, split at MaxMessageSize. One goroutine may
-// read while another writes.
+// Reads use NextReader so a message is never buffered whole. Each Write is
+// sent as one binary message, split at MaxMessageSize, with one exception:
+// yamux writes a data frame as two calls, its 12-byte header and then its
+// body, and Conn sends the two as one message. That halves the messages
+// and system calls per frame. One goroutine may read while another writes.
 type Conn struct {
 	ws *websocket.Conn
 
 	// reader is the message being read; only Read touches it.
 	reader io.Reader
 
-	// writeMu serialises writers: gorilla allows one at a time.
+	// writeMu serialises writers (gorilla allows one at a time) and guards
+	// header.
 	writeMu sync.Mutex
+	// header is a yamux data frame header held back until its body comes;
+	// headerLen is 0 when none is held.
+	header    [yamuxHeaderSize]byte
+	headerLen int
 }
+
+// yamux frame header layout (yamux spec.md): version, type, flags (2),
+// stream ID (4), length (4).
+const (
+	yamuxHeaderSize = 12
+	yamuxTypeData   = 0
+)
 
 // NewConn adapts ws. It sets ws's read limit to MaxMessageSize.
 func NewConn(ws *websocket.Conn) *Conn {
@@ -33,8 +48,14 @@ func NewConn(ws *websocket.Conn) *Conn {
 	return &Conn{ws: ws}
 }
 
+// WriteBufferSize is the size of WebSocket write buffers: a frame of
+// typical size (a 32 KiB copy buffer and its header) goes out as one
+// WebSocket frame in one system call, including on the client, which must
+// mask what it sends and so copies it into this buffer.
+const WriteBufferSize = 64 << 10
+
 // WriteBufferPool is shared by every WebSocket of the process, so an idle
-// session holds no write buffer.
+// session holds no write buffer. All its buffers are WriteBufferSize.
 var WriteBufferPool websocket.BufferPool = new(sync.Pool)
 
 // Read reads from the current message, moving on to the next one at its end.
@@ -74,6 +95,21 @@ func readError(err error) error {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	if c.headerLen > 0 {
+		header := c.header[:c.headerLen]
+		c.headerLen = 0
+		if bodyLen(header) == len(p) && yamuxHeaderSize+len(p) <= MaxMessageSize {
+			return len(p), c.writeJoined(header, p)
+		}
+		// Not the body announced: send the header on its own.
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, header); err != nil {
+			return 0, err
+		}
+	}
+	if bodyLen(p) > 0 {
+		c.headerLen = copy(c.header[:], p)
+		return len(p), nil
+	}
 	written := 0
 	for len(p) > 0 {
 		chunk := p[:min(len(p), MaxMessageSize)]
@@ -84,6 +120,30 @@ func (c *Conn) Write(p []byte) (int, error) {
 		p = p[len(chunk):]
 	}
 	return written, nil
+}
+
+// bodyLen returns the body length that p announces if p is exactly a yamux
+// data frame header, or 0.
+func bodyLen(p []byte) int {
+	if len(p) != yamuxHeaderSize || p[0] != 0 || p[1] != yamuxTypeData {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(p[8:12]))
+}
+
+// writeJoined sends a yamux header and its body as one message.
+func (c *Conn) writeJoined(header, body []byte) error {
+	w, err := c.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(header); err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // Close closes the underlying connection without a closing handshake: yamux

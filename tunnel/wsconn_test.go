@@ -13,11 +13,11 @@ import (
 )
 
 // wsPair returns the two ends of a real WebSocket over loopback.
-func wsPair(t *testing.T) (client, server *websocket.Conn) {
+func wsPair(t testing.TB) (client, server *websocket.Conn) {
 	t.Helper()
 	accepted := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		ws, err := (&websocket.Upgrader{WriteBufferSize: WriteBufferSize, WriteBufferPool: WriteBufferPool}).Upgrade(w, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
@@ -25,7 +25,8 @@ func wsPair(t *testing.T) (client, server *websocket.Conn) {
 		accepted <- ws
 	}))
 	t.Cleanup(srv.Close)
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	dialer := &websocket.Dialer{WriteBufferSize: WriteBufferSize, WriteBufferPool: WriteBufferPool}
+	c, _, err := dialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,4 +95,44 @@ func TestConnAddresses(t *testing.T) {
 		t.Fatalf("client remote %s != server local %s", client.RemoteAddr(), server.LocalAddr())
 	}
 	var _ net.Conn = client
+}
+
+// yamuxHeader builds a yamux frame header.
+func yamuxHeader(typ byte, length uint32) []byte {
+	h := make([]byte, yamuxHeaderSize)
+	h[1] = typ
+	h[7] = 1 // stream 1
+	h[8], h[9], h[10], h[11] = byte(length>>24), byte(length>>16), byte(length>>8), byte(length)
+	return h
+}
+
+func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
+	cws, sws := wsPair(t)
+	client := NewConn(cws)
+	body := []byte("hello, yamux")
+	windowUpdate := yamuxHeader(1, 4096)
+
+	client.Write(yamuxHeader(yamuxTypeData, uint32(len(body))))
+	client.Write(body)
+	client.Write(windowUpdate) // no body: sent at once
+	client.Write(yamuxHeader(yamuxTypeData, 100))
+	client.Write([]byte("not the announced 100 bytes")) // sent separately
+	client.Write(yamuxHeader(yamuxTypeData, 0))         // a SYN/FIN-only frame: no body
+
+	want := [][]byte{
+		append(yamuxHeader(yamuxTypeData, uint32(len(body))), body...),
+		windowUpdate,
+		yamuxHeader(yamuxTypeData, 100),
+		[]byte("not the announced 100 bytes"),
+		yamuxHeader(yamuxTypeData, 0),
+	}
+	for i, w := range want {
+		_, got, err := sws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, w) {
+			t.Fatalf("message %d: got %q, want %q", i, got, w)
+		}
+	}
 }
