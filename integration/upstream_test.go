@@ -132,3 +132,13 @@ func payloadSHA(size int64) string {
 	io.Copy(h, payload(size))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// newBenchUpstream serves /small: a 13-byte body, as a benchmark upstream.
+func newBenchUpstream(b testing.TB) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "hello, world\n")
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
