@@ -1,14 +1,17 @@
 package metrics
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // sample finds the metric of family name whose labels include labels, in
@@ -292,5 +295,49 @@ func TestConnectedGaugesAreZeroWithoutSessions(t *testing.T) {
 		if m == nil || m.Gauge.GetValue() != 0 {
 			t.Errorf("%s: %v, want 0", name, m)
 		}
+	}
+}
+
+// promtool's lint finds nothing in the exposition of every inlets metric,
+// except that three gauges keep the names inlets-pro gave them, which end
+// in _gauge.
+func TestPromtoolFindsOnlyTheReferenceGaugeNames(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (Debian: apt-get install prometheus)")
+	}
+	reg := newRegistry(t)
+	HTTPRequest(200, "lint.example.com", http.MethodGet, time.Millisecond)
+	ControlPlaneRequest("http", "/connect", 401)
+	ControlPlaneRequest("tcp", "/connect", 101)
+	TCPConnectionOpened(2222)
+	TCPConnectionClosed(2222)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	for _, f := range families {
+		if _, err := expfmt.MetricFamilyToText(&text, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &text
+	out, _ := cmd.CombinedOutput()
+	allowed := map[string]bool{}
+	for _, name := range []string{"http_controlplane_connected_gauge", "tcp_controlplane_connected_gauge", "tcp_dataplane_connections_gauge"} {
+		allowed[name+" metric name should not include type 'gauge'"] = true
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if allowed[line] {
+			seen++
+		} else if line != "" {
+			t.Errorf("promtool check metrics: %s", line)
+		}
+	}
+	if seen != len(allowed) {
+		t.Errorf("promtool did not lint the three gauges (did it run?): %s", out)
 	}
 }
