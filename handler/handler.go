@@ -45,9 +45,9 @@ const (
 // visitors' sites, so that /connect, /status and /metrics never shadow an
 // upstream's own paths.
 type Handler struct {
-	// Which plane this handler serves: "control" (only /connect; other
-	// requests go to the next handler), "data" (only visitors' requests) or
-	// empty for both.
+	// Which plane this handler serves: "control" (only the control plane's
+	// /connect, /status and /metrics; other requests go to the next
+	// handler), "data" (only visitors' requests) or empty for both.
 	Plane string `json:"plane,omitempty"`
 
 	// Tokens that clients may present as `Authorization: Bearer <token>`.
