@@ -12,14 +12,18 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "inlets",
-		Usage: "http client|tcp client|version [flags]",
-		Short: "Runs an inlets tunnel client",
+		Usage: "http client|tcp client|status|version [flags]",
+		Short: "Runs an inlets tunnel client, or prints a server's status",
 		Long: `
 Runs the inlets tunnel client that is also available as the standalone
 'inlets' binary, e.g.:
 
   caddy inlets http client --url wss://tunnel.example.com --token-file ./token \
     --upstream app.example.com=http://127.0.0.1:3000
+
+and prints a server's status, as the 'inlets status' command does:
+
+  caddy inlets status --url wss://tunnel.example.com --token-file ./token
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			// The client parses its own flags.

@@ -3,13 +3,16 @@
 // build --with github.com/caddy-inlets/caddy-inlets) registers every module
 // of the project: the inlets app, the http.handlers.inlets handler with its
 // reverse_proxy transport and upstream source, the TCP data plane, the admin
-// API route and the `caddy inlets` command.
+// API route (admin.api.inlets, from status/caddystatus) and the `caddy
+// inlets` command.
 package inlets
 
 import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+	_ "github.com/caddy-inlets/caddy-inlets/status/caddystatus"
 
 	_ "github.com/caddy-inlets/caddy-inlets/handler"
 )
@@ -35,9 +38,14 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision takes a reference on the process-wide registry.
+// Provision takes a reference on the process-wide registry, and adds the
+// inlets metrics to the config's metrics registry. Every config has a new
+// one; the metrics' values carry over.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	a.reg = registry.Load()
 	return nil
 }

@@ -214,7 +214,10 @@ func (c *Client) session(ctx context.Context) (accepted bool, err error) {
 
 // connect dials the server, upgrades, and performs the handshake.
 func (c *Client) connect(ctx context.Context) (*yamux.Session, error) {
-	header := http.Header{"Authorization": {"Bearer " + c.cfg.Token}}
+	header := http.Header{
+		"Authorization":   {"Bearer " + c.cfg.Token},
+		tunnel.ModeHeader: {c.hello.Mode},
+	}
 	ws, resp, err := c.dialer.DialContext(ctx, c.url, header)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {

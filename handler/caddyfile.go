@@ -24,10 +24,11 @@ import (
 //		stream_close_delay <duration>
 //	}
 //
-// With no argument the handler serves both planes: /connect for clients and
-// every other request for visitors. `control` serves only /connect (other
-// requests go on to the next handler); `data` serves only visitors and
-// needs no token.
+// With no argument the handler serves both planes: the control plane's
+// paths (/connect for clients, /status and /metrics, all behind the token)
+// and every other request for visitors. `control` serves only the control
+// plane's paths (other requests go on to the next handler); `data` serves
+// only visitors and needs no token.
 //
 // token may be repeated and may use placeholders such as {env.INLETS_TOKEN}
 // or {file./run/secrets/inlets}; token_file may be repeated too. A handler

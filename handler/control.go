@@ -16,6 +16,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/status"
+	"github.com/caddy-inlets/caddy-inlets/status/caddystatus"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -28,33 +31,80 @@ var upgrader = websocket.Upgrader{
 	CheckOrigin:      func(*http.Request) bool { return true },
 }
 
-// serveConnect authenticates a client and hands its upgraded connection to
-// the registry, which runs the session on its own goroutines: it outlives
-// this request and this config.
-func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) error {
+// serveControl answers a request for one of the control plane's paths
+// (/connect, /status, /metrics), which all need the bearer token, and
+// counts it in the control-plane metrics of the mode the client names in
+// its X-Inlets-Mode header: the request is counted before the token is
+// known to be right, so that refused ones show up too.
+func (h *Handler) serveControl(w http.ResponseWriter, r *http.Request) error {
+	rec := newStatusRecorder(w)
+	code := h.answerControl(rec, r)
+	metrics.ControlPlaneRequest(r.Header.Get(tunnel.ModeHeader), r.URL.Path, code)
+	return nil
+}
+
+// answerControl serves a control-plane request and returns the status it
+// answered with.
+func (h *Handler) answerControl(w *statusRecorder, r *http.Request) int {
 	if !h.tokens.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="inlets"`)
-		http.Error(w, "inlets: missing or wrong token: give the client the server's token with --token or --token-file", http.StatusUnauthorized)
-		if c := h.logger.Check(zap.InfoLevel, "client refused: missing or wrong token"); c != nil {
-			c.Write(zap.String("remote_addr", r.RemoteAddr))
+		fix := "send the server's token as `Authorization: Bearer <token>`"
+		if r.URL.Path == tunnel.ConnectPath {
+			fix = "give the client the server's token with --token or --token-file"
 		}
-		return nil
+		w.Header().Set("WWW-Authenticate", `Bearer realm="inlets"`)
+		http.Error(w, "inlets: missing or wrong token: "+fix, http.StatusUnauthorized)
+		if c := h.logger.Check(zap.InfoLevel, "client refused: missing or wrong token"); c != nil {
+			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("path", r.URL.Path))
+		}
+		return http.StatusUnauthorized
 	}
+	switch r.URL.Path {
+	case tunnel.ConnectPath:
+		if h.serveConnect(w, r) {
+			return http.StatusSwitchingProtocols
+		}
+	case tunnel.StatusPath:
+		if allowGet(w, r) {
+			status.ServeJSON(w, caddystatus.Of(h.reg))
+		}
+	case tunnel.MetricsPath:
+		if allowGet(w, r) {
+			h.metricsHandler.ServeHTTP(w, r)
+		}
+	}
+	// Nothing written: net/http answers 200.
+	return w.StatusOr(http.StatusOK)
+}
+
+// allowGet answers 405 to anything but GET and HEAD.
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "inlets: "+r.URL.Path+" answers GET", http.StatusMethodNotAllowed)
+	return false
+}
+
+// serveConnect hands an authenticated client's upgraded connection to the
+// registry, which runs the session on its own goroutines: it outlives this
+// request and this config. It reports whether the upgrade succeeded.
+func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) bool {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "inlets: "+tunnel.ConnectPath+" expects a WebSocket upgrade over HTTP/1.1 from an inlets client", http.StatusBadRequest)
-		return nil
+		return false
 	}
 	ws, err := upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		// The upgrader has answered the client already.
 		h.logger.Warn("upgrading client connection", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
-		return nil
+		return false
 	}
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
 	go h.reg.Serve(tunnel.NewConn(ws), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
-	return nil
+	return true
 }
 
 // hijacker gives gorilla the http.Hijacker it asks for: Caddy's response

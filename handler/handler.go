@@ -7,6 +7,7 @@
 package handler
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -14,9 +15,11 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -32,17 +35,19 @@ const (
 )
 
 // Handler serves the tunnel's control plane (clients connect to
-// /connect with a bearer token) and its HTTP data plane (visitors' requests,
-// routed by Host to the clients that announced it).
+// /connect with a bearer token; /status and /metrics answer with the same
+// token) and its HTTP data plane (visitors' requests, routed by Host to the
+// clients that announced it).
 //
 // One handler may serve both planes, or a site may serve only one: inlets-pro
 // keeps clients on port 8123 and visitors on 80/443, and so can Caddy, with
 // `plane: "control"` on the clients' site and `plane: "data"` on the
-// visitors' sites, so that /connect never shadows an upstream's own path.
+// visitors' sites, so that /connect, /status and /metrics never shadow an
+// upstream's own paths.
 type Handler struct {
-	// Which plane this handler serves: "control" (only /connect; other
-	// requests go to the next handler), "data" (only visitors' requests) or
-	// empty for both.
+	// Which plane this handler serves: "control" (only the control plane's
+	// /connect, /status and /metrics; other requests go to the next
+	// handler), "data" (only visitors' requests) or empty for both.
 	Plane string `json:"plane,omitempty"`
 
 	// Tokens that clients may present as `Authorization: Bearer <token>`.
@@ -72,13 +77,14 @@ type Handler struct {
 	// Default: 1h, so a reload does not cut them.
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
-	reg     *registry.Registry
-	tokens  tokenSet
-	allow   func(string) bool
-	proxy   *reverseproxy.Handler
-	logger  *zap.Logger
-	control bool
-	data    bool
+	reg            *registry.Registry
+	tokens         tokenSet
+	allow          func(string) bool
+	proxy          *reverseproxy.Handler
+	metricsHandler http.Handler
+	logger         *zap.Logger
+	control        bool
+	data           bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -116,6 +122,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
 			return err
 		}
+		// The config's registry: Caddy's metrics and inlets', as the
+		// admin endpoint's /metrics and the metrics directive serve them.
+		h.metricsHandler = promhttp.HandlerFor(ctx.GetMetricsRegistry(), promhttp.HandlerOpts{
+			ErrorLog:          promLogger{h.logger},
+			EnableOpenMetrics: true,
+		})
 	}
 	if h.data {
 		if err := h.provisionProxy(ctx); err != nil {
@@ -192,23 +204,56 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP routes control-plane paths to the control plane and everything
 // else to the data plane.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.control && r.URL.Path == tunnel.ConnectPath {
-		return h.serveConnect(w, r)
+	if h.control {
+		switch r.URL.Path {
+		case tunnel.ConnectPath, tunnel.StatusPath, tunnel.MetricsPath:
+			return h.serveControl(w, r)
+		}
 	}
 	if !h.data {
 		return next.ServeHTTP(w, r)
 	}
-	if len(h.reg.Lookup(r.Host)) == 0 {
+	start := time.Now()
+	routes := h.reg.Lookup(r.Host)
+	if len(routes) == 0 {
 		if h.PassThru {
 			return next.ServeHTTP(w, r)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusBadGateway)
 		fmt.Fprintf(w, "502 Bad Gateway: no tunnel client is connected for %s\n", tunnel.HostOnly(r.Host))
+		metrics.HTTPRequest(http.StatusBadGateway, metrics.NoHost, r.Method, time.Since(start))
 		return nil
 	}
-	return h.proxy.ServeHTTP(w, r, next)
+	// Every route of a lookup has the same pattern: the one that matched.
+	host := routes[0].Host()
+	rec := newStatusRecorder(w)
+	err := h.proxy.ServeHTTP(rec, r, next)
+	metrics.HTTPRequest(responseStatus(rec, err), host, r.Method, time.Since(start))
+	return err
 }
+
+// responseStatus is the status a proxied request was answered with. When
+// reverse_proxy fails before writing (no client could take the request),
+// Caddy answers with the status its error carries.
+func responseStatus(rec *statusRecorder, err error) int {
+	if err == nil {
+		return rec.StatusOr(http.StatusOK)
+	}
+	if rec.status != 0 {
+		return rec.status
+	}
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		return he.StatusCode
+	}
+	return http.StatusInternalServerError
+}
+
+// promLogger sends the metrics handler's errors to the handler's log.
+type promLogger struct{ logger *zap.Logger }
+
+func (l promLogger) Println(v ...any) { l.logger.Sugar().Error(v...) }
 
 // Interface guards
 var (

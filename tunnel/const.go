@@ -10,11 +10,26 @@ const ProtocolVersion = 1
 // no path of its own.
 const ConnectPath = "/connect"
 
+// Control-plane paths other than ConnectPath: both answer GET with the
+// server's bearer token.
+const (
+	// StatusPath serves the server's status as JSON.
+	StatusPath = "/status"
+	// MetricsPath serves the server's Prometheus metrics.
+	MetricsPath = "/metrics"
+)
+
 // Modes a client may announce in its Hello.
 const (
 	ModeHTTP = "http"
 	ModeTCP  = "tcp"
 )
+
+// ModeHeader is the request header in which a client names its mode
+// (ModeHTTP or ModeTCP) when it connects. The server reads it before the
+// token is checked, and only to count the request under its mode's
+// control-plane metrics; the Hello's Mode is what decides the session.
+const ModeHeader = "X-Inlets-Mode"
 
 // Stream kinds, in StreamHeader.Kind.
 const (

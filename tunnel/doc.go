@@ -8,10 +8,15 @@
 //
 //	GET /connect HTTP/1.1
 //	Authorization: Bearer <token>
+//	X-Inlets-Mode: http
 //	Upgrade: websocket
 //
 // The server answers 401 with a plain-text reason when the token is missing or
-// wrong, and 101 when it accepts the upgrade. HTTP/1.1 is required (no h2
+// wrong, and 101 when it accepts the upgrade. X-Inlets-Mode ([ModeHeader],
+// "http" or "tcp") is the mode the client will announce in its Hello; the
+// server only uses it to count the request in the control-plane metrics of
+// that mode (a request without it, or with another value, counts as "http"),
+// since it counts the request before it knows whether the token is right. HTTP/1.1 is required (no h2
 // extended CONNECT). Every WebSocket message is binary; message boundaries
 // carry no meaning: the messages, read in order, form one byte stream. A
 // writer splits its data into messages of at most [MaxMessageSize] bytes and
@@ -64,4 +69,11 @@
 //
 // Closing a stream's write side (yamux FIN) is a half-close: it is relayed to
 // the far end as end-of-file while the other direction keeps flowing.
+//
+// # Status and metrics
+//
+// The control plane also answers GET [StatusPath] with the server's status
+// as JSON (the shape of inlets-pro's: "info" and "clients") and GET
+// [MetricsPath] with its Prometheus metrics, both with the same bearer token
+// as /connect and 401 without it.
 package tunnel

@@ -1,5 +1,6 @@
 // Package cli is the command line of the inlets client, shared by the
-// standalone `inlets` binary and `caddy inlets`.
+// standalone `inlets` binary and `caddy inlets`: the HTTP and TCP clients,
+// and `status`, which prints a server's status.
 package cli
 
 import (
@@ -25,9 +26,10 @@ import (
 const usage = `Usage:
   %[1]s http client --url URL --token TOKEN --upstream [HOST=]URL[,...]
   %[1]s tcp client  --url URL --token TOKEN --upstream HOST --ports PORT[:LOCAL][,...]
+  %[1]s status      --url URL --token TOKEN [--json]
   %[1]s version
 
-Run '%[1]s http client -h' or '%[1]s tcp client -h' for the flags.
+Run '%[1]s http client -h', '%[1]s tcp client -h' or '%[1]s status -h' for the flags.
 `
 
 // Main runs the command line args (without the program name) and returns
@@ -40,6 +42,8 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 		return runClient(name+" http client", tunnel.ModeHTTP, args[2:], stderr)
 	case cmd == "tcp client":
 		return runClient(name+" tcp client", tunnel.ModeTCP, args[2:], stderr)
+	case len(args) > 0 && args[0] == "status":
+		return runStatus(name+" status", args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "version":
 		fmt.Fprintf(stdout, "%s %s (%s)\n", name, version.Version(), version.SHA())
 		return 0

@@ -1,0 +1,101 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "http_dataplane_requests_total",
+		Help: "total HTTP requests processed",
+	}, []string{"code", "host", "method"})
+	httpDurations = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "http_dataplane_request_duration_seconds",
+		Help:    "Seconds spent serving HTTP requests.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"code", "host", "method"})
+)
+
+// NoHost is the host label of requests that no client served: the 502s
+// answered because no client announced the request's Host. It cannot be
+// an announced host, and keeps visitors' Host headers out of the labels.
+const NoHost = ""
+
+// HTTPRequest records one request of the HTTP data plane: answered with
+// code, after d, for the announced host pattern that matched it (never
+// the request's own Host, which visitors choose), with method folded to
+// the standard methods or "OTHER".
+func HTTPRequest(code int, host, method string, d time.Duration) {
+	s := httpSeriesFor(seriesKey{code: code, host: host, method: foldMethod(method)})
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+// seriesKey names one series of each HTTP data-plane metric.
+type seriesKey struct {
+	code         int
+	host, method string
+}
+
+type httpSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// httpCache keeps the series already used, so that a request neither
+// hashes label values nor allocates: hosts are the announced patterns and
+// codes and methods are few, so it stays small.
+var httpCache = struct {
+	sync.RWMutex
+	m map[seriesKey]httpSeries
+}{m: make(map[seriesKey]httpSeries)}
+
+func httpSeriesFor(k seriesKey) httpSeries {
+	httpCache.RLock()
+	s, ok := httpCache.m[k]
+	httpCache.RUnlock()
+	if ok {
+		return s
+	}
+	code := codeLabel(k.code)
+	s = httpSeries{
+		requests: httpRequests.WithLabelValues(code, k.host, k.method),
+		duration: httpDurations.WithLabelValues(code, k.host, k.method),
+	}
+	httpCache.Lock()
+	httpCache.m[k] = s
+	httpCache.Unlock()
+	return s
+}
+
+// foldMethod returns the method if it is one of HTTP's standard methods,
+// and "OTHER" otherwise, so that visitors cannot mint label values.
+func foldMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodConnect,
+		http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+// codeLabels holds the label of every valid status code, made once.
+var codeLabels = func() (l [600]string) {
+	for i := 100; i < len(l); i++ {
+		l[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+func codeLabel(code int) string {
+	if code >= 100 && code < len(codeLabels) {
+		return codeLabels[code]
+	}
+	return strconv.Itoa(code)
+}

@@ -1,0 +1,53 @@
+// Package metrics holds the Prometheus metrics of caddy-inlets, with the
+// names, types and labels of inlets-pro's, so that existing dashboards and
+// alerts work unchanged:
+//
+//	http_controlplane_connected_gauge        gauge      HTTP clients connected now
+//	tcp_controlplane_connected_gauge         gauge      TCP clients connected now
+//	http_controlplane_requests_total         counter    code, path: requests to the control plane
+//	tcp_controlplane_requests_total          counter    code, path: the same, from TCP clients
+//	http_dataplane_requests_total            counter    code, host, method
+//	http_dataplane_request_duration_seconds  histogram  code, host, method
+//	tcp_dataplane_connections_gauge          gauge      port: TCP connections open now
+//	tcp_dataplane_connections_total          counter    port: TCP connections forwarded
+//
+// The collectors are package-level, so their values outlive config
+// reloads: Caddy gives each config a new registry, and the inlets app
+// calls Register on it when it is provisioned. The connected gauges are
+// read from the session registry when scraped.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collectors are every collector of the package, in the order above.
+var collectors = []prometheus.Collector{
+	connected,
+	controlPlaneRequests[modeHTTP],
+	controlPlaneRequests[modeTCP],
+	httpRequests,
+	httpDurations,
+	tcpOpen,
+	tcpTotal,
+}
+
+// Register adds the inlets metrics to reg, normally a config's
+// ctx.GetMetricsRegistry(). Registering them again on the same registry
+// is harmless; a different collector with the same names is an error.
+func Register(reg prometheus.Registerer) error {
+	for _, c := range collectors {
+		err := reg.Register(c)
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) && already.ExistingCollector == c {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("registering the inlets metrics: %w (does another module export metrics with the names of inlets'?)", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+// Package caddystatus is the server side of the status: it builds a
+// status.Status from the live sessions of the registry, and serves it on
+// Caddy's admin API as the admin.api.inlets module (GET /inlets/status).
+// The control plane's GET /status (package handler) uses the same Of.
+//
+// It is apart from package status because it links Caddy, through
+// internal/registry, and the standalone `inlets` client must not.
+package caddystatus
+
+import (
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/status"
+)
+
+// processStarted stands in for the registry's start time while no config
+// holds the registry.
+var processStarted = time.Now()
+
+// Of returns the status of the server whose sessions reg holds. A nil reg
+// (no config uses inlets) gives the server's info and no clients.
+func Of(reg *registry.Registry) status.Status {
+	if reg == nil {
+		return status.New(processStarted, nil)
+	}
+	sessions := reg.Sessions()
+	clients := make([]status.Client, 0, len(sessions))
+	for _, s := range sessions {
+		c := status.Client{
+			ClientID:   s.Hello.ClientID,
+			RemoteAddr: s.RemoteAddr,
+			Since:      s.Since,
+			Upstreams:  s.Upstreams(),
+			Mode:       s.Hello.Mode,
+			Version:    s.Hello.Version,
+		}
+		for _, up := range s.Hello.TCP {
+			c.Ports = append(c.Ports, up.Port)
+		}
+		clients = append(clients, c)
+	}
+	return status.New(reg.Started(), clients)
+}

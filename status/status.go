@@ -1,0 +1,125 @@
+// Package status is the status of a caddy-inlets server: the JSON that the
+// control plane serves at GET /status and Caddy's admin API at GET
+// /inlets/status, in the shape of inlets-pro's, and the table that
+// `inlets status` prints from it.
+//
+// This package links no Caddy, because the standalone `inlets` client
+// imports it. Building a Status from the live sessions, and the
+// admin.api.inlets module, need Caddy and the session registry: they are
+// in status/caddystatus.
+package status
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/version"
+)
+
+// Status is the server's status: what it is, and who is connected.
+type Status struct {
+	Info Info `json:"info"`
+	// Clients are the connected clients, in the order they connected.
+	// Never null in JSON: an empty list when no client is connected.
+	Clients []Client `json:"clients"`
+}
+
+// Info describes the server.
+type Info struct {
+	// Version of caddy-inlets in the server, from the binary's build
+	// information ("dev" when built from a checkout without a version).
+	Version string `json:"version"`
+	// SHA is the commit caddy-inlets was built from, or "unknown".
+	SHA string `json:"sha"`
+	// Mode summarises the connected clients' modes: see Mode.
+	Mode string `json:"mode"`
+	// StartTime is when the server started serving tunnels. Config
+	// reloads do not change it.
+	StartTime time.Time `json:"startTime"`
+	// Hostname is the server's host name.
+	Hostname string `json:"hostname"`
+}
+
+// Client is one connected client session.
+type Client struct {
+	// ClientID is the ID the client announced; replicas may share one.
+	ClientID string `json:"clientID"`
+	// RemoteAddr is the client's address as the control plane saw it.
+	RemoteAddr string `json:"remoteAddr"`
+	// Since is when the server accepted the session.
+	Since time.Time `json:"since"`
+	// Upstreams are what the client announced: "host=url" for HTTP
+	// ("*=http://127.0.0.1:8080" for the catch-all), and the client's
+	// local "host:port" for TCP.
+	Upstreams []string `json:"upstreams"`
+
+	// Mode is the client's mode, "http" or "tcp".
+	Mode string `json:"mode"`
+	// Version is the client's software version.
+	Version string `json:"version"`
+	// Ports are the public ports a TCP client announced, in the order of
+	// its TCP upstreams.
+	Ports []int `json:"ports,omitempty"`
+}
+
+// ModeNone is Info.Mode while no client is connected.
+const ModeNone = "none"
+
+// Mode summarises the modes of clients: the distinct modes, sorted and
+// joined with a comma ("http", "tcp", or "http,tcp" when one server has
+// clients of both kinds), or ModeNone when there are no clients. A
+// caddy-inlets server is not started in one mode as inlets-pro's is: any
+// server takes HTTP clients, and takes TCP clients when its TCP data plane
+// is configured, so the mode reported is the one in use.
+func Mode(clients []Client) string {
+	var modes []string
+	for _, c := range clients {
+		if !slices.Contains(modes, c.Mode) {
+			modes = append(modes, c.Mode)
+		}
+	}
+	if len(modes) == 0 {
+		return ModeNone
+	}
+	slices.Sort(modes)
+	return strings.Join(modes, ",")
+}
+
+// New returns the status of this server: its version, commit and host
+// name, started at start, with clients connected.
+func New(start time.Time, clients []Client) Status {
+	if clients == nil {
+		clients = []Client{}
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return Status{
+		Info: Info{
+			Version:   version.Version(),
+			SHA:       version.SHA(),
+			Mode:      Mode(clients),
+			StartTime: start,
+			Hostname:  host,
+		},
+		Clients: clients,
+	}
+}
+
+// ServeJSON answers an HTTP request with s as indented JSON.
+func ServeJSON(w http.ResponseWriter, s Status) {
+	body, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		// Status holds only strings, times and ints.
+		http.Error(w, "encoding status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(body, '\n'))
+}

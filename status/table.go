@@ -1,0 +1,51 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// WriteTable prints s as `inlets status` does, with durations measured up
+// to now:
+//
+//	Server info:
+//	Hostname: creative-pine6
+//	Started:  1 day
+//	Mode:     http
+//	Version:  0.8.9-rc1
+//	Connected clients:
+//	Client ID                        Remote Address     Connected Upstreams
+//	4e35edf5c6a646b79cc580984eac4ea9 192.168.0.19:34988 5 minutes example.com=http://localhost:8000, prometheus.example.com=http://localhost:9090
+func WriteTable(w io.Writer, s Status, now time.Time) error {
+	info := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(info, "Server info:")
+	fmt.Fprintf(info, "Hostname:\t%s\n", s.Info.Hostname)
+	fmt.Fprintf(info, "Started:\t%s\n", Ago(s.Info.StartTime, now))
+	fmt.Fprintf(info, "Mode:\t%s\n", s.Info.Mode)
+	fmt.Fprintf(info, "Version:\t%s\n", s.Info.Version)
+	if err := info.Flush(); err != nil {
+		return err
+	}
+	if len(s.Clients) == 0 {
+		_, err := fmt.Fprintln(w, "Connected clients: none")
+		return err
+	}
+	fmt.Fprintln(w, "Connected clients:")
+	rows := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(rows, "Client ID\tRemote Address\tConnected\tUpstreams")
+	for _, c := range s.Clients {
+		fmt.Fprintf(rows, "%s\t%s\t%s\t%s\n", c.ClientID, c.RemoteAddr, Ago(c.Since, now), strings.Join(c.Upstreams, ", "))
+	}
+	return rows.Flush()
+}
+
+// Ago is how long before now t was, in words: "now", "49 minutes",
+// "1 day", "3 weeks".
+func Ago(t, now time.Time) string {
+	return humanize.RelTime(t, now, "", "")
+}

@@ -1,0 +1,62 @@
+package status
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTableOfAKnownState(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	s := Status{
+		Info: Info{Version: "0.8.9-rc1", SHA: "f4fc15b", Mode: "tcp", StartTime: now.Add(-49*time.Minute - 10*time.Second), Hostname: "unruffled-banzai4"},
+		Clients: []Client{
+			{ClientID: "730aa1bb96474cbc9f7e76c135e81da8", RemoteAddr: "81.99.136.188:58102", Since: now.Add(-15 * time.Minute),
+				Upstreams: []string{"localhost:8001", "localhost:8000", "localhost:2222"}, Mode: "tcp"},
+			{ClientID: "22fbfe123c884e8284ee0da3680c1311", RemoteAddr: "81.99.136.188:64018", Since: now.Add(-6 * time.Minute),
+				Upstreams: []string{"localhost:8001", "localhost:8000", "localhost:2222"}, Mode: "tcp"},
+		},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `Server info:
+Hostname: unruffled-banzai4
+Started:  49 minutes
+Mode:     tcp
+Version:  0.8.9-rc1
+Connected clients:
+Client ID                        Remote Address      Connected  Upstreams
+730aa1bb96474cbc9f7e76c135e81da8 81.99.136.188:58102 15 minutes localhost:8001, localhost:8000, localhost:2222
+22fbfe123c884e8284ee0da3680c1311 81.99.136.188:64018 6 minutes  localhost:8001, localhost:8000, localhost:2222
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	s.Clients, s.Info.Mode, s.Info.StartTime = nil, "none", now.Add(-25*time.Hour)
+	WriteTable(&b, s, now)
+	if !strings.Contains(b.String(), "Started:  1 day\n") || !strings.HasSuffix(b.String(), "Connected clients: none\n") {
+		t.Errorf("no clients:\n%s", b.String())
+	}
+}
+
+func TestAgoInWords(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	for d, want := range map[time.Duration]string{
+		300 * time.Millisecond: "now",
+		30 * time.Second:       "30 seconds",
+		90 * time.Second:       "1 minute",
+		49 * time.Minute:       "49 minutes",
+		5 * time.Hour:          "5 hours",
+		30 * time.Hour:         "1 day",
+		3 * 24 * time.Hour:     "3 days",
+		20 * 24 * time.Hour:    "2 weeks",
+	} {
+		if got := Ago(now.Add(-d), now); got != want {
+			t.Errorf("Ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
