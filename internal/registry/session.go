@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +38,18 @@ type Session struct {
 
 	// streams counts open data streams, for least-connection balancing.
 	streams atomic.Int64
+
+	// accepted is set once the client has been told it is accepted.
+	accepted atomic.Bool
+
+	// controlMu serialises writes to the control stream and guards
+	// pending and withdrawn.
+	controlMu sync.Mutex
+	// pending holds messages sent before the accept answer; they follow it.
+	pending []tunnel.Message
+	// withdrawn are the announced ports the server does not serve now
+	// because its config no longer allows them.
+	withdrawn []int
 }
 
 // Policy is what the accepting handler requires of a client's announcement.
@@ -114,13 +128,31 @@ func (r *Registry) handshake(mux *yamux.Session, remoteAddr string, policy Polic
 		reject(ctrl, err)
 		return nil, err
 	}
-	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
-	if err := tunnel.WriteFrame(ctrl, answer); err != nil {
+	if err := s.accept(); err != nil {
 		r.remove(s)
 		return nil, fmt.Errorf("answering the client's hello: %w", err)
 	}
-	ctrl.SetDeadline(time.Time{})
 	return s, nil
+}
+
+// accept tells the client it is accepted, then sends what was notified
+// while the handshake ran (a reload may withdraw ports meanwhile).
+func (s *Session) accept() error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
+	if err := tunnel.WriteFrame(s.control, answer); err != nil {
+		return err
+	}
+	s.control.SetDeadline(time.Time{})
+	s.accepted.Store(true)
+	for _, msg := range s.pending {
+		if err := s.writeControlLocked(msg); err != nil {
+			return err
+		}
+	}
+	s.pending = nil
+	return nil
 }
 
 // admit validates a session's announcement against the policy and the
@@ -156,6 +188,64 @@ func reject(ctrl *yamux.Stream, reason error) {
 
 // Close ends the session.
 func (s *Session) Close() error { return s.mux.Close() }
+
+// Accepted reports whether the handshake is over and the client serves
+// streams. A session is routable a moment before: the TCP data plane
+// opens its ports first, so that a refused port refuses the session.
+func (s *Session) Accepted() bool { return s.accepted.Load() }
+
+// Notify sends msg to the client on the control stream. Before the client
+// has been accepted, msg is held and sent right after the accept answer.
+// A write that fails or times out ends the session: the client reconnects
+// and announces again.
+func (s *Session) Notify(msg tunnel.Message) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	return s.notifyLocked(msg)
+}
+
+func (s *Session) notifyLocked(msg tunnel.Message) error {
+	if !s.accepted.Load() {
+		s.pending = append(s.pending, msg)
+		return nil
+	}
+	return s.writeControlLocked(msg)
+}
+
+// writeControlLocked writes one message with a deadline, so a client that
+// stopped reading cannot hold up a config reload.
+func (s *Session) writeControlLocked(msg tunnel.Message) error {
+	s.control.SetWriteDeadline(time.Now().Add(tunnel.ConnectionWriteTimeout))
+	err := tunnel.WriteFrame(s.control, msg)
+	s.control.SetWriteDeadline(time.Time{})
+	if err != nil {
+		// A partly written frame leaves the control stream unreadable.
+		s.Close()
+		return fmt.Errorf("sending a %s message to client %s: %w", msg.Type, s.Hello.ClientID, err)
+	}
+	return nil
+}
+
+// Withdraw records that the server serves none of ports, which s
+// announced, and serves its other announced ports. It tells the client
+// about the ports newly withdrawn, with reason; a port that stays
+// withdrawn across reloads is not announced again, and one served again
+// and later withdrawn is.
+func (s *Session) Withdraw(ports []int, reason string) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	var fresh []int
+	for _, p := range ports {
+		if !slices.Contains(s.withdrawn, p) {
+			fresh = append(fresh, p)
+		}
+	}
+	s.withdrawn = slices.Clone(ports)
+	if len(fresh) == 0 {
+		return nil
+	}
+	return s.notifyLocked(tunnel.Message{Type: tunnel.TypeWithdraw, Ports: fresh, Reason: reason})
+}
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
