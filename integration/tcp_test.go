@@ -484,7 +484,8 @@ func TestReloadThatDisallowsAPortClosesItAndTellsTheClient(t *testing.T) {
 
 	srv.reload(t, tcpGlobals(allowPorts(kept)))
 	testenv.Eventually(t, 5*time.Second, func() error { return notListening(dropped) })
-	p.WaitOutput(t, 10*time.Second, fmt.Sprintf(`msg="server stopped serving ports" ports=[%d] reason="port %d is no longer in the server's allowed ports %d"`, dropped, dropped, kept))
+	disallowed := fmt.Sprintf(`msg="server stopped serving ports" ports=[%d] reason="the server's allowed ports are now %d"`, dropped, kept)
+	p.WaitOutput(t, 10*time.Second, disallowed)
 	if got := whoServes(t, kept); got != "app" {
 		t.Fatalf("the port still allowed reached %q", got)
 	}
@@ -492,8 +493,28 @@ func TestReloadThatDisallowsAPortClosesItAndTellsTheClient(t *testing.T) {
 		t.Fatal("the client lost its session to the withdrawal")
 	}
 
-	// Allowed again, the port listens again for the same session.
+	// Another reload that keeps the port out does not repeat the message;
+	// the next message (below) proves none came in between.
+	srv.reload(t, tcpGlobals(allowPorts(kept), "lb_policy least_conn"))
+
+	// Allowed again while another program holds it: the reload succeeds
+	// and the client is told why the port is still not served.
+	holder, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", dropped))
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.reload(t, tcpGlobals(allowPorts(kept, dropped)))
+	p.WaitOutput(t, 10*time.Second, fmt.Sprintf(`ports=[%d] reason="port %d cannot be opened on 127.0.0.1: listen tcp 127.0.0.1:%d: bind: address already in use`, dropped, dropped, dropped))
+	if n := strings.Count(p.Output(), disallowed); n != 1 {
+		t.Fatalf("the withdrawal was reported %d times, want once", n)
+	}
+	if got := whoServes(t, kept); got != "app" {
+		t.Fatalf("after a reload with an unbindable port, the other port reached %q", got)
+	}
+
+	// Free and allowed again, the port listens again for the same session.
+	holder.Close()
+	srv.reload(t, tcpGlobals(allowPorts(kept, dropped), "idle_timeout 2h"))
 	if got := whoServes(t, dropped); got != "app" {
 		t.Fatalf("port allowed again reached %q", got)
 	}

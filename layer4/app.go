@@ -9,6 +9,7 @@ package layer4
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -162,56 +163,62 @@ func validateBind(bind string) error {
 
 // Start makes this config the TCP data plane: it listens on the ports that
 // connected clients announce and this config allows, tells clients about
-// announced ports it no longer allows, and follows sessions as they come
-// and go.
+// announced ports it does not serve, and follows sessions as they come and
+// go. It never fails: a port it cannot bind is withdrawn from its clients
+// with the reason, rather than failing the reload of a whole config over
+// one client's announcement.
 func (a *App) Start() error {
-	// Installed before reading the announced ports: a client admitted from
-	// now on asks this app, and one admitted earlier is already listed.
-	a.reg.SetPortOpener(a)
 	a.mu.Lock()
 	a.listeners = make(map[int]*portListener)
+	// Installed before reading the announced ports: a client admitted from
+	// now on asks this app (and waits for mu), and one admitted earlier is
+	// already listed.
+	a.reg.SetPortOpener(a)
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
-	var err error
+	unbound := make(map[int]error)
 	for _, port := range slices.Sorted(slices.Values(a.reg.Ports())) {
 		if !a.allowed.contains(port) || a.listeners[port] != nil {
 			continue
 		}
-		var l *portListener
-		if l, err = a.listen(port); err != nil {
-			break
+		l, err := a.listen(port)
+		if err != nil {
+			a.logger.Error("listening on an announced port", zap.Int("port", port), zap.Error(err))
+			unbound[port] = err
+			continue
 		}
 		a.listeners[port] = l
 	}
 	a.mu.Unlock()
-	if err != nil {
-		// Caddy does not stop an app whose Start failed; the old config
-		// runs on.
-		a.Stop()
-		return err
-	}
-	a.withdrawDisallowed()
+	a.withdrawUnserved(unbound)
 	return nil
 }
 
-// withdrawDisallowed tells each client which of its ports this config
-// does not serve. The client keeps its session, and its other ports.
-func (a *App) withdrawDisallowed() {
+// withdrawUnserved tells each client which of its ports this config does
+// not serve: those it does not allow, and those in unbound, which it could
+// not listen on. The client keeps its session and its other ports.
+func (a *App) withdrawUnserved(unbound map[int]error) {
+	disallowed := "the server's allowed ports are now " + a.allowed.String()
 	for _, s := range a.reg.Sessions() {
 		if len(s.Hello.TCP) == 0 {
 			continue
 		}
-		var refused []int
+		reasons := make(map[int]string)
 		for _, up := range s.Hello.TCP {
-			if !a.allowed.contains(up.Port) {
-				refused = append(refused, up.Port)
+			switch {
+			case !a.allowed.contains(up.Port):
+				reasons[up.Port] = disallowed
+			case unbound[up.Port] != nil:
+				reasons[up.Port] = unbound[up.Port].Error()
 			}
 		}
-		reason := fmt.Sprintf("%s no longer in the server's allowed ports %s", portsPhrase(refused), a.allowed)
-		if len(refused) > 0 {
-			a.logger.Info("withdrawing ports the config no longer allows",
-				zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID), zap.Ints("ports", refused))
+		if len(reasons) > 0 {
+			a.logger.Info("withdrawing ports this config does not serve",
+				zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID),
+				zap.Ints("ports", slices.Sorted(maps.Keys(reasons))))
 		}
-		if err := s.Withdraw(refused, reason); err != nil {
+		// Also with none withdrawn: ports served again are forgotten as
+		// withdrawn, so a later withdrawal is told again.
+		if err := s.Withdraw(reasons); err != nil {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
 		}
 	}
@@ -241,15 +248,16 @@ func (a *App) Stop() error {
 // withdrawAll tells every TCP client that the server serves no port any
 // more: the new config has no TCP data plane.
 func (a *App) withdrawAll() {
+	const reason = "the server's configuration no longer serves TCP tunnels (it has no `inlets { tcp { ... } }` block)"
 	for _, s := range a.reg.Sessions() {
-		var ports []int
-		for _, up := range s.Hello.TCP {
-			ports = append(ports, up.Port)
-		}
-		if len(ports) == 0 {
+		if len(s.Hello.TCP) == 0 {
 			continue
 		}
-		if err := s.Withdraw(ports, "the server's configuration no longer serves TCP tunnels (it has no `inlets { tcp { ... } }` block)"); err != nil {
+		reasons := make(map[int]string)
+		for _, up := range s.Hello.TCP {
+			reasons[up.Port] = reason
+		}
+		if err := s.Withdraw(reasons); err != nil {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
 		}
 	}

@@ -30,7 +30,7 @@ func (b *balancer) order(sessions []*registry.Session) []*registry.Session {
 	if n == 0 {
 		return nil
 	}
-	start := int(b.next.Add(1)-1) % n
+	start := int((b.next.Add(1) - 1) % uint64(n))
 	cands := make([]candidate, n)
 	for i := range n {
 		s := sessions[(start+i)%n]

@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -47,9 +48,9 @@ type Session struct {
 	controlMu sync.Mutex
 	// pending holds messages sent before the accept answer; they follow it.
 	pending []tunnel.Message
-	// withdrawn are the announced ports the server does not serve now
-	// because its config no longer allows them.
-	withdrawn []int
+	// withdrawn maps the announced ports the server does not serve now to
+	// the reason the client was given.
+	withdrawn map[int]string
 }
 
 // Policy is what the accepting handler requires of a client's announcement.
@@ -226,29 +227,29 @@ func (s *Session) writeControlLocked(msg tunnel.Message) error {
 	return nil
 }
 
-// Withdraw records that the server serves none of ports, which s
-// announced, and serves its other announced ports. It tells the client
-// about the ports newly withdrawn, with reason; a port that stays
-// withdrawn across reloads is not announced again, and one served again
-// and later withdrawn is.
-func (s *Session) Withdraw(ports []int, reason string) error {
+// Withdraw records that the server serves none of the ports in reasons,
+// which s announced, each for the reason given, and serves the session's
+// other ports. It tells the client about each port newly withdrawn, or
+// withdrawn for a new reason, in one message per reason: a port that stays
+// withdrawn across reloads is not reported again.
+func (s *Session) Withdraw(reasons map[int]string) error {
 	s.controlMu.Lock()
 	defer s.controlMu.Unlock()
-	var fresh []int
-	for _, p := range ports {
-		if !slices.Contains(s.withdrawn, p) {
-			fresh = append(fresh, p)
+	fresh := make(map[string][]int)
+	for port, reason := range reasons {
+		if told, ok := s.withdrawn[port]; !ok || told != reason {
+			fresh[reason] = append(fresh[reason], port)
 		}
 	}
-	s.withdrawn = slices.Clone(ports)
-	if len(fresh) == 0 {
-		return nil
+	s.withdrawn = maps.Clone(reasons)
+	for _, reason := range slices.Sorted(maps.Keys(fresh)) {
+		msg := tunnel.Message{Type: tunnel.TypeWithdraw, Ports: slices.Sorted(slices.Values(fresh[reason])), Reason: reason}
+		if err := s.notifyLocked(msg); err != nil {
+			return err
+		}
 	}
-	return s.notifyLocked(tunnel.Message{Type: tunnel.TypeWithdraw, Ports: fresh, Reason: reason})
+	return nil
 }
-
-// Done is closed when the session has ended.
-func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int64 { return s.streams.Load() }
