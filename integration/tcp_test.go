@@ -139,6 +139,18 @@ func TestInletsBinaryServesRemappedAndUnmappedPortsFlagsAndAliases(t *testing.T)
 	}
 }
 
+func TestCaddyBinaryRunsTheTCPClient(t *testing.T) {
+	up := newEchoUpstream(t, "from-caddy-binary")
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, allowPorts(public))
+	p := testenv.Start(t, testenv.Binary(t, "caddy"), "inlets", "tcp", "client", "--url", srv.URL,
+		"--token", testenv.Token, "--id", "caddy-tcp-client", "--upstream", "127.0.0.1", "--port", fmt.Sprintf("%d:%d", public, up.port))
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	if got := whoServes(t, public); got != "from-caddy-binary" {
+		t.Fatalf("through `caddy inlets tcp client`: reached %q", got)
+	}
+}
+
 func TestTCPCarries100MBEachWayIntact(t *testing.T) {
 	const size = 100 << 20
 	up := newEchoUpstream(t, "bulk")
