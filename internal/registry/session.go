@@ -251,6 +251,9 @@ func (s *Session) Withdraw(reasons map[int]string) error {
 	return nil
 }
 
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int64 { return s.streams.Load() }
 
