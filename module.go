@@ -15,6 +15,7 @@ import (
 	_ "github.com/caddy-inlets/caddy-inlets/status/caddystatus"
 
 	_ "github.com/caddy-inlets/caddy-inlets/handler"
+	_ "github.com/caddy-inlets/caddy-inlets/layer4"
 )
 
 func init() {

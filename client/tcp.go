@@ -1,7 +1,10 @@
 package client
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
+	"time"
 
 	"github.com/pires/go-proxyproto"
 
@@ -30,8 +33,11 @@ func (c *Client) serveTCP(conn tunnel.Stream, h tunnel.StreamHeader) {
 		return
 	}
 	if h.ProxyProtocol != "" {
-		if err := writeProxyHeader(upstream, h); err != nil {
-			c.logger.Error("writing PROXY header", "port", h.Port, "error", err)
+		upstream.SetWriteDeadline(time.Now().Add(c.cfg.DialTimeout))
+		err := writeProxyHeader(upstream, h)
+		upstream.SetWriteDeadline(time.Time{})
+		if err != nil {
+			c.logger.Error("writing PROXY header", "port", h.Port, "upstream", up.addr, "error", err)
 			conn.Close()
 			upstream.Close()
 			return
@@ -40,19 +46,37 @@ func (c *Client) serveTCP(conn tunnel.Stream, h tunnel.StreamHeader) {
 	tunnel.Join(conn, upstream, 0)
 }
 
+// writeProxyHeader writes the PROXY protocol header (v1 or v2) that h asks
+// for, carrying the visitor's address as the source and the server's
+// address it connected to as the destination.
 func writeProxyHeader(w net.Conn, h tunnel.StreamHeader) error {
-	var version byte = 1
-	if h.ProxyProtocol == "v2" {
+	var version byte
+	switch h.ProxyProtocol {
+	case "v1":
+		version = 1
+	case "v2":
 		version = 2
+	default:
+		return fmt.Errorf("unknown PROXY protocol version %q (this client writes v1 and v2)", h.ProxyProtocol)
 	}
-	src, err := net.ResolveTCPAddr("tcp", h.RemoteAddr)
+	src, err := parseTCPAddr(h.RemoteAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("visitor address: %w", err)
 	}
-	dst, err := net.ResolveTCPAddr("tcp", h.LocalAddr)
+	dst, err := parseTCPAddr(h.LocalAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("server address: %w", err)
 	}
 	_, err = proxyproto.HeaderProxyFromAddrs(version, src, dst).WriteTo(w)
 	return err
+}
+
+// parseTCPAddr parses an IP:port without any name lookup. An IPv4 visitor
+// of a dual-stack listener appears as ::ffff:a.b.c.d; it is sent as IPv4.
+func parseTCPAddr(s string) (*net.TCPAddr, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, err
+	}
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())), nil
 }

@@ -47,9 +47,18 @@
 //
 // The server gives up on a client that has not sent its Hello within
 // [HandshakeTimeout]. After "accept" the control stream stays open for the
-// life of the session; the server may send further messages on it (type
-// "withdraw": announced ports the server no longer serves, with a Reason).
-// When the control stream or the session ends, the session is over.
+// life of the session, and the server may send further messages on it;
+// none comes before "accept". When the control stream or the session ends,
+// the session is over.
+//
+// A "withdraw" message lists in Ports announced TCP ports the server has
+// stopped listening on, with a Reason for the operator: typically a
+// reloaded server configuration no longer allows them. The session stays
+// up, with its other ports, and the client needs to do nothing but report
+// it; the server does not repeat it while the ports stay withdrawn. If the
+// server's configuration allows the ports again, it listens on them again
+// without a message. A port the server refuses when the client connects
+// is not withdrawn: the whole announcement is rejected instead.
 //
 // # Data streams
 //

@@ -31,8 +31,10 @@ type Registry struct {
 	// routes is an immutable snapshot, replaced whenever sessions change.
 	routes atomic.Pointer[routes]
 
-	// ports is the TCP data plane, installed by the TCP app while it runs.
-	ports atomic.Pointer[portsHolder]
+	// openersMu guards openers: the TCP data planes installed by the TCP
+	// apps that run, oldest first (see SetPortOpener).
+	openersMu sync.Mutex
+	openers   []PortOpener
 
 	// watchers are told when the set of sessions changes.
 	watchers sync.Map // *func()

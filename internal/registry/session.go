@@ -3,9 +3,12 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +39,18 @@ type Session struct {
 
 	// streams counts open data streams, for least-connection balancing.
 	streams atomic.Int64
+
+	// accepted is set once the client has been told it is accepted.
+	accepted atomic.Bool
+
+	// controlMu serialises writes to the control stream and guards
+	// pending and withdrawn.
+	controlMu sync.Mutex
+	// pending holds messages sent before the accept answer; they follow it.
+	pending []tunnel.Message
+	// withdrawn maps the announced ports the server does not serve now to
+	// the reason the client was given.
+	withdrawn map[int]string
 }
 
 // Policy is what the accepting handler requires of a client's announcement.
@@ -114,13 +129,31 @@ func (r *Registry) handshake(mux *yamux.Session, remoteAddr string, policy Polic
 		reject(ctrl, err)
 		return nil, err
 	}
-	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
-	if err := tunnel.WriteFrame(ctrl, answer); err != nil {
+	if err := s.accept(); err != nil {
 		r.remove(s)
 		return nil, fmt.Errorf("answering the client's hello: %w", err)
 	}
-	ctrl.SetDeadline(time.Time{})
 	return s, nil
+}
+
+// accept tells the client it is accepted, then sends what was notified
+// while the handshake ran (a reload may withdraw ports meanwhile).
+func (s *Session) accept() error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
+	if err := tunnel.WriteFrame(s.control, answer); err != nil {
+		return err
+	}
+	s.control.SetDeadline(time.Time{})
+	s.accepted.Store(true)
+	for _, msg := range s.pending {
+		if err := s.writeControlLocked(msg); err != nil {
+			return err
+		}
+	}
+	s.pending = nil
+	return nil
 }
 
 // admit validates a session's announcement against the policy and the
@@ -156,6 +189,67 @@ func reject(ctrl *yamux.Stream, reason error) {
 
 // Close ends the session.
 func (s *Session) Close() error { return s.mux.Close() }
+
+// Accepted reports whether the handshake is over and the client serves
+// streams. A session is routable a moment before: the TCP data plane
+// opens its ports first, so that a refused port refuses the session.
+func (s *Session) Accepted() bool { return s.accepted.Load() }
+
+// Notify sends msg to the client on the control stream. Before the client
+// has been accepted, msg is held and sent right after the accept answer.
+// A write that fails or times out ends the session: the client reconnects
+// and announces again.
+func (s *Session) Notify(msg tunnel.Message) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	return s.notifyLocked(msg)
+}
+
+func (s *Session) notifyLocked(msg tunnel.Message) error {
+	if !s.accepted.Load() {
+		s.pending = append(s.pending, msg)
+		return nil
+	}
+	return s.writeControlLocked(msg)
+}
+
+// writeControlLocked writes one message with a deadline, so a client that
+// stopped reading cannot hold up a config reload.
+func (s *Session) writeControlLocked(msg tunnel.Message) error {
+	s.control.SetWriteDeadline(time.Now().Add(tunnel.ConnectionWriteTimeout))
+	err := tunnel.WriteFrame(s.control, msg)
+	s.control.SetWriteDeadline(time.Time{})
+	if err != nil {
+		// A partly written frame leaves the control stream unreadable.
+		s.Close()
+		return fmt.Errorf("sending a %s message to client %s: %w", msg.Type, s.Hello.ClientID, err)
+	}
+	return nil
+}
+
+// Withdraw records that the server serves none of the ports in reasons,
+// which s announced, each for the reason given, and serves the session's
+// other ports. It tells the client about each port newly withdrawn, or
+// withdrawn for a new reason, in one message per reason: a port that stays
+// withdrawn across reloads is not reported again.
+func (s *Session) Withdraw(reasons map[int]string) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	fresh := make(map[string][]int)
+	for port, reason := range reasons {
+		if told, ok := s.withdrawn[port]; !ok || told != reason {
+			fresh[reason] = append(fresh[reason], port)
+		}
+	}
+	s.withdrawn = maps.Clone(reasons)
+	for _, reason := range slices.Sorted(maps.Keys(fresh)) {
+		msg := tunnel.Message{Type: tunnel.TypeWithdraw, Ports: slices.Sorted(slices.Values(fresh[reason])), Reason: reason}
+		if err := s.notifyLocked(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }

@@ -1,0 +1,334 @@
+// Package layer4 is the TCP data plane of caddy-inlets, the inlets_tcp
+// Caddy app: it listens on the ports that tunnel clients announce (those
+// the config allows) and forwards every visitor connection over a new
+// stream to a client serving that port, which relays it to its upstream.
+//
+// Its app ID is inlets_tcp, not layer4, so that it can live in one binary
+// with mholt/caddy-l4.
+package layer4
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// Load-balancing policies between the clients that serve one port.
+const (
+	PolicyRoundRobin = "round_robin"
+	PolicyLeastConn  = "least_conn"
+)
+
+// DefaultIdleTimeout ends a forwarded connection that has moved no byte in
+// either direction for this long. An hour lets an SSH or database session
+// sit idle through a meeting or a lunch break, yet connections whose
+// visitor vanished without a word (a sleeping laptop, a NAT that forgot
+// them) do not hold a stream and two sockets forever.
+const DefaultIdleTimeout = time.Hour
+
+// App is the TCP data plane (inlets-pro's TCP mode). When a tunnel client
+// announces ports, the ports this config allows start listening on the
+// bind address; every connection to one of them is forwarded through a
+// client serving that port to the client's upstream host. A port stops
+// listening when the last client serving it goes away.
+//
+// Clients and their connections belong to the process, not to a config: a
+// reload keeps them. The new config listens on the ports it allows, and a
+// client whose ports it no longer allows is told so (a "withdraw" control
+// message) and keeps its session.
+type App struct {
+	// The address the data-plane ports listen on: an IP address or a host
+	// name (inlets-pro's --data-addr). Default: every interface, IPv4 and
+	// IPv6.
+	Bind string `json:"bind,omitempty"`
+
+	// The ports clients may open: single ports ("2222") and inclusive
+	// ranges ("8000-8100"). A client announcing any other port is refused.
+	// Required.
+	Ports []string `json:"ports,omitempty"`
+
+	// Ask clients to send a PROXY protocol header to their upstream before
+	// any byte of the connection, carrying the visitor's address and the
+	// address it connected to: "v1" (text) or "v2" (binary). Default: none.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
+
+	// How long a forwarded connection may move no byte in either
+	// direction before it is closed. Default: 1h.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// How a connection picks one of several clients serving its port:
+	// "round_robin" (default) or "least_conn" (the client with the fewest
+	// open streams). A client that cannot open a stream is skipped.
+	LBPolicy string `json:"lb_policy,omitempty"`
+
+	ctx     caddy.Context
+	logger  *zap.Logger
+	reg     *registry.Registry
+	allowed portSet
+	fwd     forwarding
+
+	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
+	// the whole announcement, so that announcements and session changes
+	// are applied one at a time.
+	mu        sync.Mutex
+	listeners map[int]*portListener
+	stopWatch func()
+	stopped   bool
+}
+
+// CaddyModule returns the Caddy module information. Its receiver is a
+// pointer because App holds a mutex, which must not be copied.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "inlets_tcp",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision parses the config and finds the registry of clients. It never
+// binds a port: `caddy validate` provisions without starting.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return fmt.Errorf("loading the inlets app: %w", err)
+	}
+	a.reg = app.(registry.Provider).Registry()
+	if a.allowed, err = parsePorts(a.Ports); err != nil {
+		return err
+	}
+	idle := time.Duration(a.IdleTimeout)
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	a.fwd = forwarding{
+		reg:           a.reg,
+		proxyProtocol: a.ProxyProtocol,
+		idleTimeout:   idle,
+		leastConn:     a.LBPolicy == PolicyLeastConn,
+	}
+	return nil
+}
+
+// Validate checks the config's values.
+func (a *App) Validate() error {
+	if len(a.allowed) == 0 {
+		return fmt.Errorf("inlets tcp: no ports: list the ports clients may open, e.g. `ports 2222 8000-8100` (JSON: \"ports\": [\"2222\", \"8000-8100\"])")
+	}
+	if err := validateBind(a.Bind); err != nil {
+		return err
+	}
+	switch a.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return fmt.Errorf("inlets tcp: proxy_protocol %q: want v1 or v2 (or nothing, for none)", a.ProxyProtocol)
+	}
+	if a.IdleTimeout < 0 {
+		return fmt.Errorf("inlets tcp: idle_timeout %s must be positive", time.Duration(a.IdleTimeout))
+	}
+	switch a.LBPolicy {
+	case "", PolicyRoundRobin, PolicyLeastConn:
+	default:
+		return fmt.Errorf("inlets tcp: lb_policy %q: want %s or %s", a.LBPolicy, PolicyRoundRobin, PolicyLeastConn)
+	}
+	return nil
+}
+
+// validateBind accepts an IP address (IPv6 with or without brackets) or a
+// host name, without a port or a network.
+func validateBind(bind string) error {
+	host := strings.TrimSuffix(strings.TrimPrefix(bind, "["), "]")
+	if net.ParseIP(host) != nil || bind == "" {
+		return nil
+	}
+	if strings.ContainsAny(bind, ":/[] ") {
+		return fmt.Errorf("inlets tcp: bind %q: want an IP address or a host name, without a port (ports come from clients)", bind)
+	}
+	return nil
+}
+
+// Start makes this config the TCP data plane: it listens on the ports that
+// connected clients announce and this config allows, tells clients about
+// announced ports it does not serve, and follows sessions as they come and
+// go. It never fails: a port it cannot bind is withdrawn from its clients
+// with the reason, rather than failing the reload of a whole config over
+// one client's announcement.
+func (a *App) Start() error {
+	a.mu.Lock()
+	a.listeners = make(map[int]*portListener)
+	// Installed before reading the announced ports: a client admitted from
+	// now on asks this app (and waits for mu), and one admitted earlier is
+	// already listed.
+	a.reg.SetPortOpener(a)
+	a.stopWatch = a.reg.Watch(a.closeUnserved)
+	unbound := make(map[int]error)
+	for _, port := range slices.Sorted(slices.Values(a.reg.Ports())) {
+		if !a.allowed.contains(port) || a.listeners[port] != nil {
+			continue
+		}
+		l, err := a.listen(port)
+		if err != nil {
+			a.logger.Error("listening on an announced port", zap.Int("port", port), zap.Error(err))
+			unbound[port] = err
+			continue
+		}
+		a.listeners[port] = l
+	}
+	a.mu.Unlock()
+	a.withdrawUnserved(unbound)
+	return nil
+}
+
+// withdrawUnserved tells each client which of its ports this config does
+// not serve: those it does not allow, and those in unbound, which it could
+// not listen on. The client keeps its session and its other ports.
+func (a *App) withdrawUnserved(unbound map[int]error) {
+	disallowed := "the server's allowed ports are now " + a.allowed.String()
+	for _, s := range a.reg.Sessions() {
+		if len(s.Hello.TCP) == 0 {
+			continue
+		}
+		reasons := make(map[int]string)
+		for _, up := range s.Hello.TCP {
+			switch {
+			case !a.allowed.contains(up.Port):
+				reasons[up.Port] = disallowed
+			case unbound[up.Port] != nil:
+				reasons[up.Port] = unbound[up.Port].Error()
+			}
+		}
+		if len(reasons) > 0 {
+			a.logger.Info("withdrawing ports this config does not serve",
+				zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID),
+				zap.Ints("ports", slices.Sorted(maps.Keys(reasons))))
+		}
+		// Also with none withdrawn: ports served again are forgotten as
+		// withdrawn, so a later withdrawal is told again.
+		if err := s.Withdraw(reasons); err != nil {
+			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
+		}
+	}
+}
+
+// Stop closes this config's listeners. The connections they accepted go
+// on: they belong to the client sessions, which outlive the config.
+func (a *App) Stop() error {
+	successor := a.reg.ClearPortOpener(a)
+	a.mu.Lock()
+	a.stopped = true
+	if a.stopWatch != nil {
+		a.stopWatch()
+	}
+	listeners := a.listeners
+	a.listeners = nil
+	a.mu.Unlock()
+	for _, l := range listeners {
+		l.close()
+	}
+	if !successor && !caddy.Exiting() {
+		a.withdrawAll()
+	}
+	return nil
+}
+
+// withdrawAll tells every TCP client that the server serves no port any
+// more: the new config has no TCP data plane.
+func (a *App) withdrawAll() {
+	const reason = "the server's configuration no longer serves TCP tunnels (it has no `inlets { tcp { ... } }` block)"
+	for _, s := range a.reg.Sessions() {
+		if len(s.Hello.TCP) == 0 {
+			continue
+		}
+		reasons := make(map[int]string)
+		for _, up := range s.Hello.TCP {
+			reasons[up.Port] = reason
+		}
+		if err := s.Withdraw(reasons); err != nil {
+			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
+		}
+	}
+}
+
+// OpenPorts listens on every port s announces, or on none of those it
+// opened itself: a port outside the allow-list, or one that cannot be
+// bound, refuses the whole announcement. The registry has added s
+// already, so a listener it opens is never seen unserved.
+func (a *App) OpenPorts(s *registry.Session) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return registry.ErrOpenerStopped
+	}
+	var refused []int
+	for _, up := range s.Hello.TCP {
+		if !a.allowed.contains(up.Port) {
+			refused = append(refused, up.Port)
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%s not in the server's allowed ports %s", portsPhrase(refused), a.allowed)
+	}
+	var opened []int
+	for _, up := range s.Hello.TCP {
+		if a.listeners[up.Port] != nil {
+			continue
+		}
+		l, err := a.listen(up.Port)
+		if err != nil {
+			for _, port := range opened {
+				if !servedByOthers(a.reg.PortSessions(port), s) {
+					a.listeners[port].close()
+					delete(a.listeners, port)
+				}
+			}
+			return err
+		}
+		a.listeners[up.Port] = l
+		opened = append(opened, up.Port)
+	}
+	return nil
+}
+
+func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
+	for _, other := range sessions {
+		if other != s {
+			return true
+		}
+	}
+	return false
+}
+
+// closeUnserved closes the listeners of ports no session serves any more.
+// The registry calls it after every change to its sessions.
+func (a *App) closeUnserved() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for port, l := range a.listeners {
+		if len(a.reg.PortSessions(port)) == 0 {
+			l.close()
+			delete(a.listeners, port)
+		}
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.App           = (*App)(nil)
+	_ caddy.Provisioner   = (*App)(nil)
+	_ caddy.Validator     = (*App)(nil)
+	_ registry.PortOpener = (*App)(nil)
+)

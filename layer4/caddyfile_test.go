@@ -1,0 +1,61 @@
+package layer4
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	for _, tt := range []struct {
+		name, input string
+		want        *App
+		wantErr     string
+	}{
+		{
+			name:  "everything",
+			input: "tcp {\n bind 0.0.0.0\n ports 2222 8000-8100\n ports 9000\n proxy_protocol v2\n idle_timeout 30m\n lb_policy least_conn\n}",
+			want: &App{Bind: "0.0.0.0", Ports: []string{"2222", "8000-8100", "9000"}, ProxyProtocol: "v2",
+				IdleTimeout: caddy.Duration(30 * time.Minute), LBPolicy: "least_conn"},
+		},
+		{name: "ports only", input: "tcp {\n ports 2222\n}", want: &App{Ports: []string{"2222"}}},
+		{name: "IPv6 bind", input: "tcp {\n bind [::1]\n ports 2222\n}", want: &App{Bind: "[::1]", Ports: []string{"2222"}}},
+		{name: "empty block", input: "tcp {\n}", want: &App{}},
+		{name: "argument", input: "tcp 2222", wantErr: "wrong argument count"},
+		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout or lb_policy`},
+		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", wantErr: `"99999" is not a port or a range`},
+		{name: "bad range", input: "tcp {\n ports 9000-8000\n}", wantErr: `"9000-8000" is not a port or a range`},
+		{name: "no ports", input: "tcp {\n ports\n}", wantErr: "wrong argument count"},
+		{name: "bind with port", input: "tcp {\n bind 0.0.0.0:2222\n}", wantErr: "without a port"},
+		{name: "two binds", input: "tcp {\n bind 0.0.0.0 ::\n}", wantErr: "wrong argument count"},
+		{name: "proxy protocol v3", input: "tcp {\n proxy_protocol v3\n}", wantErr: `proxy_protocol "v3": want v1 or v2`},
+		{name: "lb policy", input: "tcp {\n lb_policy random\n}", wantErr: `lb_policy "random": want round_robin or least_conn`},
+		{name: "idle timeout", input: "tcp {\n idle_timeout soon\n}", wantErr: "want a positive duration"},
+		{name: "zero idle timeout", input: "tcp {\n idle_timeout 0s\n}", wantErr: "want a positive duration"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := new(App)
+			d := caddyfile.NewTestDispenser(tt.input)
+			d.Next() // the global option's parser hands over on "tcp"
+			err := got.UnmarshalCaddyfile(d)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Bind, tt.want.Bind) || !reflect.DeepEqual(got.Ports, tt.want.Ports) ||
+				got.ProxyProtocol != tt.want.ProxyProtocol || got.IdleTimeout != tt.want.IdleTimeout || got.LBPolicy != tt.want.LBPolicy {
+				t.Fatalf("got %s, want %s", caddyconfig.JSON(got, nil), caddyconfig.JSON(tt.want, nil))
+			}
+		})
+	}
+}
