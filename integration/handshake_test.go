@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/hashicorp/yamux"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -34,9 +35,10 @@ func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
 	}
 }
 
-// rawSession authenticates and upgrades like a client, then hands back the
-// yamux session and the server's control stream without saying hello.
-func rawSession(t *testing.T, addr string) (*websocket.Conn, func(frame []byte) tunnel.Message) {
+// rawSession authenticates and upgrades like a client, accepts the server's
+// control stream without saying hello, and returns the session and a
+// function that sends a hello frame and reads the answer.
+func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) tunnel.Message) {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
 	if err != nil {
@@ -51,7 +53,8 @@ func rawSession(t *testing.T, addr string) (*websocket.Conn, func(frame []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ws, func(frame []byte) tunnel.Message {
+	t.Cleanup(func() { mux.Close() })
+	return mux, func(frame []byte) tunnel.Message {
 		ctrl.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := ctrl.Write(frame); err != nil {
 			t.Fatal(err)
@@ -112,13 +115,12 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 
 func TestSilentClientIsDroppedAfterTheHandshakeTimeout(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
-	ws, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello
+	mux, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello
 	start := time.Now()
-	ws.SetReadDeadline(time.Now().Add(tunnel.HandshakeTimeout + 5*time.Second))
-	for {
-		if _, _, err := ws.ReadMessage(); err != nil {
-			break
-		}
+	select {
+	case <-mux.CloseChan():
+	case <-time.After(tunnel.HandshakeTimeout + 5*time.Second):
+		t.Fatal("the server kept a client that never said hello")
 	}
 	if waited := time.Since(start); waited < tunnel.HandshakeTimeout-time.Second || waited > tunnel.HandshakeTimeout+4*time.Second {
 		t.Fatalf("the server dropped a silent client after %s, want about %s", waited, tunnel.HandshakeTimeout)

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -57,6 +58,8 @@ func relay(fwd forwarding, s *registry.Session, port int, visitor, stream net.Co
 	}
 	start := time.Now()
 
+	metrics.TCPConnectionOpened(port)
+	defer metrics.TCPConnectionClosed(port)
 	tunnel.Join(visitor, stream, fwd.idleTimeout)
 
 	if c := logger.Check(zap.DebugLevel, "tcp: connection closed"); c != nil {

@@ -21,6 +21,11 @@ import (
 //     out: the copier that sees the error closes the stream.
 //   - Keepalive pings every KeepAliveInterval decide when a silent peer is
 //     gone.
+//   - StreamCloseTimeout bounds a half-closed stream whose peer never
+//     closes its side; it runs from the half-close, not from the last
+//     byte, so it must outlast any one-way transfer after a half-close
+//     (a request sent with shutdown(SHUT_WR), then a long reply). yamux's
+//     5 minutes would cut those; an hour matches the TCP idle timeout.
 func MuxConfig(logger yamux.Logger) *yamux.Config {
 	cfg := &yamux.Config{
 		AcceptBacklog:          256,
@@ -29,7 +34,7 @@ func MuxConfig(logger yamux.Logger) *yamux.Config {
 		ConnectionWriteTimeout: ConnectionWriteTimeout,
 		MaxStreamWindowSize:    MaxStreamWindowSize,
 		StreamOpenTimeout:      30 * time.Second,
-		StreamCloseTimeout:     time.Minute,
+		StreamCloseTimeout:     time.Hour,
 		Logger:                 logger,
 	}
 	if logger == nil {
