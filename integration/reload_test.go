@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -79,15 +77,6 @@ func TestReloadKeepsSessionsDownloadsAndWebsockets(t *testing.T) {
 	}
 }
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count file descriptors: %v", err)
-	}
-	return len(entries)
-}
-
 func TestSessionsLeaveNoGoroutinesOrFileDescriptors(t *testing.T) {
 	up := newUpstream(t, "app")
 	addr, _ := server(t, inletsBoth)
@@ -121,26 +110,7 @@ func TestSessionsLeaveNoGoroutinesOrFileDescriptors(t *testing.T) {
 	// Warm up: the first sessions start Caddy's and the runtime's
 	// long-lived goroutines (dynamic upstream cleaner, DNS, timers).
 	exercise(1)
-	settle := func() (int, int) {
-		runtime.GC()
-		return runtime.NumGoroutine(), openFDs(t)
-	}
-	var baseG, baseFD int
-	testenv.Eventually(t, 5*time.Second, func() error {
-		g, fd := settle()
-		if g != baseG || fd != baseFD {
-			baseG, baseFD = g, fd
-			return fmt.Errorf("still settling: %d goroutines, %d fds", g, fd)
-		}
-		return nil
-	})
-
+	base := testenv.SettledResources(t)
 	exercise(5)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		g, fd := settle()
-		if g > baseG || fd > baseFD {
-			return fmt.Errorf("after 5 clients left: %d goroutines (baseline %d), %d fds (baseline %d)", g, baseG, fd, baseFD)
-		}
-		return nil
-	})
+	testenv.ResourcesBackTo(t, base, "5 clients left")
 }

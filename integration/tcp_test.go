@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -643,26 +642,7 @@ func TestTCPConnectionsAndClientsLeaveNoGoroutinesOrFileDescriptors(t *testing.T
 	}
 
 	exercise(1)
-	settle := func() (int, int) {
-		runtime.GC()
-		return runtime.NumGoroutine(), openFDs(t)
-	}
-	var baseG, baseFD int
-	testenv.Eventually(t, 5*time.Second, func() error {
-		g, fd := settle()
-		if g != baseG || fd != baseFD {
-			baseG, baseFD = g, fd
-			return fmt.Errorf("still settling: %d goroutines, %d fds", g, fd)
-		}
-		return nil
-	})
-
+	base := testenv.SettledResources(t)
 	exercise(3)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		g, fd := settle()
-		if g > baseG || fd > baseFD {
-			return fmt.Errorf("after 3 clients and their connections ended: %d goroutines (baseline %d), %d fds (baseline %d)", g, baseG, fd, baseFD)
-		}
-		return nil
-	})
+	testenv.ResourcesBackTo(t, base, "3 clients and their connections ended")
 }

@@ -6,7 +6,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,17 +57,14 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 
 // clientFlags are the flags both client modes share.
 type clientFlags struct {
-	url, token, tokenFile, id, tlsCA string
-	insecure, upstreamInsecure       bool
+	serverFlags
+	id               string
+	upstreamInsecure bool
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "url", "", "server control plane: ws://HOST:PORT or wss://HOST (path defaults to "+tunnel.ConnectPath+")")
-	fs.StringVar(&f.token, "token", "", "the server's token")
-	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the server's token")
+	f.serverFlags.register(fs, "server control plane: ws://HOST:PORT or wss://HOST (path defaults to "+tunnel.ConnectPath+")")
 	fs.StringVar(&f.id, "id", "", "client ID shown in the server's status (default: random)")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of a private CA to trust for wss:// and https:// upstreams")
-	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate (testing only)")
 	fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
 }
 
@@ -90,15 +86,8 @@ func runClient(name, mode string, args []string, stderr io.Writer) int {
 		fs.Func("ports", "public ports to serve, comma-separated: PORT or PORT:LOCALPORT (e.g. 2222:22,8000)", addPorts)
 		fs.Func("port", "a public port to serve (repeatable alias of --ports)", addPorts)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	cfg, err := common.config()
 	if err == nil {
@@ -135,61 +124,18 @@ func upstreamHelp(mode string) string {
 	return "HOST=URL to serve, repeatable and comma-separated; a bare URL serves every host (*). HOST may be app.example.com, *.example.com or *"
 }
 
-// config turns the shared flags into a client config.
+// config turns the shared flags into a client config. The CA of --tls-ca
+// is trusted for the server and for https:// upstreams alike.
 func (f *clientFlags) config() (client.Config, error) {
-	cfg := client.Config{URL: f.url, ID: f.id}
-	if f.url == "" {
-		return cfg, errors.New("--url is required, e.g. --url wss://tunnel.example.com")
-	}
-	token, err := readToken(f.token, f.tokenFile)
+	token, roots, err := f.resolve()
 	if err != nil {
-		return cfg, err
+		return client.Config{}, err
 	}
-	cfg.Token = token
-	if f.tlsCA != "" || f.insecure {
-		cfg.TLS = &tls.Config{InsecureSkipVerify: f.insecure}
-	}
-	if f.tlsCA != "" || f.upstreamInsecure {
-		cfg.UpstreamTLS = &tls.Config{InsecureSkipVerify: f.upstreamInsecure}
-	}
-	if f.tlsCA != "" {
-		pem, err := os.ReadFile(f.tlsCA)
-		if err != nil {
-			return cfg, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return cfg, fmt.Errorf("--tls-ca: no PEM certificate in %s", f.tlsCA)
-		}
-		cfg.TLS.RootCAs = pool
-		cfg.UpstreamTLS.RootCAs = pool
+	cfg := client.Config{URL: f.url, ID: f.id, Token: token, TLS: f.tlsConfig(roots)}
+	if roots != nil || f.upstreamInsecure {
+		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}
 	return cfg, nil
-}
-
-// readToken returns the token given directly or in a file.
-func readToken(token, file string) (string, error) {
-	switch {
-	case token != "" && file != "":
-		return "", errors.New("give either --token or --token-file, not both")
-	case file != "":
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(data))
-		if token == "" {
-			return "", fmt.Errorf("--token-file: %s is empty", file)
-		}
-		return token, nil
-	case token != "":
-		return token, nil
-	default:
-		return "", errors.New("a token is required: --token TOKEN or --token-file FILE")
-	}
 }
 
 // parseHTTPUpstreams parses HOST=URL items; a bare URL is the catch-all.

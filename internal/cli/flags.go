@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// serverFlags are the flags of every command that talks to a server: where
+// it is, its token, and how to trust its certificate.
+type serverFlags struct {
+	url, token, tokenFile, tlsCA string
+	insecure                     bool
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string) {
+	fs.StringVar(&f.url, "url", "", urlHelp)
+	fs.StringVar(&f.token, "token", "", "the server's token")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the server's token")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of a private CA to trust for wss:// and https://")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate (testing only)")
+}
+
+// resolve checks the URL, reads the token and loads the CA, if any.
+func (f *serverFlags) resolve() (token string, roots *x509.CertPool, err error) {
+	if f.url == "" {
+		return "", nil, errors.New("--url is required, e.g. --url wss://tunnel.example.com")
+	}
+	if token, err = readToken(f.token, f.tokenFile); err != nil {
+		return "", nil, err
+	}
+	if f.tlsCA != "" {
+		if roots, err = loadCA(f.tlsCA); err != nil {
+			return "", nil, err
+		}
+	}
+	return token, roots, nil
+}
+
+// tlsConfig is the TLS configuration for the server, nil for the defaults.
+func (f *serverFlags) tlsConfig(roots *x509.CertPool) *tls.Config {
+	if roots == nil && !f.insecure {
+		return nil
+	}
+	return &tls.Config{RootCAs: roots, InsecureSkipVerify: f.insecure}
+}
+
+// loadCA returns the system's roots plus the PEM certificates in file.
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--tls-ca: no PEM certificate in %s", file)
+	}
+	return pool, nil
+}
+
+// readToken returns the token given directly or in a file.
+func readToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", errors.New("give either --token or --token-file, not both")
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+		if token == "" {
+			return "", fmt.Errorf("--token-file: %s is empty", file)
+		}
+		return token, nil
+	case token != "":
+		return token, nil
+	default:
+		return "", errors.New("a token is required: --token TOKEN or --token-file FILE")
+	}
+}
+
+// parseFlags parses a command's flags. When the command must not go on, it
+// returns false and the exit status: 0 after -h, 2 after a usage error
+// (which the flag package or this function has printed).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
