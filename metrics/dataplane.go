@@ -3,7 +3,6 @@ package metrics
 import (
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,31 +46,15 @@ type httpSeries struct {
 	duration prometheus.Observer
 }
 
-// httpCache keeps the series already used, so that a request neither
-// hashes label values nor allocates: hosts are the announced patterns and
-// codes and methods are few, so it stays small.
-var httpCache = struct {
-	sync.RWMutex
-	m map[seriesKey]httpSeries
-}{m: make(map[seriesKey]httpSeries)}
-
-func httpSeriesFor(k seriesKey) httpSeries {
-	httpCache.RLock()
-	s, ok := httpCache.m[k]
-	httpCache.RUnlock()
-	if ok {
-		return s
-	}
+// httpSeriesFor finds the series of a request. Hosts are announced
+// patterns, and codes and methods are few, so the cache stays small.
+var httpSeriesFor = newSeriesCache(func(k seriesKey) httpSeries {
 	code := codeLabel(k.code)
-	s = httpSeries{
+	return httpSeries{
 		requests: httpRequests.WithLabelValues(code, k.host, k.method),
 		duration: httpDurations.WithLabelValues(code, k.host, k.method),
 	}
-	httpCache.Lock()
-	httpCache.m[k] = s
-	httpCache.Unlock()
-	return s
-}
+})
 
 // foldMethod returns the method if it is one of HTTP's standard methods,
 // and "OTHER" otherwise, so that visitors cannot mint label values.

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,23 +38,8 @@ type tcpSeries struct {
 	total prometheus.Counter
 }
 
-// tcpCache keeps the series of each port used, as httpCache does.
-var tcpCache = struct {
-	sync.RWMutex
-	m map[int]tcpSeries
-}{m: make(map[int]tcpSeries)}
-
-func tcpSeriesFor(port int) tcpSeries {
-	tcpCache.RLock()
-	s, ok := tcpCache.m[port]
-	tcpCache.RUnlock()
-	if ok {
-		return s
-	}
+// tcpSeriesFor finds the series of a port.
+var tcpSeriesFor = newSeriesCache(func(port int) tcpSeries {
 	label := strconv.Itoa(port)
-	s = tcpSeries{open: tcpOpen.WithLabelValues(label), total: tcpTotal.WithLabelValues(label)}
-	tcpCache.Lock()
-	tcpCache.m[port] = s
-	tcpCache.Unlock()
-	return s
-}
+	return tcpSeries{open: tcpOpen.WithLabelValues(label), total: tcpTotal.WithLabelValues(label)}
+})
