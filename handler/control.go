@@ -24,8 +24,14 @@ import (
 
 // upgrader accepts clients' WebSockets. Origin is not checked: clients are
 // not browsers, and the bearer token is the authentication.
+//
+// Its read buffer is small: an idle client's session should cost little,
+// and payloads larger than the buffer bypass it (gorilla reads them
+// straight into yamux's own buffer), so only frame headers and small
+// messages go through it.
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: tunnel.HandshakeTimeout,
+	ReadBufferSize:   512,
 	WriteBufferSize:  tunnel.WriteBufferSize,
 	WriteBufferPool:  tunnel.WriteBufferPool,
 	CheckOrigin:      func(*http.Request) bool { return true },
@@ -86,9 +92,10 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// serveConnect hands an authenticated client's upgraded connection to the
-// registry, which runs the session on its own goroutines: it outlives this
-// request and this config. It reports whether the upgrade succeeded.
+// serveConnect upgrades an authenticated client's connection and hands it
+// to the registry, which performs the handshake here and then runs the
+// session on goroutines of its own: it outlives this request and this
+// config. It reports whether the upgrade succeeded.
 func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) bool {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "inlets: "+tunnel.ConnectPath+" expects a WebSocket upgrade over HTTP/1.1 from an inlets client", http.StatusBadRequest)
@@ -103,7 +110,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) bool {
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
-	go h.reg.Serve(tunnel.NewConn(ws), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
+	h.reg.Serve(tunnel.NewConn(ws), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
 	return true
 }
 

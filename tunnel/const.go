@@ -60,9 +60,14 @@ const (
 	// a client for the server's answer.
 	HandshakeTimeout = 10 * time.Second
 
-	// KeepAliveInterval is how often each side pings the other; a session
-	// whose peer stops answering is closed after ConnectionWriteTimeout.
+	// KeepAliveInterval is how often the client pings the server; a
+	// session whose server stops answering is closed after
+	// ConnectionWriteTimeout.
 	KeepAliveInterval = 15 * time.Second
+
+	// PeerSilenceTimeout is how long the server waits for any message from
+	// a client (at the least its pings) before it ends the session.
+	PeerSilenceTimeout = 3 * KeepAliveInterval
 
 	// ConnectionWriteTimeout bounds every write to the WebSocket.
 	ConnectionWriteTimeout = 10 * time.Second

@@ -25,8 +25,10 @@
 // That byte stream carries one yamux session (github.com/hashicorp/yamux,
 // spec.md of that repository). The server is the yamux client and opens
 // every stream; the client never opens one, and a server treats a
-// client-opened stream as a protocol error and ends the session. Both sides
-// send yamux keepalive pings every [KeepAliveInterval].
+// client-opened stream as a protocol error and ends the session. The client
+// sends a yamux ping every [KeepAliveInterval] and ends the session when one
+// goes unanswered; the server does not ping, and ends a session from which
+// no message has arrived for [PeerSilenceTimeout].
 //
 // # Messages
 //

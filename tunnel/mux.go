@@ -19,8 +19,10 @@ import (
 //     healthy but slow link must not trip it (yamux advisory
 //     GHSA-29qp-crvh-w22m). Nothing here retries a stream write that timed
 //     out: the copier that sees the error closes the stream.
-//   - Keepalive pings every KeepAliveInterval decide when a silent peer is
-//     gone.
+//   - The client pings every KeepAliveInterval, which tells it when the
+//     server is gone. The server does not ping: its Conn ends a session
+//     that has sent nothing for PeerSilenceTimeout, which saves the server
+//     a goroutine and a timer per idle client.
 //   - StreamCloseTimeout bounds a half-closed stream whose peer never
 //     closes its side; it runs from the half-close, not from the last
 //     byte, so it must outlast any one-way transfer after a half-close
@@ -44,9 +46,13 @@ func MuxConfig(logger yamux.Logger) *yamux.Config {
 }
 
 // ServerSession starts the server's side of a session over conn. The server
-// opens every stream (it is yamux's "client" role).
-func ServerSession(conn net.Conn, logger yamux.Logger) (*yamux.Session, error) {
-	return yamux.Client(conn, MuxConfig(logger))
+// opens every stream (it is yamux's "client" role) and leaves pinging to
+// the client.
+func ServerSession(conn *Conn, logger yamux.Logger) (*yamux.Session, error) {
+	conn.SetIdleTimeout(PeerSilenceTimeout)
+	cfg := MuxConfig(logger)
+	cfg.EnableKeepAlive = false
+	return yamux.Client(conn, cfg)
 }
 
 // ClientSession starts the client's side of a session over conn: it accepts

@@ -25,6 +25,8 @@ type Conn struct {
 
 	// reader is the message being read; only Read touches it.
 	reader io.Reader
+	// idle, when positive, is how long Read waits for the next message.
+	idle time.Duration
 
 	// writeMu serialises writers (gorilla allows one at a time) and guards
 	// header.
@@ -48,6 +50,11 @@ func NewConn(ws *websocket.Conn) *Conn {
 	return &Conn{ws: ws}
 }
 
+// SetIdleTimeout makes Read fail once no message has begun for d. The
+// server's side of a session uses it instead of sending pings of its own:
+// the client pings every KeepAliveInterval, so silence means it is gone.
+func (c *Conn) SetIdleTimeout(d time.Duration) { c.idle = d }
+
 // WriteBufferSize is the size of WebSocket write buffers: a frame of
 // typical size (a 32 KiB copy buffer and its header) goes out as one
 // WebSocket frame in one system call, including on the client, which must
@@ -62,6 +69,9 @@ var WriteBufferPool websocket.BufferPool = new(sync.Pool)
 func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		if c.reader == nil {
+			if c.idle > 0 {
+				c.ws.SetReadDeadline(time.Now().Add(c.idle))
+			}
 			typ, r, err := c.ws.NextReader()
 			if err != nil {
 				return 0, readError(err)

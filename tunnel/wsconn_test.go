@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -134,5 +135,34 @@ func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
 		if !bytes.Equal(got, w) {
 			t.Fatalf("message %d: got %q, want %q", i, got, w)
 		}
+	}
+}
+
+func TestConnIdleTimeoutEndsASilentPeerOnly(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	cws, sws := wsPair(t)
+	server := NewConn(sws)
+	server.SetIdleTimeout(idle)
+
+	// A peer that speaks more often than the timeout keeps the reader alive.
+	go func() {
+		tick := time.NewTicker(idle / 3)
+		defer tick.Stop()
+		for range 9 {
+			cws.WriteMessage(websocket.BinaryMessage, []byte{1})
+			<-tick.C
+		}
+	}()
+	buf := make([]byte, 1)
+	for i := range 9 {
+		if _, err := server.Read(buf); err != nil {
+			t.Fatalf("read %d from a talking peer: %v", i, err)
+		}
+	}
+	// Then silence.
+	start := time.Now()
+	_, err := server.Read(buf)
+	if err == nil || time.Since(start) < idle/2 {
+		t.Fatalf("a silent peer: err %v after %s", err, time.Since(start))
 	}
 }

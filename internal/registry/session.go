@@ -62,44 +62,52 @@ type Policy struct {
 
 var errShuttingDown = errors.New("the server is shutting down; the client will reconnect to its successor")
 
-// Serve runs a session over conn, a freshly upgraded WebSocket, until it
-// ends: the handshake, registration, and the wait for its end. It owns
-// conn. Its goroutine holds only the registry and the session, never a
-// config-scoped value.
-func (r *Registry) Serve(conn net.Conn, remoteAddr string, policy Policy) {
-	logger := r.Logger().With(zap.String("remote_addr", remoteAddr))
+// Serve performs the handshake of a session over conn, a freshly upgraded
+// WebSocket, in the caller's goroutine, and leaves the accepted session
+// running on goroutines of its own, which hold only the registry and the
+// session, never a config-scoped value. It owns conn.
+func (r *Registry) Serve(conn *tunnel.Conn, remoteAddr string, policy Policy) {
 	mux, err := tunnel.ServerSession(conn, yamuxLogger{r})
 	if err != nil {
 		conn.Close()
-		logger.Error("starting tunnel session", zap.Error(err))
+		r.Logger().Error("starting tunnel session", zap.String("remote_addr", remoteAddr), zap.Error(err))
 		return
 	}
-	defer mux.Close()
-
 	s, err := r.handshake(mux, remoteAddr, policy)
 	if err != nil {
-		logger.Warn("client rejected", zap.Error(err))
+		mux.Close()
+		r.Logger().Warn("client rejected", zap.String("remote_addr", remoteAddr), zap.Error(err))
 		return
 	}
-	defer r.remove(s)
-	logger = logger.With(zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID))
-	logger.Info("client connected",
+	r.Logger().Info("client connected",
+		zap.String("remote_addr", remoteAddr),
+		zap.String("client_id", s.Hello.ClientID),
+		zap.Uint64("session", s.ID),
 		zap.String("mode", s.Hello.Mode),
 		zap.String("client_version", s.Hello.Version),
 		zap.Strings("upstreams", s.Upstreams()))
+	// A new goroutine, rather than this one, whose stack the handshake
+	// has grown: an idle client costs the server little more than the
+	// stacks of its goroutines.
+	go r.watch(s)
+}
 
-	// The server opens every stream: one the client opens is a protocol
-	// error. AcceptStream also returns when the session ends.
-	for {
-		st, err := mux.AcceptStream()
-		if err != nil {
-			break
-		}
+// watch waits for the end of an accepted session and unregisters it. The
+// server opens every stream: one the client opens is a protocol error.
+// AcceptStream also returns when the session ends.
+func (r *Registry) watch(s *Session) {
+	defer r.remove(s)
+	defer s.mux.Close()
+	if st, err := s.mux.AcceptStream(); err == nil {
 		st.Close()
-		logger.Warn("client opened a stream, which the protocol forbids; closing its session")
-		break
+		r.Logger().Warn("client opened a stream, which the protocol forbids; closing its session",
+			zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID))
 	}
-	logger.Info("client disconnected", zap.Duration("connected_for", time.Since(s.Since)))
+	r.Logger().Info("client disconnected",
+		zap.String("remote_addr", s.RemoteAddr),
+		zap.String("client_id", s.Hello.ClientID),
+		zap.Uint64("session", s.ID),
+		zap.Duration("connected_for", time.Since(s.Since)))
 }
 
 // handshake reads the client's Hello on the control stream and answers it.
@@ -146,6 +154,8 @@ func (s *Session) accept() error {
 		return err
 	}
 	s.control.SetDeadline(time.Time{})
+	// The hello's bytes are read: give back the buffer it grew.
+	s.control.Shrink()
 	s.accepted.Store(true)
 	for _, msg := range s.pending {
 		if err := s.writeControlLocked(msg); err != nil {
