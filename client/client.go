@@ -112,8 +112,6 @@ func New(cfg Config) (*Client, error) {
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: cfg.DialTimeout,
 			TLSClientConfig:  cfg.TLS,
-			WriteBufferSize:  tunnel.WriteBufferSize,
-			WriteBufferPool:  tunnel.WriteBufferPool,
 		},
 		hello: tunnel.Hello{
 			ClientID: cfg.ID,
@@ -235,7 +233,7 @@ func (c *Client) connect(ctx context.Context) (*yamux.Session, error) {
 		return nil, fmt.Errorf("connecting to %s: %w", c.url, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
-	mux, err := tunnel.ClientSession(tunnel.NewConn(ws), nil)
+	mux, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
 	if err != nil {
 		ws.Close()
 		return nil, err

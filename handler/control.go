@@ -32,8 +32,6 @@ import (
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: tunnel.HandshakeTimeout,
 	ReadBufferSize:   512,
-	WriteBufferSize:  tunnel.WriteBufferSize,
-	WriteBufferPool:  tunnel.WriteBufferPool,
 	CheckOrigin:      func(*http.Request) bool { return true },
 }
 
@@ -110,7 +108,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) bool {
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
-	h.reg.Serve(tunnel.NewConn(ws), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
+	h.reg.Serve(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
 	return true
 }
 

@@ -45,7 +45,7 @@ func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) t
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	mux, err := tunnel.ClientSession(tunnel.NewConn(ws), nil)
+	mux, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,11 @@ import (
 // muxPair returns both sides of a session over a real WebSocket on loopback.
 func muxPair(b testing.TB) (server, client *yamux.Session) {
 	cws, sws := wsPair(b)
-	server, err := ServerSession(NewConn(sws), nil)
+	server, err := ServerSession(NewConn(sws, ServerSide), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	client, err = ClientSession(NewConn(cws), nil)
+	client, err = ClientSession(NewConn(cws, ClientSide), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func muxPair(b testing.TB) (server, client *yamux.Session) {
 // from the client side (masked, as a tunnel client sends responses).
 func BenchmarkConnWrite(b *testing.B) {
 	cws, sws := wsPair(b)
-	client, server := NewConn(cws), NewConn(sws)
+	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
 	go io.Copy(io.Discard, server)
 	buf := make([]byte, 32<<10)
 	b.SetBytes(int64(len(buf)))

@@ -18,7 +18,7 @@ func wsPair(t testing.TB) (client, server *websocket.Conn) {
 	t.Helper()
 	accepted := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := (&websocket.Upgrader{WriteBufferSize: WriteBufferSize, WriteBufferPool: WriteBufferPool}).Upgrade(w, r, nil)
+		ws, err := (&websocket.Upgrader{ReadBufferSize: 512}).Upgrade(w, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
@@ -26,7 +26,7 @@ func wsPair(t testing.TB) (client, server *websocket.Conn) {
 		accepted <- ws
 	}))
 	t.Cleanup(srv.Close)
-	dialer := &websocket.Dialer{WriteBufferSize: WriteBufferSize, WriteBufferPool: WriteBufferPool}
+	dialer := &websocket.Dialer{}
 	c, _, err := dialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func wsPair(t testing.TB) (client, server *websocket.Conn) {
 
 func TestConnCarriesABytestreamAcrossMessages(t *testing.T) {
 	cws, sws := wsPair(t)
-	client, server := NewConn(cws), NewConn(sws)
+	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
 
 	// One write larger than a message is split; the reader sees one stream.
 	data := bytes.Repeat([]byte("0123456789abcdef"), (3*MaxMessageSize)/16+7)
@@ -75,14 +75,14 @@ func TestConnCarriesABytestreamAcrossMessages(t *testing.T) {
 
 func TestConnRefusesTextAndOversizedMessages(t *testing.T) {
 	cws, sws := wsPair(t)
-	server := NewConn(sws)
+	server := NewConn(sws, ServerSide)
 	cws.WriteMessage(websocket.TextMessage, []byte("hello"))
 	if _, err := server.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "want binary") {
 		t.Fatalf("text message: %v", err)
 	}
 
 	cws, sws = wsPair(t)
-	server = NewConn(sws)
+	server = NewConn(sws, ServerSide)
 	cws.WriteMessage(websocket.BinaryMessage, make([]byte, MaxMessageSize+1))
 	if _, err := io.ReadAll(server); err == nil || !strings.Contains(err.Error(), "read limit") {
 		t.Fatalf("oversized message: %v", err)
@@ -91,7 +91,7 @@ func TestConnRefusesTextAndOversizedMessages(t *testing.T) {
 
 func TestConnAddresses(t *testing.T) {
 	cws, sws := wsPair(t)
-	client, server := NewConn(cws), NewConn(sws)
+	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
 	if client.RemoteAddr().String() != server.LocalAddr().String() {
 		t.Fatalf("client remote %s != server local %s", client.RemoteAddr(), server.LocalAddr())
 	}
@@ -109,7 +109,7 @@ func yamuxHeader(typ byte, length uint32) []byte {
 
 func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
 	cws, sws := wsPair(t)
-	client := NewConn(cws)
+	client := NewConn(cws, ClientSide)
 	body := []byte("hello, yamux")
 	windowUpdate := yamuxHeader(1, 4096)
 
@@ -141,7 +141,7 @@ func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
 func TestConnIdleTimeoutEndsASilentPeerOnly(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	cws, sws := wsPair(t)
-	server := NewConn(sws)
+	server := NewConn(sws, ServerSide)
 	server.SetIdleTimeout(idle)
 
 	// A peer that speaks more often than the timeout keeps the reader alive.
@@ -164,5 +164,27 @@ func TestConnIdleTimeoutEndsASilentPeerOnly(t *testing.T) {
 	_, err := server.Read(buf)
 	if err == nil || time.Since(start) < idle/2 {
 		t.Fatalf("a silent peer: err %v after %s", err, time.Since(start))
+	}
+}
+
+func TestConnServerFramesReachTheClientIntact(t *testing.T) {
+	cws, sws := wsPair(t)
+	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
+	if !server.writev {
+		t.Fatal("a server over TCP should write frames with writev")
+	}
+	// Sizes around each length encoding, and one above a message.
+	var want []byte
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000, MaxMessageSize + 3} {
+		chunk := bytes.Repeat([]byte{byte(n)}, n)
+		want = append(want, chunk...)
+		go server.Write(chunk)
+		got := make([]byte, n)
+		if _, err := io.ReadFull(client, got); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !bytes.Equal(got, chunk) {
+			t.Fatalf("%d bytes changed in transit", n)
+		}
 	}
 }
