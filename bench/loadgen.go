@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The load generators are Debian's wrk, hey and iperf3, run as processes;
+// this file runs them and reads their output.
+
+// httpLoad is the outcome of one wrk or hey run.
+type httpLoad struct {
+	rps      float64 // requests per second
+	p50, p99 float64 // seconds
+	requests float64 // completed, whatever their status
+	non2xx   float64 // responses with another status (wrk: other than 2xx or 3xx)
+	sockErrs float64 // connect, read, write errors and timeouts
+}
+
+func (l httpLoad) errors() float64 { return l.non2xx + l.sockErrs }
+
+// wrkThreads is wrk's thread count. One event-loop thread drives 50
+// keep-alive connections at well over the rate any subject here reaches
+// (see BENCHMARKS.md), and leaves as much of the 2 cores as possible to
+// the processes under test, which share them with wrk.
+const wrkThreads = 1
+
+// runWrk runs wrk with 50 keep-alive connections against url for d.
+func runWrk(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
+	out, err := run(ctx, d+30*time.Second, "wrk",
+		"-t", strconv.Itoa(wrkThreads), "-c", "50", "-d", fmt.Sprintf("%ds", int(d.Seconds())),
+		"--latency", "--timeout", "5s", "-H", "Host: "+host, url)
+	if err != nil {
+		return httpLoad{}, err
+	}
+	return parseWrk(string(out))
+}
+
+var (
+	wrkRPS      = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	wrkLatency  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkRequests = regexp.MustCompile(`(?m)^\s+(\d+) requests in `)
+	wrkSockErrs = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// parseWrk reads wrk's report (with --latency).
+func parseWrk(out string) (httpLoad, error) {
+	var l httpLoad
+	m := wrkRPS.FindStringSubmatch(out)
+	if m == nil {
+		return l, fmt.Errorf("no Requests/sec in wrk's output:\n%s", out)
+	}
+	l.rps, _ = strconv.ParseFloat(m[1], 64)
+	if m := wrkRequests.FindStringSubmatch(out); m != nil {
+		l.requests, _ = strconv.ParseFloat(m[1], 64)
+	}
+	found := 0
+	for _, m := range wrkLatency.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		v *= map[string]float64{"us": 1e-6, "ms": 1e-3, "s": 1}[m[3]]
+		if m[1] == "50" {
+			l.p50 = v
+		} else {
+			l.p99 = v
+		}
+		found++
+	}
+	if found != 2 {
+		return l, fmt.Errorf("no 50%% and 99%% latency in wrk's output (run it with --latency):\n%s", out)
+	}
+	if m := wrkSockErrs.FindStringSubmatch(out); m != nil {
+		for _, s := range m[1:] {
+			n, _ := strconv.ParseFloat(s, 64)
+			l.sockErrs += n
+		}
+	}
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		l.non2xx, _ = strconv.ParseFloat(m[1], 64)
+	}
+	return l, nil
+}
+
+// runHey runs hey with 50 keep-alive workers against url for d.
+func runHey(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
+	out, err := run(ctx, d+30*time.Second, "hey",
+		"-c", "50", "-z", fmt.Sprintf("%ds", int(d.Seconds())), "-t", "5", "-host", host, url)
+	if err != nil {
+		return httpLoad{}, err
+	}
+	return parseHey(string(out))
+}
+
+var (
+	heyRPS     = regexp.MustCompile(`(?m)^\s+Requests/sec:\s+([0-9.]+)`)
+	heyLatency = regexp.MustCompile(`(?m)^\s+(50|99)% in ([0-9.]+) secs`)
+	heyStatus  = regexp.MustCompile(`(?m)^\s+\[(\d+)\]\s+(\d+) responses`)
+	heyErrors  = regexp.MustCompile(`(?m)^\s+\[(\d+)\]\s+(Get|Post|Head|Put|Delete|dial|read|write).*$`)
+)
+
+// parseHey reads hey's summary.
+func parseHey(out string) (httpLoad, error) {
+	var l httpLoad
+	m := heyRPS.FindStringSubmatch(out)
+	if m == nil {
+		return l, fmt.Errorf("no Requests/sec in hey's output:\n%s", out)
+	}
+	l.rps, _ = strconv.ParseFloat(m[1], 64)
+	found := 0
+	for _, m := range heyLatency.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		if m[1] == "50" {
+			l.p50 = v
+		} else {
+			l.p99 = v
+		}
+		found++
+	}
+	if found != 2 {
+		return l, fmt.Errorf("no 50%% and 99%% latency in hey's output:\n%s", out)
+	}
+	for _, m := range heyStatus.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.ParseFloat(m[2], 64)
+		l.requests += n
+		if !strings.HasPrefix(m[1], "2") {
+			l.non2xx += n
+		}
+	}
+	if _, errs, ok := strings.Cut(out, "Error distribution:"); ok {
+		for _, m := range heyErrors.FindAllStringSubmatch(errs, -1) {
+			n, _ := strconv.ParseFloat(m[1], 64)
+			l.sockErrs += n
+		}
+	}
+	return l, nil
+}
+
+// iperfArgs describes one iperf3 test: streams in parallel, and reverse
+// (-R: the server sends, as in a download through the tunnel).
+type iperfArgs struct {
+	streams int
+	reverse bool
+}
+
+func (a iperfArgs) String() string {
+	dir := "client → server"
+	if a.reverse {
+		dir = "server → client (-R)"
+	}
+	s := "1 stream"
+	if a.streams > 1 {
+		s = fmt.Sprintf("%d streams", a.streams)
+	}
+	return s + ", " + dir
+}
+
+// runIperf runs an iperf3 client against port for d and returns the
+// throughput the receiver measured, in bits per second.
+func runIperf(ctx context.Context, port int, a iperfArgs, d time.Duration) (float64, error) {
+	args := []string{"-c", "127.0.0.1", "-p", strconv.Itoa(port), "-J",
+		"-t", strconv.Itoa(int(d.Seconds())), "-P", strconv.Itoa(a.streams)}
+	if a.reverse {
+		args = append(args, "-R")
+	}
+	out, err := run(ctx, d+30*time.Second, "iperf3", args...)
+	if len(out) == 0 {
+		return 0, err
+	}
+	// iperf3 -J reports its own errors in the JSON, with exit status 1.
+	return parseIperf(out)
+}
+
+// parseIperf reads the receiver's throughput from iperf3 -J.
+func parseIperf(out []byte) (float64, error) {
+	var r struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("iperf3 JSON: %w", err)
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	if r.End.SumReceived.Bytes == 0 {
+		return 0, fmt.Errorf("iperf3 received no bytes")
+	}
+	return r.End.SumReceived.BitsPerSecond, nil
+}

@@ -1,0 +1,451 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/status"
+)
+
+// env is where one harness run keeps its processes: a temporary directory
+// for configs and logs, and every process it started, so that all of them
+// are stopped however the run ends.
+type env struct {
+	dir   string // temporary; removed by close
+	bin   string // holds caddy and inlets
+	self  string // this executable, for `inletsbench upstream`
+	token string
+
+	mu    sync.Mutex
+	procs []*proc
+	seq   int
+}
+
+func newEnv(bin string) (*env, error) {
+	dir, err := os.MkdirTemp("", "inletsbench-")
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return &env{dir: dir, bin: bin, self: self, token: newToken()}, nil
+}
+
+// close stops every process still running and removes the directory.
+func (e *env) close() {
+	e.mu.Lock()
+	procs := e.procs
+	e.procs = nil
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop() }()
+	}
+	wg.Wait()
+	os.RemoveAll(e.dir)
+}
+
+// proc is a process the harness started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
+}
+
+// start runs bin with args, its output going to a log file in the
+// temporary directory. The process is killed if the harness dies.
+func (e *env) start(name, bin string, args ...string) (*proc, error) {
+	e.mu.Lock()
+	e.seq++
+	logPath := filepath.Join(e.dir, fmt.Sprintf("%02d-%s.log", e.seq, name))
+	e.mu.Unlock()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(),
+		"INLETS_TOKEN="+e.token,
+		// Caddy keeps its data and config here, not in $HOME.
+		"XDG_DATA_HOME="+filepath.Join(e.dir, "data"),
+		"XDG_CONFIG_HOME="+filepath.Join(e.dir, "config"),
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop asks the process to exit (SIGTERM) and kills it after 10s.
+func (p *proc) stop() {
+	if p.exited() {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// tail returns the last lines of the process's log, for error messages.
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-15):], "\n")
+}
+
+// waitFor polls cond every 10ms until it returns nil, the process exits or
+// timeout passes.
+func (p *proc) waitFor(what string, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited while waiting for %s; its log ends:\n%s", p.name, what, p.tail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for %s: %v; %s's log ends:\n%s", what, err, p.name, p.tail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago.
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// canDial reports whether something listens on addr.
+func canDial(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// upstream is the `inletsbench upstream` process.
+type upstream struct {
+	*proc
+	http, echo int // ports
+}
+
+func (e *env) startUpstream() (*upstream, error) {
+	u := &upstream{http: freePort(), echo: freePort()}
+	p, err := e.start("upstream", e.self, "upstream",
+		"--http", fmt.Sprintf("127.0.0.1:%d", u.http), "--echo", fmt.Sprintf("127.0.0.1:%d", u.echo))
+	if err != nil {
+		return nil, err
+	}
+	u.proc = p
+	return u, p.waitFor("the upstream", 10*time.Second, func() error {
+		if err := canDial(fmt.Sprintf("127.0.0.1:%d", u.http)); err != nil {
+			return err
+		}
+		return canDial(fmt.Sprintf("127.0.0.1:%d", u.echo))
+	})
+}
+
+// caddy is a Caddy process and the Caddyfile it runs.
+type caddy struct {
+	*proc
+	admin  string // host:port of the admin endpoint
+	config string // path of the Caddyfile
+}
+
+// caddyfile is the harness's server config: the tunnel's control plane
+// and HTTP data plane on one site (as examples/single-site.Caddyfile), the
+// TCP data plane on tcpPorts, and Caddy's own reverse_proxy to the
+// upstream on another site, the baseline of the HTTP tunnel.
+type caddyfile struct {
+	admin, tunnel, proxy, upstream int
+	tcpPorts                       []int
+}
+
+func (c caddyfile) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tgrace_period 1s\n", c.admin)
+	if len(c.tcpPorts) > 0 {
+		ports := make([]string, len(c.tcpPorts))
+		for i, p := range c.tcpPorts {
+			ports[i] = strconv.Itoa(p)
+		}
+		fmt.Fprintf(&b, "\tinlets {\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n\t\t\tports %s\n\t\t}\n\t}\n", strings.Join(ports, " "))
+	}
+	b.WriteString("}\n")
+	fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\tinlets {\n\t\ttoken {env.INLETS_TOKEN}\n\t}\n}\n", c.tunnel)
+	if c.proxy != 0 {
+		fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:%d\n}\n", c.proxy, c.upstream)
+	}
+	return b.String()
+}
+
+// startCaddy writes cfg and runs Caddy with it until its admin endpoint
+// answers.
+func (e *env) startCaddy(cfg caddyfile) (*caddy, error) {
+	path := filepath.Join(e.dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
+		return nil, err
+	}
+	c := &caddy{admin: fmt.Sprintf("127.0.0.1:%d", cfg.admin), config: path}
+	return c, e.restartCaddy(c)
+}
+
+// restartCaddy starts c's process (again) with its config; it returns
+// once the admin endpoint answers.
+func (e *env) restartCaddy(c *caddy) error {
+	p, err := e.start("caddy", filepath.Join(e.bin, "caddy"), "run", "--config", c.config, "--adapter", "caddyfile")
+	if err != nil {
+		return err
+	}
+	c.proc = p
+	return p.waitFor("Caddy's admin endpoint", 30*time.Second, func() error {
+		_, err := c.get("/config/")
+		return err
+	})
+}
+
+var adminClient = &http.Client{Timeout: 30 * time.Second}
+
+// get fetches a path of the admin endpoint.
+func (c *caddy) get(path string) ([]byte, error) {
+	resp, err := adminClient.Get("http://" + c.admin + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, body)
+	}
+	return body, nil
+}
+
+// clients counts the connected clients, from the admin status route.
+func (c *caddy) clients() (int, error) {
+	body, err := c.get("/inlets/status")
+	if err != nil {
+		return 0, err
+	}
+	var s status.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return 0, err
+	}
+	return len(s.Clients), nil
+}
+
+// waitClients waits until n clients are connected.
+func (c *caddy) waitClients(n int, timeout time.Duration) error {
+	return c.waitFor(fmt.Sprintf("%d connected clients", n), timeout, func() error {
+		got, err := c.clients()
+		if err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("%d clients connected, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// memory is a sample of Caddy's memory and goroutines.
+type memory struct {
+	rss        float64 // bytes, VmRSS
+	heapInuse  float64 // bytes, go_memstats_heap_inuse_bytes
+	goroutines float64
+}
+
+// sample reads Caddy's VmRSS, heap in use and goroutine count.
+func (c *caddy) sample() (memory, error) {
+	var m memory
+	var err error
+	if m.rss, err = vmRSS(c.pid()); err != nil {
+		return m, err
+	}
+	metrics, err := c.get("/metrics")
+	if err != nil {
+		return m, err
+	}
+	if m.heapInuse, err = metricValue(string(metrics), "go_memstats_heap_inuse_bytes"); err != nil {
+		return m, err
+	}
+	prof, err := c.get("/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return m, err
+	}
+	m.goroutines, err = goroutineTotal(string(prof))
+	return m, err
+}
+
+// settledSample takes n samples a second apart and returns the median of
+// each figure: Caddy's memory cannot be garbage-collected from outside,
+// so a median of a few samples stands in for a settled figure.
+func (c *caddy) settledSample(n int) (memory, error) {
+	var rss, heap, gor []float64
+	for i := range n {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
+		m, err := c.sample()
+		if err != nil {
+			return memory{}, err
+		}
+		rss, heap, gor = append(rss, m.rss), append(heap, m.heapInuse), append(gor, m.goroutines)
+	}
+	return memory{rss: median(rss), heapInuse: median(heap), goroutines: median(gor)}, nil
+}
+
+// vmRSS reads a process's resident set size, in bytes.
+func vmRSS(pid int) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// metricValue finds a sample in a Prometheus text exposition: name is the
+// metric name with its labels as written, e.g. `x{port="80"}`.
+func metricValue(text, name string) (float64, error) {
+	for line := range strings.Lines(text) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// goroutineTotal reads the count from a goroutine profile in debug=1 form,
+// whose first line is "goroutine profile: total N".
+func goroutineTotal(profile string) (float64, error) {
+	first, _, _ := strings.Cut(profile, "\n")
+	n, ok := strings.CutPrefix(first, "goroutine profile: total ")
+	if !ok {
+		return 0, fmt.Errorf("not a goroutine profile: %q", first)
+	}
+	return strconv.ParseFloat(n, 64)
+}
+
+// httpClientProc runs `inlets http client` for host → the upstream.
+func (e *env) httpClientProc(tunnelPort int, host string, up *upstream) (*proc, error) {
+	return e.start("http-client", filepath.Join(e.bin, "inlets"), "http", "client",
+		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", e.token, "--id", "bench-http",
+		"--upstream", fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http))
+}
+
+// tcpClientProc runs `inlets tcp client` serving each public port from the
+// local port it maps to on 127.0.0.1.
+func (e *env) tcpClientProc(tunnelPort int, ports map[int]int) (*proc, error) {
+	var list []string
+	for pub, local := range ports {
+		list = append(list, fmt.Sprintf("%d:%d", pub, local))
+	}
+	return e.start("tcp-client", filepath.Join(e.bin, "inlets"), "tcp", "client",
+		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", e.token, "--id", "bench-tcp",
+		"--upstream", "127.0.0.1", "--ports", strings.Join(list, ","))
+}
+
+// run runs a command to its end with a timeout and returns its standard
+// output; the error carries its standard error.
+func run(ctx context.Context, timeout time.Duration, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) || ctx.Err() != nil {
+			return out, fmt.Errorf("%s %s: %w: %s%s", name, strings.Join(args, " "), err, stderr.String(), lastLines(out, 5))
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func newToken() string { return rand.Text() }
+
+// metric reads one sample of Caddy's metrics.
+func (c *caddy) metric(name string) (float64, error) {
+	text, err := c.get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	return metricValue(string(text), name)
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// traffic is the set of servers that scenarios small, bulk and bodies
+// share: one Caddy serving Caddy's own reverse_proxy and the tunnel side
+// by side, one `inlets http client` and one `inlets tcp client` process,
+// and an iperf3 server. The upstream is h.up.
+type traffic struct {
+	caddy        *caddy
+	iperf        int // the iperf3 server's port
+	proxy        int // Caddy's reverse_proxy to the upstream
+	tunnel       int // the tunnel's site: clients and HTTP visitors
+	tcpHTTP      int // TCP tunnel port → the upstream's HTTP port
+	tcpIperf     int // TCP tunnel port → the iperf3 server
+	clientsProcs []*proc
+}
+
+// tunnelHost is the host the HTTP client announces.
+const tunnelHost = "app.example.com"
+
+func (h *harness) startTraffic() (*traffic, error) {
+	if h.traffic != nil {
+		return h.traffic, nil
+	}
+	e := h.env
+	t := &traffic{iperf: freePort(), proxy: freePort(), tunnel: freePort(), tcpHTTP: freePort(), tcpIperf: freePort()}
+	ip, err := e.start("iperf3-server", "iperf3", "-s", "-p", strconv.Itoa(t.iperf), "--forceflush")
+	if err != nil {
+		return nil, err
+	}
+	if err := ip.waitFor("the iperf3 server", 10*time.Second, func() error {
+		b, _ := readFile(ip.log)
+		if !strings.Contains(b, "Server listening") {
+			return errors.New("not listening yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	t.caddy, err = e.startCaddy(caddyfile{
+		admin: freePort(), tunnel: t.tunnel, proxy: t.proxy, upstream: h.up.http,
+		tcpPorts: []int{t.tcpHTTP, t.tcpIperf},
+	})
+	if err != nil {
+		return nil, err
+	}
+	hc, err := e.httpClientProc(t.tunnel, tunnelHost, h.up)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := e.tcpClientProc(t.tunnel, map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf})
+	if err != nil {
+		return nil, err
+	}
+	t.clientsProcs = []*proc{hc, tc}
+	if err := t.caddy.waitClients(2, 30*time.Second); err != nil {
+		return nil, err
+	}
+	h.traffic = t
+	return t, nil
+}
+
+func (h *harness) stopTraffic() {
+	if h.traffic == nil {
+		return
+	}
+	for _, p := range h.traffic.clientsProcs {
+		p.stop()
+	}
+	h.traffic.caddy.stop()
+	h.traffic = nil
+}
+
+// subject is one way of serving the upstream's /small.
+type subject struct {
+	name, url string
+}
+
+// small is scenario 1: small keep-alive requests, with wrk, to the
+// upstream served directly, through reverse_proxy, through the HTTP
+// tunnel and through the TCP tunnel. hey cross-checks wrk's figures.
+func (h *harness) small(ctx context.Context) error {
+	t, err := h.startTraffic()
+	if err != nil {
+		return err
+	}
+	subjects := []subject{
+		{subjectDirect, fmt.Sprintf("http://127.0.0.1:%d/small", h.up.http)},
+		{subjectProxy, fmt.Sprintf("http://127.0.0.1:%d/small", t.proxy)},
+		{subjectHTTPTunnel, fmt.Sprintf("http://127.0.0.1:%d/small", t.tunnel)},
+		{subjectTCPTunnel, fmt.Sprintf("http://127.0.0.1:%d/small", t.tcpHTTP)},
+	}
+	for _, s := range subjects {
+		if err := checkSmall(s.url); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		logf("warm-up %s", s.name)
+		if _, err := runWrk(ctx, s.url, tunnelHost, h.p.warmup); err != nil {
+			return err
+		}
+	}
+	for run := range h.p.runs {
+		for _, s := range subjects {
+			l, err := runWrk(ctx, s.url, tunnelHost, h.p.wrk)
+			if err != nil {
+				return err
+			}
+			logf("run %d wrk %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors())
+			h.res.small[s.name] = append(h.res.small[s.name], l)
+		}
+		for _, s := range subjects {
+			l, err := runHey(ctx, s.url, tunnelHost, h.p.hey)
+			if err != nil {
+				return err
+			}
+			logf("run %d hey %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors())
+			h.res.smallHey[s.name] = append(h.res.smallHey[s.name], l)
+		}
+	}
+	return nil
+}
+
+// checkSmall fetches url once and checks the answer is the upstream's, so
+// that a fast error page cannot pass for a fast tunnel.
+func checkSmall(url string) error {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Host = tunnelHost
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != smallBody {
+		return fmt.Errorf("GET %s: HTTP %d %q, want 200 %q", url, resp.StatusCode, body, smallBody)
+	}
+	return nil
+}
+
+// bulk is scenario 2: iperf3, 1 and 8 streams, both directions, direct
+// and through the TCP tunnel.
+func (h *harness) bulk(ctx context.Context) error {
+	t, err := h.startTraffic()
+	if err != nil {
+		return err
+	}
+	for run := range h.p.runs {
+		for _, a := range bulkTests {
+			for _, s := range []struct {
+				name string
+				port int
+			}{{subjectDirect, t.iperf}, {subjectTCPTunnel, t.tcpIperf}} {
+				bps, err := runIperf(ctx, s.port, a, h.p.iperf)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", s.name, a, err)
+				}
+				logf("run %d iperf3 %-26s %-10s %6.2f Gbit/s", run+1, a, s.name, bps/1e9)
+				key := bulkKey{a, s.name}
+				h.res.bulk[key] = append(h.res.bulk[key], bps)
+			}
+		}
+	}
+	return nil
+}
+
+var bulkTests = []iperfArgs{{1, false}, {1, true}, {8, false}, {8, true}}
+
+// bodies is scenario 3: a large download and upload through the HTTP
+// tunnel and through reverse_proxy, every byte checked.
+func (h *harness) bodies(ctx context.Context) error {
+	t, err := h.startTraffic()
+	if err != nil {
+		return err
+	}
+	bases := []subject{
+		{subjectProxy, fmt.Sprintf("http://127.0.0.1:%d", t.proxy)},
+		{subjectHTTPTunnel, fmt.Sprintf("http://127.0.0.1:%d", t.tunnel)},
+	}
+	for run := range h.p.runs {
+		for _, dir := range []string{directionDownload, directionUpload} {
+			for _, s := range bases {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				var d time.Duration
+				var err error
+				if dir == directionDownload {
+					d, err = download(ctx, s.url, h.p.bodySize)
+				} else {
+					d, err = upload(ctx, s.url, h.p.bodySize)
+				}
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", dir, s.name, err)
+				}
+				mbps := float64(h.p.bodySize) / 1e6 / d.Seconds()
+				logf("run %d %-8s %-13s %7.0f MB/s", run+1, dir, s.name, mbps)
+				key := bodyKey{dir, s.name}
+				h.res.bodies[key] = append(h.res.bodies[key], mbps)
+			}
+		}
+	}
+	return nil
+}
+
+// benchClient is the harness's HTTP client for scenario 3 and checks: no
+// compression, keep-alive.
+var benchClient = &http.Client{
+	Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4},
+	Timeout:   5 * time.Minute,
+}
+
+// download GETs size bytes of the pattern and checks each of them.
+func download(ctx context.Context, base string, size int64) (time.Duration, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/blob?size=%d", base, size), nil)
+	req.Host = tunnelHost
+	start := time.Now()
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	n, err := checkPattern(resp.Body)
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("after %d bytes: %w", n, err)
+	}
+	if n != size {
+		return 0, fmt.Errorf("got %d bytes, want %d", n, size)
+	}
+	return d, nil
+}
+
+// upload POSTs size bytes of the pattern; the upstream checks each of
+// them and answers with the count.
+func upload(ctx context.Context, base string, size int64) (time.Duration, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/upload", &patternReader{left: size})
+	req.Host = tunnelHost
+	req.ContentLength = size
+	start := time.Now()
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	d := time.Since(start)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+	}
+	if string(body) != strconv.FormatInt(size, 10) {
+		return 0, fmt.Errorf("the upstream received %s bytes, want %d", body, size)
+	}
+	return d, nil
+}
+
+// patternReader reads left bytes of the pattern.
+type patternReader struct {
+	off, left int64
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	at := int(r.off % int64(len(patternBlock)))
+	n := copy(p[:min(int64(len(p)), r.left)], patternBlock[at:])
+	r.off += int64(n)
+	r.left -= int64(n)
+	return n, nil
+}
+
+func ms(seconds float64) string { return fmt.Sprintf("%.2fms", seconds*1e3) }
