@@ -65,6 +65,7 @@ var scenarios = []scenario{
 type harness struct {
 	p     params
 	quick bool
+	keep  bool
 	env   *env
 	res   *results
 
@@ -81,10 +82,11 @@ func main() {
 	out := flag.String("out", "BENCHMARKS.md", "where to write the report; only its measured part is replaced")
 	runs := flag.Int("runs", 0, "runs of each scenario (default 3, or 1 with --quick)")
 	bin := flag.String("bin", "bin", "directory with the built caddy and inlets")
+	keep := flag.Bool("keep", false, "keep the temporary directory of configs and logs, and say where it is")
 	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+scenarioNames())
 	flag.Parse()
 
-	h := &harness{p: fullParams, quick: *quick, res: newResults()}
+	h := &harness{p: fullParams, quick: *quick, keep: *keep, res: newResults()}
 	if *quick {
 		h.p = quickParams
 	}
@@ -113,7 +115,7 @@ func (h *harness) main(bin, out string, selected []scenario) int {
 		fatalf("%v", err)
 	}
 	h.env = e
-	defer e.close()
+	defer e.close(h.keep)
 
 	h.res.machine = describeMachine(ctx, bin)
 	h.res.quick = h.quick

@@ -48,8 +48,9 @@ func newEnv(bin string) (*env, error) {
 	return &env{dir: dir, bin: bin, self: self, token: newToken()}, nil
 }
 
-// close stops every process still running and removes the directory.
-func (e *env) close() {
+// close stops every process still running and removes the directory,
+// unless keep.
+func (e *env) close(keep bool) {
 	e.mu.Lock()
 	procs := e.procs
 	e.procs = nil
@@ -60,6 +61,10 @@ func (e *env) close() {
 		go func() { defer wg.Done(); p.stop() }()
 	}
 	wg.Wait()
+	if keep {
+		logf("configs and logs are in %s", e.dir)
+		return
+	}
 	os.RemoveAll(e.dir)
 }
 

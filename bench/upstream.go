@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // The upstream is the service behind every path the harness measures. It
@@ -115,15 +116,23 @@ func upstreamHandler() http.Handler {
 func serveEcho(ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
+			// Out of file descriptors, say: the connections already open
+			// keep working; wait a little, as net/http does.
+			log.Printf("echo: %v", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go func() {
 			defer conn.Close()
-			io.Copy(conn, conn)
+			// A plain copy with a small buffer: io.Copy between two
+			// TCPConns would splice through a pipe, two more descriptors
+			// per connection.
+			buf := make([]byte, 1024)
+			io.CopyBuffer(struct{ io.Writer }{conn}, struct{ io.Reader }{conn}, buf)
 		}()
 	}
 }
