@@ -27,13 +27,13 @@ func (u *tcpUpstream) Addr() string { return u.ln.Addr().String() }
 
 // serveTCP accepts on host:0 (a loopback address) and runs handle for
 // each connection, closing it after. Everything stops when the test ends.
-func serveTCP(t *testing.T, host string, handle func(net.Conn)) *tcpUpstream {
+func serveTCP(t testing.TB, host string, handle func(net.Conn)) *tcpUpstream {
 	t.Helper()
 	return serveTCPOn(t, net.JoinHostPort(host, "0"), handle)
 }
 
 // serveTCPOn is serveTCP on a given host:port.
-func serveTCPOn(t *testing.T, addr string, handle func(net.Conn)) *tcpUpstream {
+func serveTCPOn(t testing.TB, addr string, handle func(net.Conn)) *tcpUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -66,11 +66,11 @@ func serveTCPOn(t *testing.T, addr string, handle func(net.Conn)) *tcpUpstream {
 // newEchoUpstream greets each connection with "name\n", then echoes every
 // byte, and half-closes at end of file: which client served a connection
 // shows in its first line.
-func newEchoUpstream(t *testing.T, name string) *tcpUpstream {
+func newEchoUpstream(t testing.TB, name string) *tcpUpstream {
 	return newEchoUpstreamOn(t, "127.0.0.1", name)
 }
 
-func newEchoUpstreamOn(t *testing.T, host, name string) *tcpUpstream {
+func newEchoUpstreamOn(t testing.TB, host, name string) *tcpUpstream {
 	return serveTCP(t, host, echoHandler(name))
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: formatting, vet, the Go tests under the race detector,
-# the example configs, and the end-to-end scripts against the built
-# binaries. `.ci/run` installs what it needs and runs this.
+# the example configs, the end-to-end scripts against the built binaries,
+# and the benchmarks run once each (no timing asserted). `.ci/run` installs what it needs and runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,16 @@ for script in scripts/check-*.sh scripts/e2e-*.sh; do
 	step "$script"
 	"$script"
 done
+
+# The benchmarks cannot rot: every Go benchmark runs once, and the harness
+# runs each scenario once, briefly. Neither asserts any timing.
+step "go test -bench (each benchmark once)"
+go test -run '^$' -bench . -benchtime 1x ./...
+
+step "bench/run.sh --quick"
+bench_out=$(mktemp -d)
+bench/run.sh --quick --out "$bench_out/BENCHMARKS.md" >"$bench_out/summary.md"
+rm -rf "$bench_out"
 
 echo
 echo "all tests passed"
