@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: formatting, vet, the Go tests under the race detector,
 # the example configs, the end-to-end scripts against the built binaries,
-# and the benchmarks run once each (no timing asserted). `.ci/run` installs what it needs and runs this.
+# and the benchmarks run once each (no timing asserted). `.ci/run`
+# installs what it needs and runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,8 @@ go test -run '^$' -bench . -benchtime 1x ./...
 
 step "bench/run.sh --quick"
 bench_out=$(mktemp -d)
-bench/run.sh --quick --out "$bench_out/BENCHMARKS.md" >"$bench_out/summary.md"
+bench/run.sh --quick --out "$bench_out/BENCHMARKS.md" >"$bench_out/summary.md" ||
+	{ cat "$bench_out/summary.md"; rm -rf "$bench_out"; exit 1; }
 rm -rf "$bench_out"
 
 echo
