@@ -20,6 +20,12 @@ type httpLoad struct {
 	requests float64 // completed, whatever their status
 	non2xx   float64 // responses with another status (wrk: other than 2xx or 3xx)
 	sockErrs float64 // connect, read, write errors and timeouts
+	// cpu is the CPU time each process used during the run, by role; the
+	// load generator's is under roleLoad.
+	cpu map[string]time.Duration
+	// upstreamConns counts the connections the upstream accepted during
+	// the run.
+	upstreamConns float64
 }
 
 func (l httpLoad) errors() float64 { return l.non2xx + l.sockErrs }
@@ -32,13 +38,15 @@ const wrkThreads = 1
 
 // runWrk runs wrk with 50 keep-alive connections against url for d.
 func runWrk(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
-	out, err := run(ctx, d+30*time.Second, "wrk",
+	out, cpu, err := run(ctx, d+30*time.Second, "wrk",
 		"-t", strconv.Itoa(wrkThreads), "-c", "50", "-d", fmt.Sprintf("%ds", int(d.Seconds())),
 		"--latency", "--timeout", "5s", "-H", "Host: "+host, url)
 	if err != nil {
 		return httpLoad{}, err
 	}
-	return parseWrk(string(out))
+	l, err := parseWrk(string(out))
+	l.cpu = map[string]time.Duration{roleLoad: cpu}
+	return l, err
 }
 
 var (
@@ -88,12 +96,14 @@ func parseWrk(out string) (httpLoad, error) {
 
 // runHey runs hey with 50 keep-alive workers against url for d.
 func runHey(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
-	out, err := run(ctx, d+30*time.Second, "hey",
+	out, cpu, err := run(ctx, d+30*time.Second, "hey",
 		"-c", "50", "-z", fmt.Sprintf("%ds", int(d.Seconds())), "-t", "5", "-host", host, url)
 	if err != nil {
 		return httpLoad{}, err
 	}
-	return parseHey(string(out))
+	l, err := parseHey(string(out))
+	l.cpu = map[string]time.Duration{roleLoad: cpu}
+	return l, err
 }
 
 var (
@@ -159,24 +169,32 @@ func (a iperfArgs) String() string {
 	return s + ", " + dir
 }
 
-// runIperf runs an iperf3 client against port for d and returns the
-// throughput the receiver measured, in bits per second.
-func runIperf(ctx context.Context, port int, a iperfArgs, d time.Duration) (float64, error) {
+// iperfResult is one iperf3 run.
+type iperfResult struct {
+	bps   float64 // the receiver's throughput, bits per second
+	bytes float64 // received
+	cpu   map[string]time.Duration
+}
+
+// runIperf runs an iperf3 client against port for d.
+func runIperf(ctx context.Context, port int, a iperfArgs, d time.Duration) (iperfResult, error) {
 	args := []string{"-c", "127.0.0.1", "-p", strconv.Itoa(port), "-J",
 		"-t", strconv.Itoa(int(d.Seconds())), "-P", strconv.Itoa(a.streams)}
 	if a.reverse {
 		args = append(args, "-R")
 	}
-	out, err := run(ctx, d+30*time.Second, "iperf3", args...)
+	out, cpu, err := run(ctx, d+30*time.Second, "iperf3", args...)
 	if len(out) == 0 {
-		return 0, err
+		return iperfResult{}, err
 	}
 	// iperf3 -J reports its own errors in the JSON, with exit status 1.
-	return parseIperf(out)
+	r, err := parseIperf(out)
+	r.cpu = map[string]time.Duration{roleLoad: cpu}
+	return r, err
 }
 
-// parseIperf reads the receiver's throughput from iperf3 -J.
-func parseIperf(out []byte) (float64, error) {
+// parseIperf reads what the receiver measured from iperf3 -J.
+func parseIperf(out []byte) (iperfResult, error) {
 	var r struct {
 		Error string `json:"error"`
 		End   struct {
@@ -187,13 +205,13 @@ func parseIperf(out []byte) (float64, error) {
 		} `json:"end"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 JSON: %w", err)
+		return iperfResult{}, fmt.Errorf("iperf3 JSON: %w", err)
 	}
 	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
+		return iperfResult{}, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	if r.End.SumReceived.Bytes == 0 {
-		return 0, fmt.Errorf("iperf3 received no bytes")
+		return iperfResult{}, fmt.Errorf("iperf3 received no bytes")
 	}
-	return r.End.SumReceived.BitsPerSecond, nil
+	return iperfResult{bps: r.End.SumReceived.BitsPerSecond, bytes: r.End.SumReceived.Bytes}, nil
 }

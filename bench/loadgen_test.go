@@ -77,9 +77,9 @@ func TestParseHeyReadsRateLatencyStatusesAndErrors(t *testing.T) {
 }
 
 func TestParseIperfReadsTheReceiversThroughputOrItsError(t *testing.T) {
-	bps, err := parseIperf([]byte(`{"start":{},"end":{"sum_sent":{"bytes":10,"bits_per_second":9e9},"sum_received":{"bytes":10,"bits_per_second":8.5e9}}}`))
-	if err != nil || bps != 8.5e9 {
-		t.Errorf("got %v, %v; want 8.5e9", bps, err)
+	r, err := parseIperf([]byte(`{"start":{},"end":{"sum_sent":{"bytes":10,"bits_per_second":9e9},"sum_received":{"bytes":10,"bits_per_second":8.5e9}}}`))
+	if err != nil || r.bps != 8.5e9 || r.bytes != 10 {
+		t.Errorf("got %+v, %v; want 8.5e9 bit/s, 10 bytes", r, err)
 	}
 	if _, err := parseIperf([]byte(`{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}`)); err == nil || !strings.Contains(err.Error(), "Connection refused") {
 		t.Errorf("iperf3's error: got %v", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -202,6 +203,20 @@ func (e *env) startUpstream() (*upstream, error) {
 		}
 		return canDial(fmt.Sprintf("127.0.0.1:%d", u.echo))
 	})
+}
+
+// connections is how many connections the upstream has accepted so far.
+func (u *upstream) connections() (float64, error) {
+	resp, err := adminClient.Get(fmt.Sprintf("http://127.0.0.1:%d/connections", u.http))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseFloat(string(b), 64)
 }
 
 // caddy is a Caddy process and the Caddyfile it runs.
@@ -415,8 +430,8 @@ func (e *env) tcpClientProc(tunnelPort int, ports map[int]int) (*proc, error) {
 }
 
 // run runs a command to its end with a timeout and returns its standard
-// output; the error carries its standard error.
-func run(ctx context.Context, timeout time.Duration, name string, args ...string) ([]byte, error) {
+// output and the CPU time it used; the error carries its standard error.
+func run(ctx context.Context, timeout time.Duration, name string, args ...string) ([]byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -424,14 +439,65 @@ func run(ctx context.Context, timeout time.Duration, name string, args ...string
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	if err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) || ctx.Err() != nil {
-			return out, fmt.Errorf("%s %s: %w: %s%s", name, strings.Join(args, " "), err, stderr.String(), lastLines(out, 5))
+			return out, cpu, fmt.Errorf("%s %s: %w: %s%s", name, strings.Join(args, " "), err, stderr.String(), lastLines(out, 5))
 		}
-		return out, err
+		return out, cpu, err
 	}
-	return out, nil
+	return out, cpu, nil
+}
+
+// cpuTime is the CPU time, user and system, that a process has used.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15 (proc(5)).
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	// USER_HZ is 100 on every Linux the harness runs on.
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// cpuMeter measures the CPU time that some processes use between start
+// and stop, by role ("Caddy", "upstream", ...).
+type cpuMeter struct {
+	procs map[string]*proc
+	start map[string]time.Duration
+}
+
+func newCPUMeter(procs map[string]*proc) *cpuMeter {
+	m := &cpuMeter{procs: procs, start: map[string]time.Duration{}}
+	for role, p := range procs {
+		m.start[role], _ = cpuTime(p.pid())
+	}
+	return m
+}
+
+// stop returns each process's CPU time since newCPUMeter.
+func (m *cpuMeter) stop() map[string]time.Duration {
+	used := map[string]time.Duration{}
+	for role, p := range m.procs {
+		t, _ := cpuTime(p.pid())
+		used[role] = t - m.start[role]
+	}
+	return used
 }
 
 func lastLines(b []byte, n int) string {

@@ -44,7 +44,7 @@ type results struct {
 
 	small     map[string][]httpLoad // wrk, per subject, per run
 	smallHey  map[string][]httpLoad // hey, the same
-	bulk      map[bulkKey][]float64 // bits/s per run
+	bulk      map[bulkKey][]iperfResult
 	bodies    map[bodyKey][]float64 // MB/s per run
 	idle      [][]idleStep          // per run, per step
 	conc      []concResult
@@ -55,7 +55,7 @@ func newResults() *results {
 	return &results{
 		small:    map[string][]httpLoad{},
 		smallHey: map[string][]httpLoad{},
-		bulk:     map[bulkKey][]float64{},
+		bulk:     map[bulkKey][]iperfResult{},
 		bodies:   map[bodyKey][]float64{},
 	}
 }
@@ -321,6 +321,9 @@ func (r *results) writeSmall(w writer) {
 	trps, _, _, _ := r.smallMedians(r.small, subjectTCPTunnel)
 	w("\nRatios: HTTP tunnel / reverse_proxy: requests/s **%.2f**, p99 **%.2f**. TCP tunnel / direct: requests/s **%.2f**. "+
 		"reverse_proxy / direct: requests/s %.2f (what Caddy itself costs).\n", ratio(hrps, prps), ratio(hp99, pp99), ratio(trps, drps), ratio(prps, drps))
+	w("\nCPU time per request, in µs, by process (from /proc/PID/stat around each wrk run; medians over the runs). " +
+		"On 2 shared cores, requests/s is roughly 2 s of CPU per second divided by the total:\n")
+	r.writeCPUPerRequest(w, r.small)
 	if len(r.smallHey) > 0 {
 		w("\nCross-check with hey (a Go HTTP client, heavier than wrk), 50 workers, %s per run, in the same rounds:\n\n", p.hey)
 		r.writeLoadTable(w, r.smallHey)
@@ -345,6 +348,11 @@ func (r *results) writeLoadTable(w writer, set map[string][]httpLoad) {
 	}
 }
 
+// bulkBPS is the throughput of each run of a bulk test.
+func (r *results) bulkBPS(a iperfArgs, subject string) []float64 {
+	return pick(r.bulk[bulkKey{a, subject}], func(x iperfResult) float64 { return x.bps })
+}
+
 func (r *results) writeBulk(w writer) {
 	if len(r.bulk) == 0 {
 		return
@@ -353,12 +361,52 @@ func (r *results) writeBulk(w writer) {
 		"(all streams of a test share the one tunnel client's WebSocket). The receiver's throughput, in Gbit/s.\n\n", int(r.params.iperf.Seconds()))
 	w("| test | direct | TCP tunnel | tunnel / direct | direct, each run | tunnel, each run |\n|---|---|---|---|---|---|\n")
 	for _, a := range bulkTests {
-		d, t := r.bulk[bulkKey{a, subjectDirect}], r.bulk[bulkKey{a, subjectTCPTunnel}]
+		d, t := r.bulkBPS(a, subjectDirect), r.bulkBPS(a, subjectTCPTunnel)
 		if len(d) == 0 {
 			continue
 		}
 		w("| %s | %.2f | %.2f | **%.2f** | %s | %s |\n", a, median(d)/1e9, median(t)/1e9, ratio(median(t), median(d)),
 			runs(scale(d, 1e-9), "%.2f"), runs(scale(t, 1e-9), "%.2f"))
+	}
+	w("\nCPU time per GB received (10⁹ bytes), in seconds, by process (medians over the runs; the load generator is the iperf3 client, the upstream the iperf3 server):\n\n")
+	w("| test | subject | iperf3 client | iperf3 server | Caddy | tcp client | total |\n|---|---|---|---|---|---|---|\n")
+	for _, a := range bulkTests {
+		for _, s := range []string{subjectDirect, subjectTCPTunnel} {
+			rs := r.bulk[bulkKey{a, s}]
+			if len(rs) == 0 {
+				continue
+			}
+			per := func(role string) float64 {
+				return median(pick(rs, func(x iperfResult) float64 { return x.cpu[role].Seconds() / (x.bytes / 1e9) }))
+			}
+			total := median(pick(rs, func(x iperfResult) float64 { return sumCPU(x.cpu).Seconds() / (x.bytes / 1e9) }))
+			w("| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", a, s, per(roleLoad), per(roleUpstream), per(roleCaddy), per(roleTCPClient), total)
+		}
+	}
+}
+
+func sumCPU(cpu map[string]time.Duration) time.Duration {
+	var t time.Duration
+	for _, d := range cpu {
+		t += d
+	}
+	return t
+}
+
+// writeCPUPerRequest writes the CPU time per request of each process, by
+// subject.
+func (r *results) writeCPUPerRequest(w writer, set map[string][]httpLoad) {
+	w("\n| subject | load generator | upstream | Caddy | http client | tcp client | total |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range smallSubjects {
+		ls := set[s]
+		if len(ls) == 0 {
+			continue
+		}
+		w("| %s |", s)
+		for _, role := range roles {
+			w(" %.1f |", median(pick(ls, func(l httpLoad) float64 { return float64(l.cpu[role].Microseconds()) / l.requests })))
+		}
+		w(" %.1f |\n", median(pick(ls, func(l httpLoad) float64 { return float64(sumCPU(l.cpu).Microseconds()) / l.requests })))
 	}
 }
 
@@ -487,7 +535,7 @@ func (r *results) targets() []target {
 		)
 	}
 	for _, a := range bulkTests {
-		d, t := r.bulk[bulkKey{a, subjectDirect}], r.bulk[bulkKey{a, subjectTCPTunnel}]
+		d, t := r.bulkBPS(a, subjectDirect), r.bulkBPS(a, subjectTCPTunnel)
 		if len(d) == 0 {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,14 +17,26 @@ import (
 // by side, one `inlets http client` and one `inlets tcp client` process,
 // and an iperf3 server. The upstream is h.up.
 type traffic struct {
-	caddy        *caddy
-	iperf        int // the iperf3 server's port
-	proxy        int // Caddy's reverse_proxy to the upstream
-	tunnel       int // the tunnel's site: clients and HTTP visitors
-	tcpHTTP      int // TCP tunnel port → the upstream's HTTP port
-	tcpIperf     int // TCP tunnel port → the iperf3 server
-	clientsProcs []*proc
+	caddy    *caddy
+	iperf    int // the iperf3 server's port
+	proxy    int // Caddy's reverse_proxy to the upstream
+	tunnel   int // the tunnel's site: clients and HTTP visitors
+	tcpHTTP  int // TCP tunnel port → the upstream's HTTP port
+	tcpIperf int // TCP tunnel port → the iperf3 server
+
+	iperfServer, httpClient, tcpClient *proc
 }
+
+// Roles of the processes whose CPU time the harness measures.
+const (
+	roleLoad       = "load generator"
+	roleUpstream   = "upstream"
+	roleCaddy      = "Caddy"
+	roleHTTPClient = "http client"
+	roleTCPClient  = "tcp client"
+)
+
+var roles = []string{roleLoad, roleUpstream, roleCaddy, roleHTTPClient, roleTCPClient}
 
 // tunnelHost is the host the HTTP client announces.
 const tunnelHost = "app.example.com"
@@ -34,12 +47,13 @@ func (h *harness) startTraffic() (*traffic, error) {
 	}
 	e := h.env
 	t := &traffic{iperf: freePort(), proxy: freePort(), tunnel: freePort(), tcpHTTP: freePort(), tcpIperf: freePort()}
-	ip, err := e.start("iperf3-server", "iperf3", "-s", "-p", strconv.Itoa(t.iperf), "--forceflush")
+	var err error
+	t.iperfServer, err = e.start("iperf3-server", "iperf3", "-s", "-p", strconv.Itoa(t.iperf), "--forceflush")
 	if err != nil {
 		return nil, err
 	}
-	if err := ip.waitFor("the iperf3 server", 10*time.Second, func() error {
-		b, _ := readFile(ip.log)
+	if err := t.iperfServer.waitFor("the iperf3 server", 10*time.Second, func() error {
+		b, _ := readFile(t.iperfServer.log)
 		if !strings.Contains(b, "Server listening") {
 			return errors.New("not listening yet")
 		}
@@ -54,15 +68,12 @@ func (h *harness) startTraffic() (*traffic, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc, err := e.httpClientProc(t.tunnel, tunnelHost, h.up)
-	if err != nil {
+	if t.httpClient, err = e.httpClientProc(t.tunnel, tunnelHost, h.up); err != nil {
 		return nil, err
 	}
-	tc, err := e.tcpClientProc(t.tunnel, map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf})
-	if err != nil {
+	if t.tcpClient, err = e.tcpClientProc(t.tunnel, map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf}); err != nil {
 		return nil, err
 	}
-	t.clientsProcs = []*proc{hc, tc}
 	if err := t.caddy.waitClients(2, 30*time.Second); err != nil {
 		return nil, err
 	}
@@ -74,10 +85,10 @@ func (h *harness) stopTraffic() {
 	if h.traffic == nil {
 		return
 	}
-	for _, p := range h.traffic.clientsProcs {
+	t := h.traffic
+	for _, p := range []*proc{t.httpClient, t.tcpClient, t.caddy.proc, t.iperfServer} {
 		p.stop()
 	}
-	h.traffic.caddy.stop()
 	h.traffic = nil
 }
 
@@ -109,21 +120,44 @@ func (h *harness) small(ctx context.Context) error {
 			return err
 		}
 	}
+	procs := map[string]*proc{roleUpstream: h.up.proc, roleCaddy: t.caddy.proc, roleHTTPClient: t.httpClient, roleTCPClient: t.tcpClient}
 	for run := range h.p.runs {
 		for _, s := range subjects {
+			cpu := newCPUMeter(procs)
+			conns, err := h.up.connections()
+			if err != nil {
+				return err
+			}
 			l, err := runWrk(ctx, s.url, tunnelHost, h.p.wrk)
 			if err != nil {
 				return err
 			}
-			logf("run %d wrk %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors())
+			maps.Copy(l.cpu, cpu.stop())
+			after, err := h.up.connections()
+			if err != nil {
+				return err
+			}
+			l.upstreamConns = after - conns - 1 // less the count's own
+			logf("run %d wrk %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns)
 			h.res.small[s.name] = append(h.res.small[s.name], l)
 		}
 		for _, s := range subjects {
+			cpu := newCPUMeter(procs)
+			conns, err := h.up.connections()
+			if err != nil {
+				return err
+			}
 			l, err := runHey(ctx, s.url, tunnelHost, h.p.hey)
 			if err != nil {
 				return err
 			}
-			logf("run %d hey %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors())
+			maps.Copy(l.cpu, cpu.stop())
+			after, err := h.up.connections()
+			if err != nil {
+				return err
+			}
+			l.upstreamConns = after - conns - 1 // less the count's own
+			logf("run %d hey %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns)
 			h.res.smallHey[s.name] = append(h.res.smallHey[s.name], l)
 		}
 	}
@@ -154,19 +188,22 @@ func (h *harness) bulk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	procs := map[string]*proc{roleUpstream: t.iperfServer, roleCaddy: t.caddy.proc, roleTCPClient: t.tcpClient}
 	for run := range h.p.runs {
 		for _, a := range bulkTests {
 			for _, s := range []struct {
 				name string
 				port int
 			}{{subjectDirect, t.iperf}, {subjectTCPTunnel, t.tcpIperf}} {
-				bps, err := runIperf(ctx, s.port, a, h.p.iperf)
+				cpu := newCPUMeter(procs)
+				r, err := runIperf(ctx, s.port, a, h.p.iperf)
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", s.name, a, err)
 				}
-				logf("run %d iperf3 %-26s %-10s %6.2f Gbit/s", run+1, a, s.name, bps/1e9)
+				maps.Copy(r.cpu, cpu.stop())
+				logf("run %d iperf3 %-30s %-10s %6.2f Gbit/s", run+1, a, s.name, r.bps/1e9)
 				key := bulkKey{a, s.name}
-				h.res.bulk[key] = append(h.res.bulk[key], bps)
+				h.res.bulk[key] = append(h.res.bulk[key], r)
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,7 @@ import (
 // the visitor's.
 //
 //	GET  /small        a fixed 13-byte body
+//	GET  /connections  how many connections the upstream has accepted
 //	GET  /blob?size=N  N bytes of the pattern (see patternBlock)
 //	POST /upload       reads the body, compares every byte with the
 //	                   pattern, answers "<size>" or 422 with the offset of
@@ -84,8 +86,21 @@ func checkPattern(r io.Reader) (int64, error) {
 	}
 }
 
+// accepted counts the HTTP connections the upstream has accepted: a proxy
+// that does not keep its connections alive shows here.
+var accepted atomic.Int64
+
+func countConns(_ net.Conn, state http.ConnState) {
+	if state == http.StateNew {
+		accepted.Add(1)
+	}
+}
+
 func upstreamHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /connections", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strconv.FormatInt(accepted.Load(), 10))
+	})
 	mux.HandleFunc("GET /small", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Content-Length", strconv.Itoa(len(smallBody)))
@@ -149,5 +164,6 @@ func upstreamMain(args []string) {
 		log.Fatal(err)
 	}
 	go func() { log.Fatal(serveEcho(echo)) }()
-	log.Fatal(http.ListenAndServe(*httpAddr, upstreamHandler()))
+	srv := &http.Server{Addr: *httpAddr, Handler: upstreamHandler(), ConnState: countConns}
+	log.Fatal(srv.ListenAndServe())
 }
