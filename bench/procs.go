@@ -328,12 +328,20 @@ func (c *caddy) waitClients(n int, timeout time.Duration) error {
 type memory struct {
 	rss        float64 // bytes, VmRSS
 	heapInuse  float64 // bytes, go_memstats_heap_inuse_bytes
+	stackInuse float64 // bytes, go_memstats_stack_inuse_bytes
 	goroutines float64
 }
 
-// sample reads Caddy's VmRSS, heap in use and goroutine count.
+// sample reads Caddy's VmRSS, heap in use and goroutine count, after
+// having Caddy collect its garbage: its admin endpoint's heap profile
+// runs runtime.GC first when asked with gc=1. The heap then holds what is
+// live; RSS does not shrink at once (the runtime returns freed pages to
+// the system gradually), so it stays the conservative figure.
 func (c *caddy) sample() (memory, error) {
 	var m memory
+	if _, err := c.get("/debug/pprof/heap?gc=1"); err != nil {
+		return m, err
+	}
 	var err error
 	if m.rss, err = vmRSS(c.pid()); err != nil {
 		return m, err
@@ -345,6 +353,9 @@ func (c *caddy) sample() (memory, error) {
 	if m.heapInuse, err = metricValue(string(metrics), "go_memstats_heap_inuse_bytes"); err != nil {
 		return m, err
 	}
+	if m.stackInuse, err = metricValue(string(metrics), "go_memstats_stack_inuse_bytes"); err != nil {
+		return m, err
+	}
 	prof, err := c.get("/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		return m, err
@@ -354,10 +365,9 @@ func (c *caddy) sample() (memory, error) {
 }
 
 // settledSample takes n samples a second apart and returns the median of
-// each figure: Caddy's memory cannot be garbage-collected from outside,
-// so a median of a few samples stands in for a settled figure.
+// each figure.
 func (c *caddy) settledSample(n int) (memory, error) {
-	var rss, heap, gor []float64
+	var ms []memory
 	for i := range n {
 		if i > 0 {
 			time.Sleep(time.Second)
@@ -366,9 +376,19 @@ func (c *caddy) settledSample(n int) (memory, error) {
 		if err != nil {
 			return memory{}, err
 		}
-		rss, heap, gor = append(rss, m.rss), append(heap, m.heapInuse), append(gor, m.goroutines)
+		ms = append(ms, m)
 	}
-	return memory{rss: median(rss), heapInuse: median(heap), goroutines: median(gor)}, nil
+	return medianMemory(ms), nil
+}
+
+// medianMemory is the median of each figure.
+func medianMemory(ms []memory) memory {
+	return memory{
+		rss:        median(pick(ms, func(m memory) float64 { return m.rss })),
+		heapInuse:  median(pick(ms, func(m memory) float64 { return m.heapInuse })),
+		stackInuse: median(pick(ms, func(m memory) float64 { return m.stackInuse })),
+		goroutines: median(pick(ms, func(m memory) float64 { return m.goroutines })),
+	}
 }
 
 // vmRSS reads a process's resident set size, in bytes.

@@ -439,13 +439,13 @@ func (r *results) idleMedians() []idleStep {
 	}
 	var out []idleStep
 	for i, s := range r.idle[0] {
-		var rss, heap, gor []float64
+		var ms []memory
 		for _, run := range r.idle {
 			if i < len(run) {
-				rss, heap, gor = append(rss, run[i].mem.rss), append(heap, run[i].mem.heapInuse), append(gor, run[i].mem.goroutines)
+				ms = append(ms, run[i].mem)
 			}
 		}
-		out = append(out, idleStep{s.clients, memory{median(rss), median(heap), median(gor)}})
+		out = append(out, idleStep{s.clients, medianMemory(ms)})
 	}
 	return out
 }
@@ -470,18 +470,21 @@ func (r *results) writeIdle(w writer) {
 	w("\n## 4. Idle clients\n\nA fresh Caddy per run; clients connected and idle. The clients are sessions of the client library "+
 		"(`client.New`, `Run`) inside the harness process, one WebSocket each, each announcing a host of its own: the server cannot tell them from client processes. "+
 		"After all are connected (counted by Caddy's `/inlets/status` admin route) and 2s of rest, %d samples a second apart; their median. "+
-		"RSS is Caddy's VmRSS; heap in use is Caddy's `go_memstats_heap_inuse_bytes`; goroutines from its `/debug/pprof/goroutine`. "+
-		"No GC can be forced from outside, so RSS includes garbage not yet collected: heap in use is shown beside it.\n\n", r.params.memorySamples)
-	w("| idle clients | RSS | heap in use | goroutines |\n|---|---|---|---|\n")
+		"Before each sample Caddy collects its garbage (its admin endpoint's `/debug/pprof/heap?gc=1` runs `runtime.GC`). "+
+		"RSS is Caddy's VmRSS, which the Go runtime shrinks only gradually after a collection, so it is the conservative figure and the one the target is checked against; "+
+		"heap in use is Caddy's `go_memstats_heap_inuse_bytes` (live objects and the spans holding them, without goroutine stacks); goroutines from its `/debug/pprof/goroutine`.\n\n", r.params.memorySamples)
+	w("| idle clients | RSS | heap in use | goroutine stacks | goroutines |\n|---|---|---|---|---|\n")
 	for _, s := range steps {
-		w("| %d | %s | %s | %.0f |\n", s.clients, mib(s.mem.rss), mib(s.mem.heapInuse), s.mem.goroutines)
+		w("| %d | %s | %s | %s | %.0f |\n", s.clients, mib(s.mem.rss), mib(s.mem.heapInuse), mib(s.mem.stackInuse), s.mem.goroutines)
 	}
 	rss, rssRuns := r.perIdleClient(func(m memory) float64 { return m.rss })
 	heap, heapRuns := r.perIdleClient(func(m memory) float64 { return m.heapInuse })
+	stack, _ := r.perIdleClient(func(m memory) float64 { return m.stackInuse })
 	gor, _ := r.perIdleClient(func(m memory) float64 { return m.goroutines })
-	w("\nPer client, (figure at %d − figure at %d) / %d: RSS **%.1f KiB** (runs: %s), heap in use %.1f KiB (runs: %s), %.1f goroutines.\n",
+	w("\nPer client, (figure at %d − figure at %d) / %d: RSS **%.1f KiB** (runs: %s); heap in use %.1f KiB (runs: %s); "+
+		"goroutine stacks %.1f KiB; %.1f goroutines.\n",
 		last.clients, first.clients, last.clients-first.clients, rss/1024, runs(scale(rssRuns, 1.0/1024), "%.1f"),
-		heap/1024, runs(scale(heapRuns, 1.0/1024), "%.1f"), gor)
+		heap/1024, runs(scale(heapRuns, 1.0/1024), "%.1f"), stack/1024, gor)
 }
 
 func (r *results) writeConc(w writer) {
@@ -492,11 +495,12 @@ func (r *results) writeConc(w writer) {
 		"opened %d at a time by the harness. Each echoes a message when it opens and again once all are open, so all were alive at once; "+
 		"Caddy's memory is sampled with all open (median of %d samples a second apart), then all are closed and Caddy must count none left open. A fresh Caddy and client per run.\n\n",
 		r.params.conns, dialers, r.params.memorySamples)
-	w("| run | errors | open in Caddy | opening took | RSS before → all open | heap in use | goroutines | RSS per connection |\n|---|---|---|---|---|---|---|---|\n")
+	w("| run | errors | open in Caddy | opening took | RSS before → all open | heap in use | goroutine stacks | goroutines | RSS per connection | heap per connection |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, c := range r.conc {
-		w("| %d | %d | %.0f | %s | %s → %s | %s → %s | %.0f → %.0f | %.1f KiB |\n", i+1, c.errors, c.serverOpen, c.openTime.Round(time.Millisecond),
-			mib(c.before.rss), mib(c.open.rss), mib(c.before.heapInuse), mib(c.open.heapInuse), c.before.goroutines, c.open.goroutines,
-			(c.open.rss-c.before.rss)/float64(c.conns)/1024)
+		w("| %d | %d | %.0f | %s | %s → %s | %s → %s | %s → %s | %.0f → %.0f | %.1f KiB | %.1f KiB |\n", i+1, c.errors, c.serverOpen, c.openTime.Round(time.Millisecond),
+			mib(c.before.rss), mib(c.open.rss), mib(c.before.heapInuse), mib(c.open.heapInuse), mib(c.before.stackInuse), mib(c.open.stackInuse),
+			c.before.goroutines, c.open.goroutines,
+			(c.open.rss-c.before.rss)/float64(c.conns)/1024, (c.open.heapInuse-c.before.heapInuse)/float64(c.conns)/1024)
 	}
 }
 
