@@ -183,14 +183,23 @@ func runIperf(ctx context.Context, port int, a iperfArgs, d time.Duration) (iper
 	if a.reverse {
 		args = append(args, "-R")
 	}
-	out, cpu, err := run(ctx, d+30*time.Second, "iperf3", args...)
-	if len(out) == 0 {
-		return iperfResult{}, err
+	for attempt := 0; ; attempt++ {
+		out, cpu, err := run(ctx, d+30*time.Second, "iperf3", args...)
+		if len(out) == 0 {
+			return iperfResult{}, err
+		}
+		// iperf3 -J reports its own errors in the JSON, with exit status 1.
+		r, err := parseIperf(out)
+		if err != nil && strings.Contains(err.Error(), "server is busy") && attempt < 50 {
+			// The server is still closing the previous test.
+			if err := sleep(ctx, 100*time.Millisecond); err != nil {
+				return r, err
+			}
+			continue
+		}
+		r.cpu = map[string]time.Duration{roleLoad: cpu}
+		return r, err
 	}
-	// iperf3 -J reports its own errors in the JSON, with exit status 1.
-	r, err := parseIperf(out)
-	r.cpu = map[string]time.Duration{roleLoad: cpu}
-	return r, err
 }
 
 // parseIperf reads what the receiver measured from iperf3 -J.

@@ -29,6 +29,7 @@ type params struct {
 	hey           time.Duration // per hey run (the cross-check)
 	iperf         time.Duration // per iperf3 run
 	bodySize      int64         // of each large HTTP body
+	bodyRuns      int           // transfers of each kind; each takes a fraction of a second
 	idle          []int         // idle clients at each step
 	conns         int           // concurrent TCP connections
 	restarts      int           // Caddy restarts in the reconnect scenario
@@ -37,11 +38,11 @@ type params struct {
 
 var (
 	fullParams = params{runs: 3, wrk: 10 * time.Second, warmup: 2 * time.Second, hey: 5 * time.Second,
-		iperf: 8 * time.Second, bodySize: 100e6, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5}
+		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5}
 	// quickParams keeps every code path and finishes in about two minutes,
 	// for CI: its figures mean nothing.
 	quickParams = params{runs: 1, wrk: 2 * time.Second, warmup: time.Second, hey: time.Second,
-		iperf: 2 * time.Second, bodySize: 10e6, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2}
+		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2}
 )
 
 // scenario is one of the six measurements.

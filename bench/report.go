@@ -421,7 +421,8 @@ func (r *results) writeBodies(w writer) {
 	w("\n## 3. Large HTTP bodies\n\nOne %d MB body per transfer (one connection, keep-alive, Go's HTTP client in the harness), "+
 		"through Caddy's reverse_proxy and through the HTTP tunnel. Every byte is compared with the expected content "+
 		"(by the harness for downloads, by the upstream for uploads) and the size checked, so a broken transfer cannot look fast. "+
-		"Timed from sending the request to the end of the answer. MB/s (10⁶ bytes).\n\n", r.params.bodySize/1e6)
+		"Timed from sending the request to the end of the answer. MB/s (10⁶ bytes). "+
+		"A transfer takes a fraction of a second, so each is repeated %d times (interleaved as the other scenarios are), and the median reported.\n\n", r.params.bodySize/1e6, len(r.bodies[bodyKey{directionDownload, subjectProxy}]))
 	w("| transfer | reverse_proxy | HTTP tunnel | tunnel / reverse_proxy | reverse_proxy, each run | tunnel, each run |\n|---|---|---|---|---|---|\n")
 	for _, dir := range []string{directionDownload, directionUpload} {
 		p, t := r.bodies[bodyKey{dir, subjectProxy}], r.bodies[bodyKey{dir, subjectHTTPTunnel}]

@@ -223,7 +223,7 @@ func (h *harness) bodies(ctx context.Context) error {
 		{subjectProxy, fmt.Sprintf("http://127.0.0.1:%d", t.proxy)},
 		{subjectHTTPTunnel, fmt.Sprintf("http://127.0.0.1:%d", t.tunnel)},
 	}
-	for run := range h.p.runs {
+	for run := range max(h.p.runs, h.p.bodyRuns) {
 		for _, dir := range []string{directionDownload, directionUpload} {
 			for _, s := range bases {
 				if ctx.Err() != nil {
