@@ -495,29 +495,60 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
+// busyTime is the CPU time the whole machine has spent busy: user, nice,
+// system, interrupts and steal, from /proc/stat.
+func busyTime() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(firstLine(string(b)))
+	var ticks int64
+	// cpu user nice system idle iowait irq softirq steal
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
 // cpuMeter measures the CPU time that some processes use between start
-// and stop, by role ("Caddy", "upstream", ...).
+// and stop, by role ("Caddy", "upstream", ...), and the machine's.
 type cpuMeter struct {
 	procs map[string]*proc
 	start map[string]time.Duration
+	busy  time.Duration
 }
 
+// roleMachine is the machine's busy time in a cpuMeter's figures.
+const roleMachine = "machine"
+
 func newCPUMeter(procs map[string]*proc) *cpuMeter {
-	m := &cpuMeter{procs: procs, start: map[string]time.Duration{}}
+	m := &cpuMeter{procs: procs, start: map[string]time.Duration{}, busy: busyTime()}
 	for role, p := range procs {
 		m.start[role], _ = cpuTime(p.pid())
 	}
 	return m
 }
 
-// stop returns each process's CPU time since newCPUMeter.
+// stop returns each process's CPU time since newCPUMeter, and the
+// machine's busy time under roleMachine.
 func (m *cpuMeter) stop() map[string]time.Duration {
-	used := map[string]time.Duration{}
+	used := map[string]time.Duration{roleMachine: busyTime() - m.busy}
 	for role, p := range m.procs {
 		t, _ := cpuTime(p.pid())
 		used[role] = t - m.start[role]
 	}
 	return used
+}
+
+// otherCPU is the machine's busy time that no measured process used:
+// the kernel's network processing outside system calls (softirq), and
+// anything else running on the machine, which disturbs the figures.
+func otherCPU(cpu map[string]time.Duration) time.Duration {
+	return max(0, cpu[roleMachine]-sumCPU(cpu))
 }
 
 func lastLines(b []byte, n int) string {

@@ -264,6 +264,10 @@ func (r *results) markdown() string {
 	for _, l := range r.load {
 		w("| %s | %s | %s | %s |\n", l.scenario, l.before, l.after, l.took.Round(time.Second))
 	}
+	if share, where := r.maxDisturbance(); where != "" {
+		w("\nCPU spent outside the measured processes (the machine's busy time in /proc/stat less theirs) during the timed runs of scenarios 1 and 2: "+
+			"at most **%.1f%%** of the machine's CPU, in %s. Anything above a few percent means something else ran: run again.\n", share*100, where)
+	}
 	w(`
 Everything runs on 127.0.0.1: the load generator, Caddy (one process
 serving its own reverse_proxy and the tunnel side by side), the tunnel
@@ -287,6 +291,34 @@ is listed.
 }
 
 type writer func(format string, args ...any)
+
+// maxDisturbance is the largest share of the machine's CPU that went
+// outside the measured processes in one timed run, and which run.
+func (r *results) maxDisturbance() (share float64, where string) {
+	cores := float64(r.machine.cores)
+	note := func(other time.Duration, d time.Duration, what string) {
+		if f := other.Seconds() / (cores * d.Seconds()); where == "" || f > share {
+			share, where = f, what
+		}
+	}
+	for tool, set := range map[string]map[string][]httpLoad{"wrk": r.small, "hey": r.smallHey} {
+		d := r.params.wrk
+		if tool == "hey" {
+			d = r.params.hey
+		}
+		for s, ls := range set {
+			for i, l := range ls {
+				note(otherCPU(l.cpu), d, fmt.Sprintf("%s run %d of %s", tool, i+1, s))
+			}
+		}
+	}
+	for k, rs := range r.bulk {
+		for i, x := range rs {
+			note(otherCPU(x.cpu), r.params.iperf, fmt.Sprintf("iperf3 run %d, %s, %s", i+1, k.test, k.subject))
+		}
+	}
+	return share, where
+}
 
 var smallSubjects = []string{subjectDirect, subjectProxy, subjectHTTPTunnel, subjectTCPTunnel}
 
@@ -322,7 +354,9 @@ func (r *results) writeSmall(w writer) {
 	w("\nRatios: HTTP tunnel / reverse_proxy: requests/s **%.2f**, p99 **%.2f**. TCP tunnel / direct: requests/s **%.2f**. "+
 		"reverse_proxy / direct: requests/s %.2f (what Caddy itself costs).\n", ratio(hrps, prps), ratio(hp99, pp99), ratio(trps, drps), ratio(prps, drps))
 	w("\nCPU time per request, in µs, by process (from /proc/PID/stat around each wrk run; medians over the runs). " +
-		"On 2 shared cores, requests/s is roughly 2 s of CPU per second divided by the total:\n")
+		"On 2 shared cores, requests/s is roughly 2 s of CPU per second divided by the total. " +
+		"The last column is the machine's busy time (/proc/stat) that none of these processes used, per request: " +
+		"the kernel's network processing outside system calls (softirq), and anything else that ran on the machine; a run whose figure stands out was disturbed:\n")
 	r.writeCPUPerRequest(w, r.small)
 	if len(r.smallHey) > 0 {
 		w("\nCross-check with hey (a Go HTTP client, heavier than wrk), 50 workers, %s per run, in the same rounds:\n\n", p.hey)
@@ -369,7 +403,7 @@ func (r *results) writeBulk(w writer) {
 			runs(scale(d, 1e-9), "%.2f"), runs(scale(t, 1e-9), "%.2f"))
 	}
 	w("\nCPU time per GB received (10⁹ bytes), in seconds, by process (medians over the runs; the load generator is the iperf3 client, the upstream the iperf3 server):\n\n")
-	w("| test | subject | iperf3 client | iperf3 server | Caddy | tcp client | total |\n|---|---|---|---|---|---|---|\n")
+	w("| test | subject | iperf3 client | iperf3 server | Caddy | tcp client | total | not in these processes, each run |\n|---|---|---|---|---|---|---|---|\n")
 	for _, a := range bulkTests {
 		for _, s := range []string{subjectDirect, subjectTCPTunnel} {
 			rs := r.bulk[bulkKey{a, s}]
@@ -380,15 +414,17 @@ func (r *results) writeBulk(w writer) {
 				return median(pick(rs, func(x iperfResult) float64 { return x.cpu[role].Seconds() / (x.bytes / 1e9) }))
 			}
 			total := median(pick(rs, func(x iperfResult) float64 { return sumCPU(x.cpu).Seconds() / (x.bytes / 1e9) }))
-			w("| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", a, s, per(roleLoad), per(roleUpstream), per(roleCaddy), per(roleTCPClient), total)
+			other := pick(rs, func(x iperfResult) float64 { return otherCPU(x.cpu).Seconds() / (x.bytes / 1e9) })
+			w("| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n", a, s, per(roleLoad), per(roleUpstream), per(roleCaddy), per(roleTCPClient), total, runs(other, "%.2f"))
 		}
 	}
 }
 
+// sumCPU is the CPU time of the measured processes.
 func sumCPU(cpu map[string]time.Duration) time.Duration {
 	var t time.Duration
-	for _, d := range cpu {
-		t += d
+	for _, role := range roles {
+		t += cpu[role]
 	}
 	return t
 }
@@ -396,7 +432,7 @@ func sumCPU(cpu map[string]time.Duration) time.Duration {
 // writeCPUPerRequest writes the CPU time per request of each process, by
 // subject.
 func (r *results) writeCPUPerRequest(w writer, set map[string][]httpLoad) {
-	w("\n| subject | load generator | upstream | Caddy | http client | tcp client | total |\n|---|---|---|---|---|---|---|\n")
+	w("\n| subject | load generator | upstream | Caddy | http client | tcp client | total | not in these processes, each run |\n|---|---|---|---|---|---|---|---|\n")
 	for _, s := range smallSubjects {
 		ls := set[s]
 		if len(ls) == 0 {
@@ -406,7 +442,8 @@ func (r *results) writeCPUPerRequest(w writer, set map[string][]httpLoad) {
 		for _, role := range roles {
 			w(" %.1f |", median(pick(ls, func(l httpLoad) float64 { return float64(l.cpu[role].Microseconds()) / l.requests })))
 		}
-		w(" %.1f |\n", median(pick(ls, func(l httpLoad) float64 { return float64(sumCPU(l.cpu).Microseconds()) / l.requests })))
+		w(" %.1f | %s |\n", median(pick(ls, func(l httpLoad) float64 { return float64(sumCPU(l.cpu).Microseconds()) / l.requests })),
+			runs(pick(ls, func(l httpLoad) float64 { return float64(otherCPU(l.cpu).Microseconds()) / l.requests }), "%.1f"))
 	}
 }
 

@@ -138,7 +138,7 @@ func (h *harness) small(ctx context.Context) error {
 				return err
 			}
 			l.upstreamConns = after - conns - 1 // less the count's own
-			logf("run %d wrk %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns)
+			logf("run %d wrk %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f  CPU elsewhere %.1fs", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns, otherCPU(l.cpu).Seconds())
 			h.res.small[s.name] = append(h.res.small[s.name], l)
 		}
 		for _, s := range subjects {
@@ -157,7 +157,7 @@ func (h *harness) small(ctx context.Context) error {
 				return err
 			}
 			l.upstreamConns = after - conns - 1 // less the count's own
-			logf("run %d hey %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns)
+			logf("run %d hey %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f  CPU elsewhere %.1fs", run+1, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns, otherCPU(l.cpu).Seconds())
 			h.res.smallHey[s.name] = append(h.res.smallHey[s.name], l)
 		}
 	}
@@ -201,7 +201,7 @@ func (h *harness) bulk(ctx context.Context) error {
 					return fmt.Errorf("%s, %s: %w", s.name, a, err)
 				}
 				maps.Copy(r.cpu, cpu.stop())
-				logf("run %d iperf3 %-30s %-10s %6.2f Gbit/s", run+1, a, s.name, r.bps/1e9)
+				logf("run %d iperf3 %-30s %-10s %6.2f Gbit/s  CPU elsewhere %.1fs", run+1, a, s.name, r.bps/1e9, otherCPU(r.cpu).Seconds())
 				key := bulkKey{a, s.name}
 				h.res.bulk[key] = append(h.res.bulk[key], r)
 			}
