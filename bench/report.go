@@ -41,6 +41,9 @@ type results struct {
 	params   params
 	load     []scenarioLoad
 	failures []string
+	// discarded lists the rounds measured again because something else
+	// took the CPU.
+	discarded []string
 
 	small     map[string][]httpLoad // wrk, per subject, per run
 	smallHey  map[string][]httpLoad // hey, the same
@@ -266,7 +269,9 @@ func (r *results) markdown() string {
 	}
 	if share, where := r.maxDisturbance(); where != "" {
 		w("\nCPU spent outside the measured processes (the machine's busy time in /proc/stat less theirs) during the timed runs of scenarios 1 and 2: "+
-			"at most **%.1f%%** of the machine's CPU, in %s. Anything above a few percent means something else ran: run again.\n", share*100, where)
+			"at most **%.1f%%** of the machine's CPU, in %s. "+
+			"A round (every subject once) in which a run lost more than %.0f%% is measured again, up to %d times in all; rounds measured again: %s.\n",
+			share*100, where, maxDisturbance*100, maxDiscarded, orNone(r.discarded))
 	}
 	w(`
 Everything runs on 127.0.0.1: the load generator, Caddy (one process
@@ -291,6 +296,13 @@ is listed.
 }
 
 type writer func(format string, args ...any)
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
+}
 
 // maxDisturbance is the largest share of the machine's CPU that went
 // outside the measured processes in one timed run, and which run.
