@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -435,5 +439,61 @@ func TestClientVanishingMidRequestCutsOnlyThatRequest(t *testing.T) {
 	code, body := testenv.Get(t, addr, "app.example.com", "/")
 	if code != http.StatusBadGateway || !strings.Contains(body, "no tunnel client") {
 		t.Fatalf("after the client left: %d %q", code, body)
+	}
+}
+
+func TestBusySiteReusesTunnelStreams(t *testing.T) {
+	// Every new upstream connection at the client is a stream the server
+	// opened: count them while 64 visitors' keep-alive connections send 20
+	// requests each. Kept idle between requests, the streams are reused;
+	// reverse_proxy's default of 32 idle connections would close about half
+	// of them after each round and open new ones.
+	var dials atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	addr, _ := server(t, inletsBoth)
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+
+	const visitors, requests = 64, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, visitors)
+	for range visitors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{MaxConnsPerHost: 1}
+			defer tr.CloseIdleConnections()
+			for range requests {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				req.Host = "app.example.com"
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+					errs <- fmt.Errorf("%d %q", resp.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := dials.Load(); n > 2*visitors {
+		t.Fatalf("%d requests over %d keep-alive connections opened %d upstream connections through the tunnel; want at most %d", visitors*requests, visitors, n, 2*visitors)
 	}
 }
