@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,10 +29,14 @@ import (
 // Its read buffer is small: an idle client's session should cost little,
 // and payloads larger than the buffer bypass it (gorilla reads them
 // straight into yamux's own buffer), so only frame headers and small
-// messages go through it.
+// messages go through it. It has no write buffer of its own either:
+// tunnel.Conn writes frames itself, so gorilla's would sit unused for the
+// session's life (without a pool, gorilla keeps the hijacked connection's
+// 4 KiB write buffer).
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: tunnel.HandshakeTimeout,
 	ReadBufferSize:   512,
+	WriteBufferPool:  new(sync.Pool),
 	CheckOrigin:      func(*http.Request) bool { return true },
 }
 

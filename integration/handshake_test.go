@@ -113,6 +113,38 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 	}
 }
 
+func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
+	addr, _ := server(t, inletsBoth)
+	hello := func(id string) []byte {
+		body := `{"clientID":"` + id + `","protocol":1,"mode":"http","http":[{"host":"` + id + `.example.com","url":"http://127.0.0.1:9"}]}`
+		n := len(body)
+		return append([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
+	}
+
+	// A stream opened before the hello: the hello is rejected.
+	mux, send := rawSession(t, addr)
+	if _, err := mux.OpenStream(); err != nil {
+		t.Fatal(err)
+	}
+	answer := send(hello("opens-first"))
+	if answer.Type != tunnel.TypeReject || !strings.Contains(answer.Reason, "the client opened a stream, which the protocol forbids") {
+		t.Fatalf("got %+v, want a rejection for the stream the client opened", answer)
+	}
+
+	// After the hello the server has told yamux to refuse them: the
+	// session stays up and the client cannot open one.
+	mux, send = rawSession(t, addr)
+	if answer := send(hello("opens-later")); answer.Type != tunnel.TypeAccept {
+		t.Fatalf("a valid hello got %+v", answer)
+	}
+	if _, err := mux.OpenStream(); err != yamux.ErrRemoteGoAway {
+		t.Fatalf("opening a stream from the client after the handshake: %v, want %v", err, yamux.ErrRemoteGoAway)
+	}
+	if n := len(sessionsOf("opens-later")); n != 1 || mux.IsClosed() {
+		t.Fatalf("the accepted session must stay up: %d sessions, closed %v", n, mux.IsClosed())
+	}
+}
+
 func TestSilentClientIsDroppedAfterTheHandshakeTimeout(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
 	mux, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello

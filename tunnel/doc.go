@@ -24,8 +24,10 @@
 //
 // That byte stream carries one yamux session (github.com/hashicorp/yamux,
 // spec.md of that repository). The server is the yamux client and opens
-// every stream; the client never opens one, and a server treats a
-// client-opened stream as a protocol error and ends the session. The client
+// every stream; the client never opens one. Once it has read the client's
+// Hello the server sends a yamux Go Away (normal termination), after which
+// yamux resets any stream the client opens, and rejects the client if it
+// opened one before. The client
 // sends a yamux ping every [KeepAliveInterval] and ends the session when one
 // goes unanswered; the server does not ping, and ends a session from which
 // no message has arrived for [PeerSilenceTimeout].

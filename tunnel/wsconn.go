@@ -55,6 +55,11 @@ type Conn struct {
 	frame [maxFrameHeaderSize]byte
 	// bufs is the writev of one frame.
 	bufs net.Buffers
+
+	// closeMu guards closed and onClose.
+	closeMu sync.Mutex
+	closed  bool
+	onClose func()
 }
 
 // yamux frame header layout (yamux spec.md): version, type, flags (2),
@@ -228,11 +233,32 @@ func maskBytes(key [4]byte, b []byte) {
 // Close closes the underlying connection without a closing handshake: yamux
 // has already said goodbye when it closes its transport.
 func (c *Conn) Close() error {
+	c.closeMu.Lock()
+	f := c.onClose
+	first := !c.closed
+	c.closed = true
+	c.closeMu.Unlock()
+	if first && f != nil {
+		go f()
+	}
 	err := c.ws.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
+}
+
+// OnClose has f run once, on a goroutine of its own, when c is first
+// closed, or at once if it already is. yamux closes its transport whenever
+// its session ends, whatever the cause, so f sees the end of the session
+// without a goroutine waiting for it all the session's life.
+func (c *Conn) OnClose(f func()) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	c.onClose = f
+	if c.closed {
+		go f()
+	}
 }
 
 func (c *Conn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }

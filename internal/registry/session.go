@@ -86,28 +86,16 @@ func (r *Registry) Serve(conn *tunnel.Conn, remoteAddr string, policy Policy) {
 		zap.String("mode", s.Hello.Mode),
 		zap.String("client_version", s.Hello.Version),
 		zap.Strings("upstreams", s.Upstreams()))
-	// A new goroutine, rather than this one, whose stack the handshake
-	// has grown: an idle client costs the server little more than the
-	// stacks of its goroutines.
-	go r.watch(s)
-}
-
-// watch waits for the end of an accepted session and unregisters it. The
-// server opens every stream: one the client opens is a protocol error.
-// AcceptStream also returns when the session ends.
-func (r *Registry) watch(s *Session) {
-	defer r.remove(s)
-	defer s.mux.Close()
-	if st, err := s.mux.AcceptStream(); err == nil {
-		st.Close()
-		r.Logger().Warn("client opened a stream, which the protocol forbids; closing its session",
-			zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID))
-	}
-	r.Logger().Info("client disconnected",
-		zap.String("remote_addr", s.RemoteAddr),
-		zap.String("client_id", s.Hello.ClientID),
-		zap.Uint64("session", s.ID),
-		zap.Duration("connected_for", time.Since(s.Since)))
+	// No goroutine waits for the end of the session: an idle client costs
+	// the server only yamux's two. yamux closes conn when the session ends.
+	conn.OnClose(func() {
+		r.remove(s)
+		r.Logger().Info("client disconnected",
+			zap.String("remote_addr", s.RemoteAddr),
+			zap.String("client_id", s.Hello.ClientID),
+			zap.Uint64("session", s.ID),
+			zap.Duration("connected_for", time.Since(s.Since)))
+	})
 }
 
 // handshake reads the client's Hello on the control stream and answers it.
@@ -122,6 +110,16 @@ func (r *Registry) handshake(mux *yamux.Session, remoteAddr string, policy Polic
 	var hello tunnel.Hello
 	if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &hello); err != nil {
 		err = fmt.Errorf("reading the client's hello: %w", err)
+		reject(ctrl, err)
+		return nil, err
+	}
+	// The client never opens a stream. From here on yamux resets any it
+	// opens, without delivering it; one opened before is a protocol error.
+	if err := mux.GoAway(); err != nil {
+		return nil, fmt.Errorf("answering the client's hello: %w", err)
+	}
+	if mux.NumStreams() > 1 {
+		err := errors.New("the client opened a stream, which the protocol forbids: the server opens every stream")
 		reject(ctrl, err)
 		return nil, err
 	}
