@@ -69,7 +69,8 @@ const (
 	// a client (at the least its pings) before it ends the session.
 	PeerSilenceTimeout = 3 * KeepAliveInterval
 
-	// ConnectionWriteTimeout bounds every write to the WebSocket.
+	// ConnectionWriteTimeout bounds how long a stream's write waits for
+	// the session to take its frame, and each write on the control stream.
 	ConnectionWriteTimeout = 10 * time.Second
 
 	// MaxStreamWindowSize is the per-stream receive window. yamux's 256 KiB

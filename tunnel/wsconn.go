@@ -17,15 +17,17 @@ import (
 // form its byte stream (see the package documentation).
 //
 // Reads go through gorilla's NextReader, so a message is never buffered
-// whole. Writes do not go through gorilla: Conn writes each message as one
-// final binary frame itself, with one system call. On the server's side of
-// a TCP connection that is a writev of the frame header and the caller's
-// bytes, without a copy; a client must mask what it sends, and TLS wants
-// one buffer per record, so there the frame is assembled in a pooled
-// buffer. For that to be safe Conn must be the only writer: NewConn
-// silences gorilla's ping and close handlers, the only ones that write on
-// their own (a peer's protocol error, which makes gorilla write a close
-// frame, ends the session anyway).
+// whole. Writes do not go through gorilla: Conn frames each message itself
+// (masked on the client's side, as RFC 6455 requires) and appends it to a
+// pending buffer, which a flusher goroutine, started when there is
+// something to send and gone when there is not, writes with one system
+// call. Frames queued while a write is in progress go out together in the
+// next one, so a busy session makes a fraction of the system calls of one
+// write per frame, and its writers do not wait for the socket; at most
+// maxPending bytes wait, and beyond that Write blocks. For this to be safe
+// Conn must be the only writer: NewConn silences gorilla's ping and close
+// handlers, the only ones that write on their own (a peer's protocol
+// error, which makes gorilla write a close frame, ends the session anyway).
 //
 // yamux writes a data frame as two calls, its 12-byte header and then its
 // body; Conn sends the two as one message. One goroutine may read while
@@ -36,9 +38,6 @@ type Conn struct {
 	nc net.Conn
 	// mask is set on the client's side, which must mask what it sends.
 	mask bool
-	// writev is set when nc is a TCP connection, whose writev sends a
-	// frame header and its payload in one system call without a copy.
-	writev bool
 
 	// reader is the message being read; only Read touches it.
 	reader io.Reader
@@ -51,10 +50,15 @@ type Conn struct {
 	// headerLen is 0 when none is held.
 	header    [yamuxHeaderSize]byte
 	headerLen int
-	// frame is the WebSocket frame header being written.
-	frame [maxFrameHeaderSize]byte
-	// bufs is the writev of one frame.
-	bufs net.Buffers
+	// pending holds whole frames for the flusher to write; nil when none.
+	pending *[]byte
+	// flushing is set while the flusher goroutine runs.
+	flushing bool
+	// flushed is signalled when the flusher takes pending and when it ends.
+	flushed sync.Cond
+	// werr is the first write error, or net.ErrClosed once Conn is
+	// closed: every later Write returns it.
+	werr error
 
 	// closeMu guards closed and onClose.
 	closeMu sync.Mutex
@@ -88,9 +92,9 @@ func NewConn(ws *websocket.Conn, client bool) *Conn {
 	ws.SetReadLimit(MaxMessageSize)
 	ws.SetPingHandler(func(string) error { return nil })
 	ws.SetCloseHandler(func(int, string) error { return nil })
-	nc := ws.NetConn()
-	_, isTCP := nc.(*net.TCPConn)
-	return &Conn{ws: ws, nc: nc, mask: client, writev: isTCP && !client, bufs: make(net.Buffers, 0, 3)}
+	c := &Conn{ws: ws, nc: ws.NetConn(), mask: client}
+	c.flushed.L = &c.writeMu
+	return c
 }
 
 // SetIdleTimeout makes Read fail once no message has begun for d. The
@@ -134,35 +138,45 @@ func readError(err error) error {
 	return err
 }
 
-// Write sends p as one or more binary messages.
+// maxPending is how many bytes of frames may wait for the flusher before
+// Write blocks.
+const maxPending = 256 << 10
+
+// closeFlushTimeout bounds how long Close waits for pending frames (a
+// rejection's reason, yamux's Go Away) to reach the socket.
+const closeFlushTimeout = time.Second
+
+// Write queues p as one or more binary messages.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	for c.werr == nil && c.pending != nil && len(*c.pending) >= maxPending {
+		c.flushed.Wait()
+	}
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	defer c.startFlusher()
 	if c.headerLen > 0 {
 		header := c.header[:c.headerLen]
 		c.headerLen = 0
 		if bodyLen(header) == len(p) && yamuxHeaderSize+len(p) <= MaxMessageSize {
-			return len(p), c.writeFrame(header, p)
+			c.appendFrame(header, p)
+			return len(p), nil
 		}
 		// Not the body announced: send the header on its own.
-		if err := c.writeFrame(header, nil); err != nil {
-			return 0, err
-		}
+		c.appendFrame(header, nil)
 	}
 	if bodyLen(p) > 0 {
 		c.headerLen = copy(c.header[:], p)
 		return len(p), nil
 	}
-	written := 0
-	for len(p) > 0 {
-		chunk := p[:min(len(p), MaxMessageSize)]
-		if err := c.writeFrame(chunk, nil); err != nil {
-			return written, err
-		}
-		written += len(chunk)
-		p = p[len(chunk):]
+	for rest := p; len(rest) > 0; {
+		chunk := rest[:min(len(rest), MaxMessageSize)]
+		c.appendFrame(chunk, nil)
+		rest = rest[len(chunk):]
 	}
-	return written, nil
+	return len(p), nil
 }
 
 // bodyLen returns the body length that p announces if p is exactly a yamux
@@ -174,43 +188,75 @@ func bodyLen(p []byte) int {
 	return int(binary.BigEndian.Uint32(p[8:12]))
 }
 
-// writeFrame writes a and b, concatenated, as one final binary frame.
-func (c *Conn) writeFrame(a, b []byte) error {
+// appendFrame appends a and b, concatenated, to pending as one final binary
+// frame. The caller holds writeMu.
+func (c *Conn) appendFrame(a, b []byte) {
+	if c.pending == nil {
+		c.pending = frameBuffers.Get().(*[]byte)
+	}
 	n := len(a) + len(b)
-	h := append(c.frame[:0], finalBinaryFrame, 0)
+	buf := append(*c.pending, finalBinaryFrame, 0)
+	lenByte := len(buf) - 1
 	switch {
 	case n <= 125:
-		h[1] = byte(n)
+		buf[lenByte] = byte(n)
 	case n <= 0xffff:
-		h[1] = 126
-		h = binary.BigEndian.AppendUint16(h, uint16(n))
+		buf[lenByte] = 126
+		buf = binary.BigEndian.AppendUint16(buf, uint16(n))
 	default:
-		h[1] = 127
-		h = binary.BigEndian.AppendUint64(h, uint64(n))
-	}
-	if c.writev {
-		c.bufs = append(c.bufs[:0], h, a, b)
-		_, err := c.bufs.WriteTo(c.nc)
-		return err
+		buf[lenByte] = 127
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
 	}
 	var key [4]byte
 	if c.mask {
-		h[1] |= maskBit
+		buf[lenByte] |= maskBit
 		binary.LittleEndian.PutUint32(key[:], rand.Uint32())
-		h = append(h, key[:]...)
+		buf = append(buf, key[:]...)
 	}
-	buf := frameBuffers.Get().(*[]byte)
-	defer frameBuffers.Put(buf)
-	frame := append(append(append((*buf)[:0], h...), a...), b...)
+	start := len(buf)
+	buf = append(append(buf, a...), b...)
 	if c.mask {
-		maskBytes(key, frame[len(h):])
+		maskBytes(key, buf[start:])
 	}
-	*buf = frame
-	_, err := c.nc.Write(frame)
-	return err
+	*c.pending = buf
 }
 
-// frameBuffers hold frames assembled for the client or for TLS.
+// startFlusher starts the flusher if frames wait and none runs. The caller
+// holds writeMu.
+func (c *Conn) startFlusher() {
+	if c.pending != nil && !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+}
+
+// flush writes pending frames until none are left, then ends.
+func (c *Conn) flush() {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	for c.pending != nil && c.werr == nil {
+		buf := c.pending
+		c.pending = nil
+		c.flushed.Broadcast()
+		c.writeMu.Unlock()
+		_, err := c.nc.Write(*buf)
+		*buf = (*buf)[:0]
+		frameBuffers.Put(buf)
+		c.writeMu.Lock()
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+	}
+	if c.pending != nil {
+		*c.pending = (*c.pending)[:0]
+		frameBuffers.Put(c.pending)
+		c.pending = nil
+	}
+	c.flushing = false
+	c.flushed.Broadcast()
+}
+
+// frameBuffers hold the frames waiting for a flusher.
 var frameBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, 64<<10)
 	return &b
@@ -241,6 +287,19 @@ func (c *Conn) Close() error {
 	if first && f != nil {
 		go f()
 	}
+	c.writeMu.Lock()
+	if c.flushing {
+		// Let what is queued go out (a rejection's reason, a Go Away),
+		// for a moment at most.
+		c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		for c.flushing {
+			c.flushed.Wait()
+		}
+	}
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.writeMu.Unlock()
 	err := c.ws.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

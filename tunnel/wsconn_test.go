@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -167,24 +168,83 @@ func TestConnIdleTimeoutEndsASilentPeerOnly(t *testing.T) {
 	}
 }
 
-func TestConnServerFramesReachTheClientIntact(t *testing.T) {
+func TestConnFramesReachThePeerIntactBothWays(t *testing.T) {
 	cws, sws := wsPair(t)
 	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
-	if !server.writev {
-		t.Fatal("a server over TCP should write frames with writev")
+	for _, dir := range []struct {
+		name     string
+		from, to *Conn
+	}{{"server to client", server, client}, {"client to server (masked)", client, server}} {
+		// Sizes around each length encoding, and one above a message.
+		for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000, MaxMessageSize + 3} {
+			chunk := bytes.Repeat([]byte{byte(n)}, n)
+			go dir.from.Write(chunk)
+			got := make([]byte, n)
+			if _, err := io.ReadFull(dir.to, got); err != nil {
+				t.Fatalf("%s, %d bytes: %v", dir.name, n, err)
+			}
+			if !bytes.Equal(got, chunk) {
+				t.Fatalf("%s: %d bytes changed in transit", dir.name, n)
+			}
+		}
 	}
-	// Sizes around each length encoding, and one above a message.
-	var want []byte
-	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000, MaxMessageSize + 3} {
-		chunk := bytes.Repeat([]byte{byte(n)}, n)
-		want = append(want, chunk...)
-		go server.Write(chunk)
-		got := make([]byte, n)
-		if _, err := io.ReadFull(client, got); err != nil {
-			t.Fatalf("%d bytes: %v", n, err)
+}
+
+func TestConnCloseSendsWhatIsQueuedFirst(t *testing.T) {
+	cws, sws := wsPair(t)
+	client, server := NewConn(cws, ClientSide), NewConn(sws, ServerSide)
+	// As when the server rejects a client: the reason, then Close at once.
+	if _, err := server.Write([]byte("rejected: the reason")); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	got, err := io.ReadAll(client)
+	if string(got) != "rejected: the reason" {
+		t.Fatalf("the peer read %q (%v) before the end", got, err)
+	}
+	if _, err := server.Write([]byte("more")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestConnWriterToAStalledPeerIsReleasedByClose(t *testing.T) {
+	_, sws := wsPair(t) // the client never reads
+	server := NewConn(sws, ServerSide)
+	done := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := server.Write(chunk); err != nil {
+				done <- err
+				return
+			}
 		}
-		if !bytes.Equal(got, chunk) {
-			t.Fatalf("%d bytes changed in transit", n)
+	}()
+	// The writer fills the socket's buffers and then maxPending, and waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		server.writeMu.Lock()
+		full := server.pending != nil && len(*server.pending) >= maxPending
+		server.writeMu.Unlock()
+		if full {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never filled the pending buffer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	server.Close()
+	if took := time.Since(start); took > closeFlushTimeout+time.Second {
+		t.Fatalf("Close took %s with a stalled peer", took)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the blocked Write returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked Write is still blocked after Close")
 	}
 }
