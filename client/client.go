@@ -16,12 +16,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/yamux"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/version"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -114,11 +114,12 @@ func New(cfg Config) (*Client, error) {
 			TLSClientConfig:  cfg.TLS,
 		},
 		hello: tunnel.Hello{
-			ClientID: cfg.ID,
-			Version:  version.Version(),
-			Protocol: tunnel.ProtocolVersion,
-			HTTP:     cfg.HTTP,
-			TCP:      cfg.TCP,
+			ClientID:    cfg.ID,
+			Version:     version.Version(),
+			Protocol:    tunnel.ProtocolVersion,
+			MinProtocol: tunnel.MinProtocolVersion,
+			HTTP:        cfg.HTTP,
+			TCP:         cfg.TCP,
 		},
 	}
 	c.hello.Mode = tunnel.ModeHTTP
@@ -145,7 +146,13 @@ type RejectedError struct {
 	// Status is the HTTP status of a refused upgrade, or 0 when the
 	// handshake was refused.
 	Status int
-	Reason string
+	// Code and Retry are the rejection's code and retry class
+	// (tunnel.Reject* and tunnel.Retry*).
+	Code  string
+	Retry string
+	// RetryAfter is how long the server asked the client to wait (429).
+	RetryAfter time.Duration
+	Reason     string
 }
 
 func (e *RejectedError) Error() string {
@@ -157,6 +164,15 @@ func (e *RejectedError) Error() string {
 
 // Run connects and serves until ctx ends, reconnecting after every failure.
 // It returns nil once ctx has ended.
+//
+// Between attempts it waits a backoff that doubles from MinBackoff to
+// MaxBackoff after each failure, and is reset once a session has been
+// accepted; each wait is drawn between half the backoff and the whole
+// (equal jitter), so that a restarted server is not hit by every client
+// at once. A rejection that says retrying helps at once (the server is
+// shutting down, and its successor takes clients) is retried after
+// MinBackoff; one that says it cannot help waits MaxBackoff, and the
+// client says so; a 429 waits what the server asked.
 func (c *Client) Run(ctx context.Context) error {
 	if c.prefixed != nil {
 		defer c.prefixed.close()
@@ -170,26 +186,40 @@ func (c *Client) Run(ctx context.Context) error {
 		if accepted {
 			backoff = c.cfg.MinBackoff
 		}
-		// Full jitter around the backoff, so a restarted server is not
-		// hit by every client at once.
-		wait := backoff/2 + rand.N(backoff)
-		c.logger.Warn("tunnel down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+		var rej *RejectedError
+		switch {
+		case !errors.As(err, &rej):
+			c.logger.Warn("tunnel down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+		case rej.Retry == tunnel.RetryNow:
+			wait = c.cfg.MinBackoff
+			c.logger.Warn("server asked the client to reconnect", "reason", rej.Reason, "retry_in", wait.Round(time.Millisecond))
+		case rej.Retry == tunnel.RetryNever:
+			wait = c.cfg.MaxBackoff
+			c.logger.Error("server refuses this client, and trying again cannot help until its operator, or yours, changes something; trying every "+wait.String()+" meanwhile",
+				"error", rej.Error(), "code", rej.Code)
+		default:
+			if rej.RetryAfter > 0 {
+				wait = min(rej.RetryAfter, c.cfg.MaxBackoff)
+			}
+			c.logger.Warn("server refused the client for now; trying again", "error", rej.Error(), "code", rej.Code, "retry_in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
 }
 
 // session runs one session. accepted reports whether the server accepted it.
 func (c *Client) session(ctx context.Context) (accepted bool, err error) {
-	mux, err := c.connect(ctx)
+	sess, err := c.connect(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer mux.Close()
+	defer sess.Close()
 	c.connected.Store(true)
 	defer c.connected.Store(false)
 	c.logger.Info("connected", "url", c.url, "client_id", c.cfg.ID, "upstreams", c.describe())
@@ -197,12 +227,12 @@ func (c *Client) session(ctx context.Context) (accepted bool, err error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			mux.Close()
-		case <-mux.CloseChan():
+			sess.Close()
+		case <-sess.Done():
 		}
 	}()
 	for {
-		st, err := mux.AcceptStream()
+		st, err := sess.Accept(context.Background())
 		if err != nil {
 			return true, fmt.Errorf("session ended: %w", err)
 		}
@@ -211,7 +241,7 @@ func (c *Client) session(ctx context.Context) (accepted bool, err error) {
 }
 
 // connect dials the server, upgrades, and performs the handshake.
-func (c *Client) connect(ctx context.Context) (*yamux.Session, error) {
+func (c *Client) connect(ctx context.Context) (*tunnel.Session, error) {
 	header := http.Header{
 		"Authorization":   {"Bearer " + c.cfg.Token},
 		tunnel.ModeHeader: {c.hello.Mode},
@@ -219,63 +249,55 @@ func (c *Client) connect(ctx context.Context) (*yamux.Session, error) {
 	ws, resp, err := c.dialer.DialContext(ctx, c.url, header)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			resp.Body.Close()
-			reason := strings.TrimSpace(string(body))
-			if reason == "" {
-				reason = http.StatusText(resp.StatusCode)
-			}
-			if resp.StatusCode == http.StatusNotFound {
-				reason += " (is " + c.url + " an inlets control plane?)"
-			}
-			return nil, &RejectedError{Status: resp.StatusCode, Reason: reason}
+			return nil, c.refusal(resp)
 		}
 		return nil, fmt.Errorf("connecting to %s: %w", c.url, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
-	mux, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
+	sess, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
 	if err != nil {
 		ws.Close()
 		return nil, err
 	}
-	if err := c.handshake(ctx, mux); err != nil {
-		mux.Close()
+	ctrl, _, err := tunnel.SendHello(ctx, sess, c.hello)
+	if err != nil {
+		sess.Close()
+		var rej *tunnel.Rejection
+		if errors.As(err, &rej) {
+			return nil, &RejectedError{Code: rej.Code, Retry: rej.Retry, Reason: rej.Reason}
+		}
 		return nil, err
 	}
-	return mux, nil
+	go c.watchControl(ctrl)
+	return sess, nil
 }
 
-func (c *Client) handshake(ctx context.Context, mux *yamux.Session) error {
-	actx, cancel := context.WithTimeout(ctx, tunnel.HandshakeTimeout)
-	defer cancel()
-	ctrl, err := mux.AcceptStreamWithContext(actx)
-	if err != nil {
-		return fmt.Errorf("waiting for the server's control stream: %w", err)
+// refusal is the error of an upgrade the server answered with another
+// status than 101.
+func (c *Client) refusal(resp *http.Response) *RejectedError {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, tunnel.MaxReasonLen))
+	resp.Body.Close()
+	rej := &RejectedError{Status: resp.StatusCode, Reason: strings.TrimSpace(string(body)), Retry: tunnel.RetryLater}
+	if rej.Reason == "" {
+		rej.Reason = http.StatusText(resp.StatusCode)
 	}
-	ctrl.SetDeadline(time.Now().Add(tunnel.HandshakeTimeout))
-	if err := tunnel.WriteFrame(ctrl, c.hello); err != nil {
-		return fmt.Errorf("sending hello: %w", err)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		rej.Retry = tunnel.RetryNever
+	case http.StatusTooManyRequests:
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			rej.RetryAfter = time.Duration(s) * time.Second
+		}
+	case http.StatusNotFound:
+		rej.Retry = tunnel.RetryNever
+		rej.Reason += " (is " + c.url + " an inlets control plane?)"
 	}
-	var answer tunnel.Message
-	if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &answer); err != nil {
-		return fmt.Errorf("reading the server's answer: %w", err)
-	}
-	switch answer.Type {
-	case tunnel.TypeAccept:
-	case tunnel.TypeReject:
-		return &RejectedError{Reason: answer.Reason}
-	default:
-		return fmt.Errorf("unexpected answer %q from the server", answer.Type)
-	}
-	ctrl.SetDeadline(time.Time{})
-	go c.watchControl(ctrl)
-	return nil
+	return rej
 }
 
 // watchControl logs the server's later messages; the stream ends with the
 // session.
-func (c *Client) watchControl(ctrl *yamux.Stream) {
-	defer ctrl.Close()
+func (c *Client) watchControl(ctrl *tunnel.Stream) {
 	for {
 		var msg tunnel.Message
 		if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &msg); err != nil {
@@ -283,33 +305,53 @@ func (c *Client) watchControl(ctrl *yamux.Stream) {
 		}
 		switch msg.Type {
 		case tunnel.TypeWithdraw:
-			c.logger.Warn("server stopped serving ports", "ports", msg.Ports, "reason", msg.Reason)
+			c.logger.Warn("server stopped serving ports", "ports", msg.Ports, "reason", tunnel.TruncateReason(msg.Reason))
 		default:
-			c.logger.Info("message from server", "type", msg.Type, "reason", msg.Reason)
+			// Unknown message types are for newer clients: ignored.
+			c.logger.Debug("message from server", "type", tunnel.TruncateReason(msg.Type))
 		}
 	}
 }
 
-// serveStream reads a data stream's header and relays the stream.
-func (c *Client) serveStream(st *yamux.Stream) {
+// serveStream reads a data stream's header, connects the stream's
+// upstream, tells the server whether it could, and relays the stream.
+func (c *Client) serveStream(st *tunnel.Stream) {
 	st.SetReadDeadline(time.Now().Add(tunnel.HandshakeTimeout))
 	var h tunnel.StreamHeader
 	if err := tunnel.ReadFrame(st, tunnel.MaxStreamHeaderSize, &h); err != nil {
 		c.logger.Warn("bad stream header", "error", err)
-		st.Close()
+		st.Reset()
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	conn := tunnel.Stream{Stream: st}
 	switch h.Kind {
 	case tunnel.KindHTTP:
-		c.serveHTTP(conn, h)
+		c.serveHTTP(st, h)
 	case tunnel.KindTCP:
-		c.serveTCP(conn, h)
+		c.serveTCP(st, h)
 	default:
-		c.logger.Warn("unknown stream kind", "kind", h.Kind)
-		st.Close()
+		c.logger.Warn("server sent a stream of a kind this client does not know: upgrade the client", "kind", tunnel.TruncateReason(h.Kind))
+		reply(st, tunnel.StreamUnknownKind, "this client does not know streams of kind "+h.Kind)
 	}
+}
+
+// reply answers a stream's header: an empty code says the upstream is
+// connected; any other ends the stream.
+func reply(st *tunnel.Stream, code, reason string) bool {
+	st.SetWriteDeadline(time.Now().Add(tunnel.ConnectionWriteTimeout))
+	err := tunnel.WriteFrame(st, tunnel.StreamReply{Error: code, Reason: tunnel.TruncateReason(reason)})
+	st.SetWriteDeadline(time.Time{})
+	switch {
+	case err != nil:
+		st.Reset()
+		return false
+	case code != "":
+		// The server resets the stream once it has read why; a reset
+		// from here could overtake the reply.
+		st.CloseWrite()
+		return false
+	}
+	return true
 }
 
 func (c *Client) describe() string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -86,15 +85,19 @@ func (c *Client) upstreamTLS(serverName string) *tls.Config {
 
 // serveHTTP relays an HTTP stream to the upstream of the host it was
 // opened for.
-func (c *Client) serveHTTP(conn tunnel.Stream, h tunnel.StreamHeader) {
+func (c *Client) serveHTTP(st *tunnel.Stream, h tunnel.StreamHeader) {
 	up := c.http[h.Host]
 	if up == nil {
-		c.logger.Warn("server sent a stream for a host this client does not serve", "host", h.Host)
-		writeBadGateway(conn, "the tunnel client does not serve "+h.Host)
+		c.logger.Warn("server sent a stream for a host this client does not serve", "host", tunnel.TruncateReason(h.Host))
+		reply(st, tunnel.StreamUnknownTarget, "the tunnel client does not serve "+h.Host)
 		return
 	}
 	if up.prefixed {
-		c.prefixed.serve(conn, up)
+		// The prefix proxy dials for each request, and answers 502
+		// itself when it cannot.
+		if reply(st, "", "") {
+			c.prefixed.serve(st, up)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
@@ -102,26 +105,14 @@ func (c *Client) serveHTTP(conn tunnel.Stream, h tunnel.StreamHeader) {
 	cancel()
 	if err != nil {
 		c.logger.Error("upstream unreachable", "host", h.Host, "upstream", up.url.String(), "error", err)
-		writeBadGateway(conn, "the tunnel client could not reach the upstream for "+h.Host)
+		reply(st, tunnel.StreamUpstreamUnreachable, "the tunnel client could not reach the upstream for "+h.Host)
 		return
 	}
-	tunnel.Join(conn, upstream, 0)
-}
-
-// writeBadGateway answers the request waiting on conn with a 502 and a
-// short plain-text reason, then closes it. Upstream details stay in the
-// client's log: visitors see only the reason.
-func writeBadGateway(conn net.Conn, reason string) {
-	body := "502 Bad Gateway: " + reason + "\n"
-	fmt.Fprintf(conn, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+	if !reply(st, "", "") {
+		upstream.Close()
+		return
 	}
-	// Read what remains of the request, briefly, so the server is not
-	// reset while still writing it.
-	conn.SetReadDeadline(time.Now().Add(time.Second))
-	io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
-	conn.Close()
+	tunnel.Join(st, upstream, 0)
 }
 
 // prefixProxy serves the streams of upstreams with a path prefix through
@@ -179,11 +170,11 @@ func newPrefixProxy(c *Client) *prefixProxy {
 
 // upstreamConn is a stream bound for a given upstream.
 type upstreamConn struct {
-	tunnel.Stream
+	*tunnel.Stream
 	up *httpUpstream
 }
 
-func (p *prefixProxy) serve(conn tunnel.Stream, up *httpUpstream) {
+func (p *prefixProxy) serve(conn *tunnel.Stream, up *httpUpstream) {
 	if !p.ln.push(&upstreamConn{Stream: conn, up: up}) {
 		conn.Close()
 	}

@@ -19,17 +19,17 @@ type tcpUpstream struct {
 
 // serveTCP relays a TCP stream to the upstream of its port, first writing
 // a PROXY protocol header when the server asks for one.
-func (c *Client) serveTCP(conn tunnel.Stream, h tunnel.StreamHeader) {
+func (c *Client) serveTCP(st *tunnel.Stream, h tunnel.StreamHeader) {
 	up := c.tcp[h.Port]
 	if up == nil {
 		c.logger.Warn("server sent a stream for a port this client does not serve", "port", h.Port)
-		conn.Close()
+		reply(st, tunnel.StreamUnknownTarget, fmt.Sprintf("the tunnel client does not serve port %d", h.Port))
 		return
 	}
 	upstream, err := net.DialTimeout("tcp", up.addr, c.cfg.DialTimeout)
 	if err != nil {
 		c.logger.Error("upstream unreachable", "port", h.Port, "upstream", up.addr, "error", err)
-		conn.Close()
+		reply(st, tunnel.StreamUpstreamUnreachable, fmt.Sprintf("the tunnel client could not reach the upstream of port %d", h.Port))
 		return
 	}
 	if h.ProxyProtocol != "" {
@@ -38,12 +38,16 @@ func (c *Client) serveTCP(conn tunnel.Stream, h tunnel.StreamHeader) {
 		upstream.SetWriteDeadline(time.Time{})
 		if err != nil {
 			c.logger.Error("writing PROXY header", "port", h.Port, "upstream", up.addr, "error", err)
-			conn.Close()
 			upstream.Close()
+			reply(st, tunnel.StreamUpstreamUnreachable, "the tunnel client could not write the PROXY header: "+err.Error())
 			return
 		}
 	}
-	tunnel.Join(conn, upstream, 0)
+	if !reply(st, "", "") {
+		upstream.Close()
+		return
+	}
+	tunnel.Join(st, upstream, 0)
 }
 
 // writeProxyHeader writes the PROXY protocol header (v1 or v2) that h asks

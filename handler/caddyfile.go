@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/dustin/go-humanize"
 )
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -22,6 +23,16 @@ import (
 //		lb_try_duration <duration>
 //		lb_try_interval <interval>
 //		stream_close_delay <duration>
+//		fail_duration   <duration>
+//
+//		max_clients                <n>
+//		max_streams_per_client     <n>
+//		max_hosts_per_client       <n>
+//		max_ports_per_client       <n>
+//		stream_window              <bytes>
+//		client_timeout             <duration>
+//		auth_failures              <n> [<window>]
+//		max_handshakes_per_address <n>
 //	}
 //
 // With no argument the handler serves both planes: the control plane's
@@ -38,6 +49,14 @@ import (
 // pass_thru hands requests whose Host no client serves to the next handler
 // instead of answering 502. The lb_* options and stream_close_delay are
 // reverse_proxy's, applied to the clients that serve one host.
+// fail_duration is how long a client that could not reach its upstream
+// is passed over for it (default 5s).
+//
+// The max_* options, stream_window and client_timeout bound what clients
+// and their visitors can make the server hold; auth_failures and
+// max_handshakes_per_address bound what one address can do to the
+// control plane. See the Handler's fields for each one's meaning and
+// default. stream_window takes a size such as 256KiB or 1MiB.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
 	if d.NextArg() {
@@ -124,11 +143,98 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.StreamCloseDelay = caddy.Duration(dur)
 			}
+		case "fail_duration", "client_timeout":
+			opt := d.Val()
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if opt == "fail_duration" {
+				h.FailDuration = dur
+			} else {
+				h.ClientTimeout = dur
+			}
+		case "max_clients", "max_streams_per_client", "max_hosts_per_client", "max_ports_per_client", "max_handshakes_per_address":
+			opt := d.Val()
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			*map[string]*int{
+				"max_clients":                &h.MaxClients,
+				"max_streams_per_client":     &h.MaxStreamsPerClient,
+				"max_hosts_per_client":       &h.MaxHostsPerClient,
+				"max_ports_per_client":       &h.MaxPortsPerClient,
+				"max_handshakes_per_address": &h.MaxHandshakesPerAddress,
+			}[opt] = n
+		case "stream_window":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size > 1<<30 {
+				return d.Errf("bad stream_window %q: want a size such as 256KiB or 1MiB", d.Val())
+			}
+			h.StreamWindow = int(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "auth_failures":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("bad auth_failures %q: want a number of failed logins, then optionally the window they are counted in (auth_failures 10 1m)", d.Val())
+			}
+			h.AuthFailures = n
+			if d.NextArg() {
+				dur, err := caddy.ParseDuration(d.Val())
+				if err != nil || dur <= 0 {
+					return d.Errf("bad auth_failures window %q: want a duration such as 1m", d.Val())
+				}
+				h.AuthFailureWindow = caddy.Duration(dur)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unknown inlets option %q", d.Val())
 		}
 	}
 	return nil
+}
+
+// intArg reads the option's one argument, a positive number.
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n <= 0 {
+		return 0, d.Errf("bad %s %q: want a positive number", opt, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+// durationArg reads the option's one argument, a positive duration.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("bad %s %q: want a positive duration such as 5s", opt, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return caddy.Duration(dur), nil
 }
 
 func (h *Handler) lb() *reverseproxy.LoadBalancing {

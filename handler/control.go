@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/internal/version"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/status"
 	"github.com/caddy-inlets/caddy-inlets/status/caddystatus"
@@ -53,25 +56,27 @@ func (h *Handler) serveControl(w http.ResponseWriter, r *http.Request) error {
 }
 
 // answerControl serves a control-plane request and returns the status it
-// answered with.
+// answered with. An address that has failed to log in too often lately
+// is answered 429 without its token being looked at.
 func (h *Handler) answerControl(w *statusRecorder, r *http.Request) int {
+	addr := addressOf(r)
+	if wait := controlGuard.limited(addr, h.guardLimits); wait > 0 {
+		tooMany(w, wait, "inlets: too many failed logins from your address: wait before trying again, with the right token")
+		return http.StatusTooManyRequests
+	}
 	if !h.tokens.authorized(r) {
 		fix := "send the server's token as `Authorization: Bearer <token>`"
 		if r.URL.Path == tunnel.ConnectPath {
 			fix = "give the client the server's token with --token or --token-file"
 		}
+		controlGuard.failed(addr, r, h.guardLimits, h.logger)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="inlets"`)
 		http.Error(w, "inlets: missing or wrong token: "+fix, http.StatusUnauthorized)
-		if c := h.logger.Check(zap.InfoLevel, "client refused: missing or wrong token"); c != nil {
-			c.Write(zap.String("remote_addr", r.RemoteAddr), zap.String("path", r.URL.Path))
-		}
 		return http.StatusUnauthorized
 	}
 	switch r.URL.Path {
 	case tunnel.ConnectPath:
-		if h.serveConnect(w, r) {
-			return http.StatusSwitchingProtocols
-		}
+		return h.serveConnect(w, r, addr)
 	case tunnel.StatusPath:
 		if allowGet(w, r) {
 			status.ServeJSON(w, caddystatus.Of(h.reg))
@@ -95,27 +100,117 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// serveConnect upgrades an authenticated client's connection and hands it
-// to the registry, which performs the handshake here and then runs the
-// session on goroutines of its own: it outlives this request and this
-// config. It reports whether the upgrade succeeded.
-func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) bool {
+// serveConnect upgrades an authenticated client's connection and performs
+// the handshake of its session here; the accepted session then runs on
+// goroutines of its own, which hold only the registry and the session:
+// it outlives this request and this config. It returns the status the
+// request was answered with.
+func (h *Handler) serveConnect(w *statusRecorder, r *http.Request, addr netip.Prefix) int {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "inlets: "+tunnel.ConnectPath+" expects a WebSocket upgrade over HTTP/1.1 from an inlets client", http.StatusBadRequest)
-		return false
+		return http.StatusBadRequest
 	}
+	done, ok := controlGuard.beginHandshake(addr, h.guardLimits)
+	if !ok {
+		tooMany(w, time.Second, "inlets: too many clients of your address are connecting at once: try again in a moment")
+		return http.StatusTooManyRequests
+	}
+	defer done()
 	ws, err := upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		// The upgrader has answered the client already.
 		h.logger.Warn("upgrading client connection", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
-		return false
+		return w.StatusOr(http.StatusBadRequest)
 	}
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
-	h.reg.Serve(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr, registry.Policy{AllowHost: h.allow})
-	return true
+	h.serveSession(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr)
+	return http.StatusSwitchingProtocols
 }
+
+// serveSession performs the server's half of the handshake over conn and
+// admits the client, or tells it why not. It owns conn.
+func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
+	logger := h.reg.Logger()
+	sess, err := tunnel.ServerSession(conn, tunnel.ServerConfig{
+		StreamWindow:  uint32(h.StreamWindow),
+		ProbeAfter:    time.Duration(h.ClientTimeout) * 2 / 5,
+		AnswerTimeout: time.Duration(h.ClientTimeout) * 3 / 5,
+		Logger:        yamuxLogger{h.reg},
+	})
+	if err != nil {
+		conn.Close()
+		logger.Error("starting tunnel session", zap.String("remote_addr", remoteAddr), zap.Error(err))
+		return
+	}
+	refuse := func(ctrl *tunnel.Stream, err error) {
+		var rej *tunnel.Rejection
+		if ctrl != nil && errors.As(err, &rej) {
+			tunnel.RejectClient(ctrl, rej)
+		}
+		sess.Close()
+		logger.Warn("client rejected", zap.String("remote_addr", remoteAddr), zap.Error(err))
+	}
+	ctrl, hello, protocol, err := tunnel.ReadHello(sess)
+	if err != nil {
+		refuse(nil, err)
+		return
+	}
+	if err := h.checkAnnouncement(&hello); err != nil {
+		refuse(ctrl, err)
+		return
+	}
+	s := h.reg.NewSession(sess, ctrl, hello, protocol, remoteAddr, registry.Limits{
+		MaxStreams:   h.MaxStreamsPerClient,
+		FailDuration: time.Duration(h.FailDuration),
+	})
+	if err := h.reg.Admit(s, h.MaxClients); err != nil {
+		refuse(ctrl, err)
+		return
+	}
+	if err := s.Accept(version.Version()); err != nil {
+		s.Close()
+		logger.Warn("answering the client's hello", zap.String("remote_addr", remoteAddr), zap.Error(err))
+		return
+	}
+	logger.Info("client connected",
+		zap.String("remote_addr", remoteAddr),
+		zap.String("client_id", hello.ClientID),
+		zap.Uint64("session", s.ID),
+		zap.String("mode", hello.Mode),
+		zap.String("client_version", hello.Version),
+		zap.Int("protocol", protocol),
+		zap.Strings("upstreams", s.Upstreams()))
+}
+
+// checkAnnouncement holds a client's announcement to this handler's
+// allow-list and limits.
+func (h *Handler) checkAnnouncement(hello *tunnel.Hello) error {
+	if n := len(hello.HTTP); n > h.MaxHostsPerClient {
+		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d hosts, and this server takes at most %d from one client (its max_hosts_per_client)", n, h.MaxHostsPerClient)
+	}
+	if n := len(hello.TCP); n > h.MaxPortsPerClient {
+		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d ports, and this server takes at most %d from one client (its max_ports_per_client)", n, h.MaxPortsPerClient)
+	}
+	for _, up := range hello.HTTP {
+		if h.allow != nil && !h.allow(up.Host) {
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
+				up.Host, strings.Join(h.AllowHosts, " "))
+		}
+	}
+	return nil
+}
+
+// yamuxLogger sends yamux's log lines to the registry's current logger at
+// debug level: they describe peers going away, which is routine.
+type yamuxLogger struct{ r *registry.Registry }
+
+func (l yamuxLogger) Print(v ...any) { l.r.Logger().Sugar().Debug(v...) }
+func (l yamuxLogger) Printf(format string, v ...any) {
+	l.r.Logger().Sugar().Debugf(format, v...)
+}
+func (l yamuxLogger) Println(v ...any) { l.r.Logger().Sugar().Debugln(v...) }
 
 // hijacker gives gorilla the http.Hijacker it asks for: Caddy's response
 // writer wrappers do not implement it, but unwrap to one that does.

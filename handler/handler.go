@@ -77,7 +77,49 @@ type Handler struct {
 	// Default: 1h, so a reload does not cut them.
 	StreamCloseDelay caddy.Duration `json:"stream_close_delay,omitempty"`
 
+	// How long a client whose upstream was unreachable when a stream was
+	// opened is passed over for that upstream, when another client serves
+	// it. Default: 5s.
+	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
+
+	// Limits of the control plane, each refusing the next client or
+	// stream with the reason.
+
+	// The clients connected to the server at once, all control planes
+	// together. Default: 10000.
+	MaxClients int `json:"max_clients,omitempty"`
+	// The data streams (visitors' connections) open at once through one
+	// client. Default: 10000.
+	MaxStreamsPerClient int `json:"max_streams_per_client,omitempty"`
+	// The hosts one client may announce, and the TCP ports. Default: 64
+	// each.
+	MaxHostsPerClient int `json:"max_hosts_per_client,omitempty"`
+	MaxPortsPerClient int `json:"max_ports_per_client,omitempty"`
+
+	// The receive window of each stream, in bytes: how much a client may
+	// send on a stream that Caddy has not passed on to the visitor yet,
+	// and so Caddy's memory for a visitor that does not read (twice this
+	// at most, with the buffer's growth). A stream carries at most this
+	// much per round trip to the client. Default and minimum: 262144
+	// (256 KiB).
+	StreamWindow int `json:"stream_window,omitempty"`
+
+	// How long a client may leave the server's data unanswered before its
+	// session is ended: its visitors are then served by other clients.
+	// Default: 2.5s.
+	ClientTimeout caddy.Duration `json:"client_timeout,omitempty"`
+
+	// Failed logins (a missing or wrong token) one address may make in a
+	// window before the next are answered 429 without being looked at;
+	// it earns one try back every window/failures. Defaults: 10 in 1m.
+	AuthFailures      int            `json:"auth_failures,omitempty"`
+	AuthFailureWindow caddy.Duration `json:"auth_failure_window,omitempty"`
+	// Clients of one address (one IPv6 /64) between their upgrade and
+	// the server's answer, at once. Default: 16.
+	MaxHandshakesPerAddress int `json:"max_handshakes_per_address,omitempty"`
+
 	reg            *registry.Registry
+	guardLimits    guardLimits
 	tokens         tokenSet
 	allow          func(string) bool
 	proxy          *reverseproxy.Handler
@@ -109,12 +151,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("plane %q: want %q, %q or nothing (both)", h.Plane, PlaneControl, PlaneData)
 	}
 
-	reg, err := loadRegistry(ctx)
+	reg, err := registry.FromContext(ctx)
 	if err != nil {
 		return err
 	}
 	h.reg = reg
 
+	h.setDefaults()
 	if h.control {
 		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles); err != nil {
 			return err
@@ -137,14 +180,39 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// loadRegistry reaches the registry through the inlets app, loading the app
-// into this config if nothing else has.
-func loadRegistry(ctx caddy.Context) (*registry.Registry, error) {
-	app, err := ctx.App("inlets")
-	if err != nil {
-		return nil, fmt.Errorf("loading the inlets app: %w", err)
+// Defaults of the control plane's limits.
+const (
+	DefaultMaxClients          = 10000
+	DefaultMaxStreamsPerClient = 10000
+	DefaultMaxHostsPerClient   = 64
+	DefaultMaxPortsPerClient   = 64
+	DefaultClientTimeout       = tunnel.DefaultProbeAfter + tunnel.DefaultAnswerTimeout
+)
+
+// setDefaults fills in the limits left unset.
+func (h *Handler) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	return app.(registry.Provider).Registry(), nil
+	def(&h.MaxClients, DefaultMaxClients)
+	def(&h.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
+	def(&h.MaxHostsPerClient, DefaultMaxHostsPerClient)
+	def(&h.MaxPortsPerClient, DefaultMaxPortsPerClient)
+	def(&h.StreamWindow, tunnel.MinStreamWindow)
+	def(&h.AuthFailures, DefaultAuthFailures)
+	def(&h.MaxHandshakesPerAddress, DefaultHandshakesPerAddress)
+	if h.ClientTimeout == 0 {
+		h.ClientTimeout = caddy.Duration(DefaultClientTimeout)
+	}
+	if h.AuthFailureWindow == 0 {
+		h.AuthFailureWindow = caddy.Duration(DefaultAuthFailureWindow)
+	}
+	if h.FailDuration == 0 {
+		h.FailDuration = caddy.Duration(registry.DefaultFailDuration)
+	}
+	h.guardLimits = guardLimits{failures: h.AuthFailures, window: time.Duration(h.AuthFailureWindow), handshakes: h.MaxHandshakesPerAddress}
 }
 
 // provisionProxy builds the reverse_proxy handler of the data plane.
@@ -179,6 +247,29 @@ func (h *Handler) provisionProxy(ctx caddy.Context) error {
 
 // Validate checks the configuration after provisioning.
 func (h *Handler) Validate() error {
+	for _, l := range []struct {
+		name  string
+		value int
+	}{
+		{"max_clients", h.MaxClients}, {"max_streams_per_client", h.MaxStreamsPerClient},
+		{"max_hosts_per_client", h.MaxHostsPerClient}, {"max_ports_per_client", h.MaxPortsPerClient},
+		{"auth_failures", h.AuthFailures}, {"max_handshakes_per_address", h.MaxHandshakesPerAddress},
+	} {
+		if l.value < 0 {
+			return fmt.Errorf("%s %d must be positive", l.name, l.value)
+		}
+	}
+	if h.StreamWindow < tunnel.MinStreamWindow || h.StreamWindow > 64<<20 {
+		return fmt.Errorf("stream_window %d must be between %d (256 KiB) and %d (64 MiB)", h.StreamWindow, tunnel.MinStreamWindow, 64<<20)
+	}
+	for _, d := range []struct {
+		name  string
+		value caddy.Duration
+	}{{"client_timeout", h.ClientTimeout}, {"auth_failure_window", h.AuthFailureWindow}, {"fail_duration", h.FailDuration}} {
+		if d.value < 0 {
+			return fmt.Errorf("%s %s must be positive", d.name, time.Duration(d.value))
+		}
+	}
 	if h.control && len(h.tokens) == 0 {
 		return fmt.Errorf("the inlets control plane needs a token, so that only your clients can connect: " +
 			"add `token {env.INLETS_TOKEN}` (or `token_file /path/to/token`) to the inlets directive, " +

@@ -2,8 +2,12 @@ package handler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -55,7 +59,7 @@ const defaultIdleStreamsPerClient = 256
 
 // Provision sets up the embedded HTTPTransport and replaces its dialer.
 func (t *Transport) Provision(ctx caddy.Context) error {
-	reg, err := loadRegistry(ctx)
+	reg, err := registry.FromContext(ctx)
 	if err != nil {
 		return err
 	}
@@ -83,7 +87,8 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// dial opens a stream to the session and host that addr names.
+// dial opens a stream to the session and host that addr names. It
+// returns once the client has connected its upstream.
 func (t *Transport) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	id, index, ok := registry.ParseDialAddress(addr)
 	if !ok {
@@ -95,9 +100,53 @@ func (t *Transport) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	}
 	conn, err := s.OpenStream(tunnel.StreamHeader{Kind: tunnel.KindHTTP, Host: s.Hello.HTTP[index].Host})
 	if err != nil {
-		return nil, reverseproxy.NewDialError(err)
+		return nil, dialFailure{err}
 	}
 	return conn, nil
+}
+
+// dialFailure is a failed dial that reverse_proxy recognises as one (it
+// then tries another client, whatever the request's method) and that
+// still tells what failed.
+type dialFailure struct{ cause error }
+
+func (e dialFailure) Error() string   { return e.cause.Error() }
+func (e dialFailure) Unwrap() []error { return []error{reverseproxy.NewDialError(e.cause), e.cause} }
+
+// RoundTrip is HTTPTransport's, but for a client that reports its
+// upstream unreachable: when another client serves the host, the dial
+// error has reverse_proxy try that one; when none does, the visitor gets
+// a 502 at once, rather than after reverse_proxy's retries.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.HTTPTransport.RoundTrip(req)
+	var ue *registry.UpstreamError
+	if err == nil || !errors.As(err, &ue) || t.otherClientUp(req) {
+		return resp, err
+	}
+	body := "502 Bad Gateway: the tunnel client could not reach the upstream for " + tunnel.HostOnly(req.Host) + "\n"
+	return &http.Response{
+		Status:        "502 Bad Gateway",
+		StatusCode:    http.StatusBadGateway,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}, nil
+}
+
+// otherClientUp reports whether a client other than the one req was sent
+// to serves req's host and has not reported its upstream unreachable.
+func (t *Transport) otherClientUp(req *http.Request) bool {
+	id, _, _ := registry.ParseDialAddress(req.URL.Host)
+	for _, rt := range t.reg.Lookup(req.Host) {
+		if rt.Session.ID != id && rt.Up() {
+			return true
+		}
+	}
+	return false
 }
 
 // UnmarshalCaddyfile takes the options of reverse_proxy's http transport

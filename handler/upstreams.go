@@ -32,19 +32,31 @@ func (Upstreams) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the registry.
 func (u *Upstreams) Provision(ctx caddy.Context) error {
-	reg, err := loadRegistry(ctx)
+	reg, err := registry.FromContext(ctx)
 	u.reg = reg
 	return err
 }
 
 // GetUpstreams returns one upstream per client serving r's Host, in session
-// order. They are new values each time: reverse_proxy writes to them.
+// order, leaving out those that reported the upstream unreachable lately
+// unless no other client serves the host. They are new values each time:
+// reverse_proxy writes to them.
 func (u *Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
 	routes := u.reg.Lookup(r.Host)
-	ups := make([]reverseproxy.Upstream, len(routes))
-	out := make([]*reverseproxy.Upstream, len(routes))
-	for i, rt := range routes {
-		ups[i].Dial = rt.Dial()
+	up := 0
+	for _, rt := range routes {
+		if rt.Up() {
+			up++
+		}
+	}
+	ups := make([]reverseproxy.Upstream, 0, len(routes))
+	for _, rt := range routes {
+		if up == 0 || rt.Up() {
+			ups = append(ups, reverseproxy.Upstream{Dial: rt.Dial()})
+		}
+	}
+	out := make([]*reverseproxy.Upstream, len(ups))
+	for i := range ups {
 		out[i] = &ups[i]
 	}
 	return out, nil

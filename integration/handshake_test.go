@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,9 +36,10 @@ func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
 	}
 }
 
-// rawSession authenticates and upgrades like a client, accepts the server's
-// control stream without saying hello, and returns the session and a
-// function that sends a hello frame and reads the answer.
+// rawSession authenticates and upgrades like a client written from the
+// protocol's specification with stock yamux, accepts the server's control
+// stream without saying hello, and returns the session and a function
+// that sends a hello frame and reads the answer.
 func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) tunnel.Message) {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
@@ -45,7 +47,9 @@ func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) t
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	mux, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	mux, err := yamux.Server(tunnel.NewConn(ws, tunnel.ClientSide), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,24 +76,19 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
 	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
 
-	frame := func(body string) []byte {
-		n := len(body)
-		return append([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
-	}
 	for name, tt := range map[string]struct {
 		frame []byte
 		want  string
 	}{
 		"not json":     {frame("{hello"), "decoding frame"},
 		"too large":    {[]byte{0, 0x10, 0, 0}, "exceeds the limit"},
-		"old protocol": {frame(`{"clientID":"x","protocol":0,"mode":"http","http":[{"host":"a.example.com","url":"http://127.0.0.1"}]}`), "speaks protocol 0"},
-		"no upstreams": {frame(`{"clientID":"x","protocol":1,"mode":"http"}`), "at least one host"},
+		"no upstreams": {frame(`{"clientID":"x","protocol":2,"mode":"http"}`), "at least one host"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, hello := rawSession(t, addr)
 			answer := hello(tt.frame)
-			if answer.Type != tunnel.TypeReject || !strings.Contains(answer.Reason, tt.want) {
-				t.Fatalf("got %+v, want a rejection mentioning %q", answer, tt.want)
+			if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectBadHello || answer.Retry != tunnel.RetryNever || !strings.Contains(answer.Reason, tt.want) {
+				t.Fatalf("got %+v, want a bad-hello rejection mentioning %q", answer, tt.want)
 			}
 		})
 	}
@@ -113,27 +112,58 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 	}
 }
 
+// A version 1 client (before stream replies) is told to upgrade, in a
+// rejection it can print: its reason.
+func TestVersion1ClientIsToldToUpgrade(t *testing.T) {
+	addr, _ := server(t, inletsBoth)
+	_, send := rawSession(t, addr)
+	answer := send(frame(`{"clientID":"v1","version":"0.9","protocol":1,"mode":"http","http":[{"host":"v1.example.com","url":"http://127.0.0.1:9"}]}`))
+	if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectProtocol || answer.Retry != tunnel.RetryNever ||
+		!strings.Contains(answer.Reason, "this client speaks protocol 1, and this server 2 to 2: upgrade the client") {
+		t.Fatalf("got %+v, want a protocol-version rejection telling to upgrade the client", answer)
+	}
+	// A newer client, with a range that reaches down to 2, is accepted
+	// at 2; an unknown field in its hello is ignored.
+	_, send = rawSession(t, addr)
+	answer = send(frame(`{"clientID":"v3","protocol":3,"minProtocol":2,"mode":"http","http":[{"host":"v3.example.com","url":"http://127.0.0.1:9"}],"futureField":{"x":1}}`))
+	if answer.Type != tunnel.TypeAccept || answer.Protocol != 2 {
+		t.Fatalf("a 2-3 client got %+v, want accept at protocol 2", answer)
+	}
+	// One that speaks only newer versions is told to upgrade the server.
+	_, send = rawSession(t, addr)
+	answer = send(frame(`{"clientID":"v4","protocol":4,"minProtocol":3,"mode":"http","http":[{"host":"v4.example.com","url":"http://127.0.0.1:9"}]}`))
+	if answer.Code != tunnel.RejectProtocol || !strings.Contains(answer.Reason, "upgrade the server") {
+		t.Fatalf("a 3-4 client got %+v", answer)
+	}
+}
+
+// frame is a length-prefixed frame of body.
+func frame(body string) []byte {
+	n := len(body)
+	return append([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
+}
+
 func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
 	hello := func(id string) []byte {
-		body := `{"clientID":"` + id + `","protocol":1,"mode":"http","http":[{"host":"` + id + `.example.com","url":"http://127.0.0.1:9"}]}`
-		n := len(body)
-		return append([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
+		return frame(`{"clientID":"` + id + `","protocol":2,"mode":"http","http":[{"host":"` + id + `.example.com","url":"http://127.0.0.1:9"}]}`)
 	}
 
-	// A stream opened before the hello: the hello is rejected.
-	mux, send := rawSession(t, addr)
+	// A stream opened before the hello breaks the protocol: the server
+	// ends the session at once.
+	mux, _ := rawSession(t, addr)
 	if _, err := mux.OpenStream(); err != nil {
 		t.Fatal(err)
 	}
-	answer := send(hello("opens-first"))
-	if answer.Type != tunnel.TypeReject || !strings.Contains(answer.Reason, "the client opened a stream, which the protocol forbids") {
-		t.Fatalf("got %+v, want a rejection for the stream the client opened", answer)
+	select {
+	case <-mux.CloseChan():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server kept a session whose client opened a stream")
 	}
 
 	// After the hello the server has told yamux to refuse them: the
 	// session stays up and the client cannot open one.
-	mux, send = rawSession(t, addr)
+	mux, send := rawSession(t, addr)
 	if answer := send(hello("opens-later")); answer.Type != tunnel.TypeAccept {
 		t.Fatalf("a valid hello got %+v", answer)
 	}

@@ -27,8 +27,10 @@ import (
 
 var adminPort = testenv.AdminPort(2401)
 
-// inletsBoth is a handler serving both planes with the test token.
-const inletsBoth = "inlets {\n\t\ttoken " + testenv.Token + "\n\t}"
+// inletsBoth is a handler serving both planes with the test token. The
+// tests send many wrong tokens from 127.0.0.1 on purpose, each to see it
+// refused: auth_failures lets them, where the test is not about it.
+const inletsBoth = "inlets {\n\t\ttoken " + testenv.Token + "\n\t\tauth_failures 100000\n\t}"
 
 // server loads a one-site config whose site block is body, on a free port,
 // and returns the site's address.

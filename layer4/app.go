@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 func init() {
@@ -103,11 +104,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	app, err := ctx.App("inlets")
+	reg, err := registry.FromContext(ctx)
 	if err != nil {
-		return fmt.Errorf("loading the inlets app: %w", err)
+		return err
 	}
-	a.reg = app.(registry.Provider).Registry()
+	a.reg = reg
 	if a.allowed, err = parsePorts(a.Ports); err != nil {
 		return err
 	}
@@ -280,7 +281,7 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		}
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("%s not in the server's allowed ports %s", portsPhrase(refused), a.allowed)
+		return tunnel.Reject(tunnel.RejectPortNotAllowed, "%s not in the server's allowed ports %s", portsPhrase(refused), a.allowed)
 	}
 	var opened []int
 	for _, up := range s.Hello.TCP {
@@ -295,7 +296,7 @@ func (a *App) OpenPorts(s *registry.Session) error {
 					delete(a.listeners, port)
 				}
 			}
-			return err
+			return tunnel.Reject(tunnel.RejectPortUnavailable, "%s", err)
 		}
 		a.listeners[up.Port] = l
 		opened = append(opened, up.Port)
@@ -312,15 +313,18 @@ func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
 	return false
 }
 
-// closeUnserved closes the listeners of ports no session serves any more.
-// The registry calls it after every change to its sessions.
-func (a *App) closeUnserved() {
+// closeUnserved closes the listeners of the ports of s that no session
+// serves any more. The registry calls it whenever a session comes or goes.
+func (a *App) closeUnserved(s *registry.Session) {
+	if len(s.Hello.TCP) == 0 {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for port, l := range a.listeners {
-		if len(a.reg.PortSessions(port)) == 0 {
+	for _, up := range s.Hello.TCP {
+		if l := a.listeners[up.Port]; l != nil && len(a.reg.PortSessions(up.Port)) == 0 {
 			l.close()
-			delete(a.listeners, port)
+			delete(a.listeners, up.Port)
 		}
 	}
 }

@@ -30,7 +30,7 @@ func (l *portListener) serve(visitor net.Conn) {
 		LocalAddr:     visitor.LocalAddr().String(),
 		ProxyProtocol: l.fwd.proxyProtocol,
 	}
-	for _, s := range l.balancer.order(l.fwd.reg.PortSessions(l.port)) {
+	for _, s := range l.balancer.order(l.port, l.fwd.reg.PortSessions(l.port)) {
 		stream, err := s.OpenStream(header)
 		if err != nil {
 			if c := l.fwd.reg.Logger().Check(zap.DebugLevel, "tcp: trying the next client"); c != nil {
@@ -58,8 +58,7 @@ func relay(fwd forwarding, s *registry.Session, port int, visitor, stream net.Co
 	}
 	start := time.Now()
 
-	metrics.TCPConnectionOpened(port)
-	defer metrics.TCPConnectionClosed(port)
+	defer metrics.TCPConnectionOpened(port).Closed()
 	tunnel.Join(visitor, stream, fwd.idleTimeout)
 
 	if c := logger.Check(zap.DebugLevel, "tcp: connection closed"); c != nil {

@@ -3,7 +3,6 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -31,43 +30,25 @@ var controlPlaneRequests = [2]*prometheus.CounterVec{
 // under http_controlplane_requests_total. path must be one of the
 // control plane's few paths, never a visitor's.
 func ControlPlaneRequest(mode, path string, code int) {
-	i := modeHTTP
+	controlPlaneRequests[modeIndex(mode)].WithLabelValues(codeLabel(code), path).Inc()
+}
+
+// connected are the connected gauges, by mode: the registry counts
+// clients in and out.
+var connected = [2]prometheus.Gauge{
+	modeHTTP: prometheus.NewGauge(prometheus.GaugeOpts{Name: "http_controlplane_connected_gauge", Help: "gauge of inlets clients connected to the control plane"}),
+	modeTCP:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcp_controlplane_connected_gauge", Help: "gauge of inlets clients connected to the control plane"}),
+}
+
+func modeIndex(mode string) int {
 	if mode == tunnel.ModeTCP {
-		i = modeTCP
+		return modeTCP
 	}
-	controlPlaneRequests[i].WithLabelValues(codeLabel(code), path).Inc()
+	return modeHTTP
 }
 
-// connectedCollector reports the connected gauges from the sessions live
-// at scrape time, so they can never drift from the registry.
-type connectedCollector struct {
-	descs [2]*prometheus.Desc
-}
+// ClientConnected counts a client of mode in.
+func ClientConnected(mode string) { connected[modeIndex(mode)].Inc() }
 
-var connected = &connectedCollector{descs: [2]*prometheus.Desc{
-	modeHTTP: prometheus.NewDesc("http_controlplane_connected_gauge", "gauge of inlets clients connected to the control plane", nil, nil),
-	modeTCP:  prometheus.NewDesc("tcp_controlplane_connected_gauge", "gauge of inlets clients connected to the control plane", nil, nil),
-}}
-
-func (c *connectedCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
-}
-
-func (c *connectedCollector) Collect(ch chan<- prometheus.Metric) {
-	var n [2]int
-	if reg := registry.Current(); reg != nil {
-		for _, s := range reg.Sessions() {
-			switch s.Hello.Mode {
-			case tunnel.ModeHTTP:
-				n[modeHTTP]++
-			case tunnel.ModeTCP:
-				n[modeTCP]++
-			}
-		}
-	}
-	for i, d := range c.descs {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n[i]))
-	}
-}
+// ClientDisconnected counts a client of mode out.
+func ClientDisconnected(mode string) { connected[modeIndex(mode)].Dec() }

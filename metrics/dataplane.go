@@ -28,12 +28,22 @@ const NoHost = ""
 // HTTPRequest records one request of the HTTP data plane: answered with
 // code, after d, for the announced host pattern that matched it (never
 // the request's own Host, which visitors choose), with method folded to
-// the standard methods or "OTHER".
+// the standard methods or "OTHER". A request for a host no client serves
+// any more (one that ended after its client left) is not recorded.
 func HTTPRequest(code int, host, method string, d time.Duration) {
-	s := httpSeriesFor(seriesKey{code: code, host: host, method: foldMethod(method)})
-	s.requests.Inc()
-	s.duration.Observe(d.Seconds())
+	if s, ok := httpSeriesSet.get(host, seriesKey{code: code, host: host, method: foldMethod(method)}); ok {
+		s.requests.Inc()
+		s.duration.Observe(d.Seconds())
+	}
 }
+
+// HostServed starts the series of a host pattern: the registry calls it
+// when a client first announces the pattern.
+func HostServed(host string) { httpSeriesSet.serve(host) }
+
+// HostUnserved deletes the series of a host pattern: the registry calls
+// it when the last client announcing it has gone.
+func HostUnserved(host string) { httpSeriesSet.unserve(host) }
 
 // seriesKey names one series of each HTTP data-plane metric.
 type seriesKey struct {
@@ -46,14 +56,18 @@ type httpSeries struct {
 	duration prometheus.Observer
 }
 
-// httpSeriesFor finds the series of a request. Hosts are announced
-// patterns, and codes and methods are few, so the cache stays small.
-var httpSeriesFor = newSeriesCache(func(k seriesKey) httpSeries {
+// httpSeriesSet holds the series of the hosts served. Hosts are announced
+// patterns, and codes and methods are few, so it stays small.
+var httpSeriesSet = newSeriesSet(NoHost, func(k seriesKey) httpSeries {
 	code := codeLabel(k.code)
 	return httpSeries{
 		requests: httpRequests.WithLabelValues(code, k.host, k.method),
 		duration: httpDurations.WithLabelValues(code, k.host, k.method),
 	}
+}, func(k seriesKey) {
+	code := codeLabel(k.code)
+	httpRequests.DeleteLabelValues(code, k.host, k.method)
+	httpDurations.DeleteLabelValues(code, k.host, k.method)
 })
 
 // foldMethod returns the method if it is one of HTTP's standard methods,

@@ -13,8 +13,10 @@
 //
 // The collectors are package-level, so their values outlive config
 // reloads: Caddy gives each config a new registry, and the inlets app
-// calls Register on it when it is provisioned. The connected gauges are
-// read from the session registry when scraped.
+// calls Register on it when it is provisioned. The session registry
+// counts clients in and out of the connected gauges, and says which hosts
+// and ports are served: the series of a host or port that no client
+// serves any more are deleted.
 package metrics
 
 import (
@@ -26,7 +28,8 @@ import (
 
 // collectors are every collector of the package, in the order above.
 var collectors = []prometheus.Collector{
-	connected,
+	connected[modeHTTP],
+	connected[modeTCP],
 	controlPlaneRequests[modeHTTP],
 	controlPlaneRequests[modeTCP],
 	httpRequests,

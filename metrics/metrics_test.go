@@ -74,6 +74,7 @@ func newRegistry(t *testing.T) *prometheus.Registry {
 func TestRegisterOnEveryNewRegistryKeepsTheValues(t *testing.T) {
 	first := newRegistry(t)
 	labels := map[string]string{"code": "200", "host": "reload.example.com", "method": "GET"}
+	HostServed("reload.example.com")
 	before := value(t, first, "http_dataplane_requests_total", labels)
 	HTTPRequest(200, "reload.example.com", "GET", time.Millisecond)
 	if got := value(t, first, "http_dataplane_requests_total", labels); got != before+1 {
@@ -104,11 +105,12 @@ func TestRegisterRefusesAnotherCollectorWithTheSameName(t *testing.T) {
 func TestEveryMetricHasItsReferenceNameTypeAndLabels(t *testing.T) {
 	reg := newRegistry(t)
 	// Make one series of each vector exist.
+	HostServed("names.example.com")
 	HTTPRequest(200, "names.example.com", "GET", time.Millisecond)
 	ControlPlaneRequest("http", "/connect", 101)
 	ControlPlaneRequest("tcp", "/connect", 101)
-	TCPConnectionOpened(65001)
-	TCPConnectionClosed(65001)
+	PortServed(65001)
+	TCPConnectionOpened(65001).Closed()
 
 	want := map[string]struct {
 		typ    dto.MetricType
@@ -154,6 +156,7 @@ func TestHTTPRequestsAreCountedByCodeHostAndFoldedMethod(t *testing.T) {
 	reg := newRegistry(t)
 	// A host of its own, so that -count=N starts from zero each time.
 	host := fmt.Sprintf("red-%d.example.com", time.Now().UnixNano())
+	HostServed(host)
 	for range 3 {
 		HTTPRequest(200, host, http.MethodGet, 20*time.Millisecond)
 	}
@@ -215,6 +218,7 @@ func TestFoldMethod(t *testing.T) {
 }
 
 func TestHTTPRequestDoesNotAllocateOnceItsSeriesExists(t *testing.T) {
+	HostServed("alloc.example.com")
 	HTTPRequest(200, "alloc.example.com", http.MethodGet, time.Millisecond)
 	if n := testing.AllocsPerRun(1000, func() {
 		HTTPRequest(200, "alloc.example.com", http.MethodGet, time.Millisecond)
@@ -255,18 +259,20 @@ func TestTCPConnectionsOpenedAndStillOpenPerPort(t *testing.T) {
 		labels := map[string]string{"port": port}
 		return value(t, reg, "tcp_dataplane_connections_total", labels), value(t, reg, "tcp_dataplane_connections_gauge", labels)
 	}
+	PortServed(2222)
+	PortServed(8000)
 	total2222, open2222 := values("2222")
 	total8000, open8000 := values("8000")
 	// K=5 connections on 2222, of which M=2 stay open; 3 on 8000, all closed.
+	var conns []TCPConnection
 	for range 5 {
-		TCPConnectionOpened(2222)
+		conns = append(conns, TCPConnectionOpened(2222))
+	}
+	for _, c := range conns[:3] {
+		c.Closed()
 	}
 	for range 3 {
-		TCPConnectionClosed(2222)
-	}
-	for range 3 {
-		TCPConnectionOpened(8000)
-		TCPConnectionClosed(8000)
+		TCPConnectionOpened(8000).Closed()
 	}
 	for _, tt := range []struct {
 		port        string
@@ -281,10 +287,44 @@ func TestTCPConnectionsOpenedAndStillOpenPerPort(t *testing.T) {
 		}
 	}
 	if n := testing.AllocsPerRun(1000, func() {
-		TCPConnectionOpened(2222)
-		TCPConnectionClosed(2222)
+		TCPConnectionOpened(2222).Closed()
 	}); n != 0 {
 		t.Errorf("a TCP connection allocates %v times in the metrics", n)
+	}
+}
+
+func TestSeriesOfAHostOrPortNoClientServesAreDeleted(t *testing.T) {
+	reg := newRegistry(t)
+	host := fmt.Sprintf("gone-%d.example.com", time.Now().UnixNano())
+	labels := map[string]string{"host": host}
+	HTTPRequest(200, host, http.MethodGet, time.Millisecond)
+	if sample(t, reg, "http_dataplane_requests_total", labels) != nil {
+		t.Fatal("a request for a host no client announced made a series")
+	}
+	HostServed(host)
+	HTTPRequest(200, host, http.MethodGet, time.Millisecond)
+	HTTPRequest(404, host, http.MethodPost, time.Millisecond)
+	if got := value(t, reg, "http_dataplane_requests_total", map[string]string{"host": host, "code": "404"}); got != 1 {
+		t.Fatalf("served host: %v requests, want 1", got)
+	}
+	HostUnserved(host)
+	for _, name := range []string{"http_dataplane_requests_total", "http_dataplane_request_duration_seconds"} {
+		if m := sample(t, reg, name, labels); m != nil {
+			t.Errorf("%s still has a series of %s after its last client left: %v", name, host, m)
+		}
+	}
+	// A request that ends after its client left makes no series again.
+	HTTPRequest(200, host, http.MethodGet, time.Millisecond)
+	if sample(t, reg, "http_dataplane_requests_total", labels) != nil {
+		t.Error("a late request brought the series back")
+	}
+
+	PortServed(65002)
+	c := TCPConnectionOpened(65002)
+	PortUnserved(65002)
+	c.Closed() // after its series went: harmless
+	if m := sample(t, reg, "tcp_dataplane_connections_total", map[string]string{"port": "65002"}); m != nil {
+		t.Errorf("port 65002 still has a series: %v", m)
 	}
 }
 
@@ -307,11 +347,12 @@ func TestPromtoolFindsOnlyTheReferenceGaugeNames(t *testing.T) {
 		t.Skip("promtool is not installed (Debian: apt-get install prometheus)")
 	}
 	reg := newRegistry(t)
+	HostServed("lint.example.com")
 	HTTPRequest(200, "lint.example.com", http.MethodGet, time.Millisecond)
 	ControlPlaneRequest("http", "/connect", 401)
 	ControlPlaneRequest("tcp", "/connect", 101)
-	TCPConnectionOpened(2222)
-	TCPConnectionClosed(2222)
+	PortServed(2222)
+	TCPConnectionOpened(2222).Closed()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -17,29 +17,49 @@ var (
 	}, []string{"port"})
 )
 
+// TCPConnection is the series of one forwarded connection.
+type TCPConnection struct{ open prometheus.Gauge }
+
 // TCPConnectionOpened counts a visitor's connection to a public port that
 // the TCP data plane forwards through a client: call it once the stream to
-// the client is open, and TCPConnectionClosed(port) exactly once when the
+// the client is open, and Closed on what it returns exactly once when the
 // forwarding has ended.
-func TCPConnectionOpened(port int) {
-	s := tcpSeriesFor(port)
+func TCPConnectionOpened(port int) TCPConnection {
+	s, ok := tcpSeriesSet.get(port, port)
+	if !ok {
+		return TCPConnection{}
+	}
 	s.total.Inc()
 	s.open.Inc()
+	return TCPConnection{s.open}
 }
 
-// TCPConnectionClosed counts out a connection counted by
-// TCPConnectionOpened.
-func TCPConnectionClosed(port int) {
-	tcpSeriesFor(port).open.Dec()
+// Closed counts out a connection counted by TCPConnectionOpened.
+func (c TCPConnection) Closed() {
+	if c.open != nil {
+		c.open.Dec()
+	}
 }
+
+// PortServed starts the series of a port: the TCP data plane calls it
+// when the port starts listening.
+func PortServed(port int) { tcpSeriesSet.serve(port) }
+
+// PortUnserved deletes the series of a port: the registry calls it when
+// the last client announcing the port has gone.
+func PortUnserved(port int) { tcpSeriesSet.unserve(port) }
 
 type tcpSeries struct {
 	open  prometheus.Gauge
 	total prometheus.Counter
 }
 
-// tcpSeriesFor finds the series of a port.
-var tcpSeriesFor = newSeriesCache(func(port int) tcpSeries {
+// tcpSeriesSet holds the series of the ports served.
+var tcpSeriesSet = newSeriesSet(0, func(port int) tcpSeries {
 	label := strconv.Itoa(port)
 	return tcpSeries{open: tcpOpen.WithLabelValues(label), total: tcpTotal.WithLabelValues(label)}
+}, func(port int) {
+	label := strconv.Itoa(port)
+	tcpOpen.DeleteLabelValues(label)
+	tcpTotal.DeleteLabelValues(label)
 })

@@ -1,17 +1,16 @@
 package tunnel
 
 import (
+	"context"
 	"io"
 	"net"
 	"testing"
-
-	"github.com/hashicorp/yamux"
 )
 
 // muxPair returns both sides of a session over a real WebSocket on loopback.
-func muxPair(b testing.TB) (server, client *yamux.Session) {
+func muxPair(b testing.TB) (server, client *Session) {
 	cws, sws := wsPair(b)
-	server, err := ServerSession(NewConn(sws, ServerSide), nil)
+	server, err := ServerSession(NewConn(sws, ServerSide), ServerConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +43,7 @@ func BenchmarkConnWrite(b *testing.B) {
 func BenchmarkStreamThroughput(b *testing.B) {
 	server, client := muxPair(b)
 	go func() {
-		st, err := client.AcceptStream()
+		st, err := client.Accept(context.Background())
 		if err != nil {
 			return
 		}
@@ -55,7 +54,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			}
 		}
 	}()
-	st, err := server.OpenStream()
+	st, err := server.Open()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +75,7 @@ func BenchmarkStreamOpen(b *testing.B) {
 	server, client := muxPair(b)
 	go func() {
 		for {
-			st, err := client.AcceptStream()
+			st, err := client.Accept(context.Background())
 			if err != nil {
 				return
 			}
@@ -93,7 +92,7 @@ func BenchmarkStreamOpen(b *testing.B) {
 	one := make([]byte, 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		st, err := server.OpenStream()
+		st, err := server.Open()
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,9 +2,14 @@ package tunnel
 
 import "time"
 
-// ProtocolVersion is the version of this protocol. A server rejects a Hello
-// whose Protocol it does not speak.
-const ProtocolVersion = 1
+// Protocol versions this package speaks: the server accepts a Hello whose
+// range [MinProtocol, Protocol] includes one of them, and answers with the
+// newest in both ranges. Version 1 (no stream replies) is no longer spoken;
+// a version 1 client is rejected with RejectProtocol.
+const (
+	ProtocolVersion    = 2
+	MinProtocolVersion = 2
+)
 
 // ConnectPath is the control-plane path clients connect to when their URL has
 // no path of its own.
@@ -44,6 +49,56 @@ const (
 	TypeWithdraw = "withdraw"
 )
 
+// Rejection codes, in Message.Code, each with the Retry the server sends
+// with it.
+const (
+	// RejectBadHello: the Hello is malformed or breaks a rule of its
+	// fields (RetryNever).
+	RejectBadHello = "bad-hello"
+	// RejectProtocol: no protocol version in common (RetryNever).
+	RejectProtocol = "protocol-version"
+	// RejectHostNotAllowed and RejectPortNotAllowed: an announced host or
+	// port is outside what the server allows this client (RetryNever).
+	RejectHostNotAllowed = "host-not-allowed"
+	RejectPortNotAllowed = "port-not-allowed"
+	// RejectNoTCP: the server has no TCP data plane (RetryNever).
+	RejectNoTCP = "no-tcp"
+	// RejectTooLarge: the announcement has more hosts or ports than the
+	// server takes from one client (RetryNever).
+	RejectTooLarge = "announcement-too-large"
+	// RejectServerFull: the server has as many clients as it takes
+	// (RetryLater).
+	RejectServerFull = "server-full"
+	// RejectPortUnavailable: an allowed port cannot be opened now, for
+	// example because another program holds it (RetryLater).
+	RejectPortUnavailable = "port-unavailable"
+	// RejectShuttingDown: the server is stopping or reloading; its
+	// successor takes clients at once (RetryNow).
+	RejectShuttingDown = "shutting-down"
+)
+
+// Retry classes, in Message.Retry: what a rejected client should do.
+const (
+	// RetryNow: connect again at once, with the shortest backoff.
+	RetryNow = "now"
+	// RetryLater: the condition may pass; back off as after a failure.
+	RetryLater = "later"
+	// RetryNever: connecting again cannot help until an operator changes
+	// the client or the server; wait the longest backoff between tries.
+	RetryNever = "never"
+)
+
+// Stream reply errors, in StreamReply.Error.
+const (
+	// StreamUpstreamUnreachable: the client could not connect to the
+	// stream's upstream. The server may try another client.
+	StreamUpstreamUnreachable = "upstream-unreachable"
+	// StreamUnknownTarget: the client serves no such host or port.
+	StreamUnknownTarget = "unknown-target"
+	// StreamUnknownKind: the client does not know the stream's kind.
+	StreamUnknownKind = "unknown-kind"
+)
+
 // Limits and timeouts of the protocol.
 const (
 	// MaxMessageSize is the largest WebSocket message either side writes or
@@ -53,8 +108,19 @@ const (
 	// MaxHandshakeSize bounds a Hello and every control message.
 	MaxHandshakeSize = 64 << 10
 
-	// MaxStreamHeaderSize bounds a StreamHeader.
+	// MaxStreamHeaderSize bounds a StreamHeader and a StreamReply.
 	MaxStreamHeaderSize = 4 << 10
+
+	// MaxClientIDLen bounds Hello.ClientID.
+	MaxClientIDLen = 128
+
+	// MaxReasonLen bounds a Reason: what a reader takes of a longer one
+	// is its first MaxReasonLen bytes.
+	MaxReasonLen = 1024
+
+	// StreamReplyTimeout is how long the server waits for a client's
+	// StreamReply: longer than a client's own wait for its upstream.
+	StreamReplyTimeout = 15 * time.Second
 
 	// HandshakeTimeout is how long a server waits for a client's Hello, and
 	// a client for the server's answer.
@@ -63,7 +129,7 @@ const (
 	// KeepAliveInterval is how often the client pings the server; a
 	// session whose server stops answering is closed after
 	// ConnectionWriteTimeout.
-	KeepAliveInterval = 15 * time.Second
+	KeepAliveInterval = 5 * time.Second
 
 	// PeerSilenceTimeout is how long the server waits for any message from
 	// a client (at the least its pings) before it ends the session.
@@ -73,8 +139,14 @@ const (
 	// the session to take its frame, and each write on the control stream.
 	ConnectionWriteTimeout = 10 * time.Second
 
-	// MaxStreamWindowSize is the per-stream receive window. yamux's 256 KiB
-	// default caps a stream at 256 KiB per round trip; a few MiB lets one
-	// stream fill a fast link while memory is only used when a reader lags.
-	MaxStreamWindowSize = 4 << 20
+	// MinStreamWindow is yamux's initial stream window, which a peer may
+	// fill before any window update: the smallest receive window a stream
+	// can have, and the default of both sides.
+	MinStreamWindow = 256 << 10
+
+	// DefaultProbeAfter and DefaultAnswerTimeout are the server's defaults
+	// for ServerConfig.ProbeAfter and AnswerTimeout: a client that stops
+	// answering while it has work is dropped within 2.5s.
+	DefaultProbeAfter    = time.Second
+	DefaultAnswerTimeout = 1500 * time.Millisecond
 )

@@ -12,13 +12,6 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// Stream is a yamux stream as a net.Conn whose CloseWrite is yamux's
-// half-close (FIN): the peer reads EOF while it can still write back.
-type Stream struct{ *yamux.Stream }
-
-// CloseWrite half-closes the stream.
-func (s Stream) CloseWrite() error { return s.Stream.Close() }
-
 // copyBufferSize is the size of each pooled copy buffer.
 const copyBufferSize = 32 << 10
 
@@ -30,7 +23,9 @@ var copyBuffers = sync.Pool{New: func() any {
 // Join relays bytes between a and b until both directions have ended, then
 // closes both. A clean end of one direction (EOF) is passed on as a
 // half-close, so the other direction keeps flowing; an error in either
-// direction ends both. When idle is positive, the relay ends after idle
+// direction ends both at once, as a reset: a TCP connection is closed
+// with an RST, and a Stream is reset, so that neither end waits for data
+// nobody will read. When idle is positive, the relay ends after idle
 // passes with no byte moving in either direction.
 func Join(a, b net.Conn, idle time.Duration) {
 	var j joiner
@@ -67,9 +62,12 @@ func (j *joiner) pipe(dst, src net.Conn) {
 	defer copyBuffers.Put(buf)
 	err := j.copy(dst, src, *buf)
 	if err != nil {
+		// An idle relay ends quietly: nothing is in flight, and a TCP
+		// peer gets a FIN. Any other error is passed on as a reset.
+		hard := !errors.Is(err, errIdle)
 		j.abort.Do(func() {
-			src.Close()
-			dst.Close()
+			abort(src, hard)
+			abort(dst, hard)
 		})
 		return
 	}
@@ -106,7 +104,25 @@ func (j *joiner) copy(dst, src net.Conn, buf []byte) error {
 			if time.Since(time.Unix(0, j.last.Load())) < j.idle {
 				continue
 			}
+			return errIdle
 		}
 		return err
 	}
 }
+
+// abort closes c at once: a Stream is reset, and when hard a TCP
+// connection sends an RST rather than a FIN.
+func abort(c net.Conn, hard bool) {
+	switch c := c.(type) {
+	case interface{ Reset() }: // a Stream, or a type embedding one
+		c.Reset()
+	case *net.TCPConn:
+		if hard {
+			c.SetLinger(0)
+		}
+	}
+	c.Close()
+}
+
+// errIdle ends a relay that has been idle for its timeout.
+var errIdle = errors.New("tunnel: idle timeout")

@@ -1,8 +1,10 @@
 package tunnel
 
 import (
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -83,7 +85,7 @@ func TestJoinEndsAfterIdleTimeoutButNotWhileOneWayIsBusy(t *testing.T) {
 		t.Fatalf("one-way traffic was cut: %v", err)
 	}
 
-	// Then silence: the relay ends and both ends are closed.
+	// Then silence: the relay ends and both ends are closed, quietly.
 	visitor.SetReadDeadline(time.Now().Add(10 * idle))
 	if n, err := visitor.Read(buf); err != io.EOF {
 		t.Fatalf("after idle: read %d bytes, %v; want EOF", n, err)
@@ -100,9 +102,10 @@ func TestJoinClosesBothSidesWhenOneIsReset(t *testing.T) {
 	visitor.SetLinger(0)
 	visitor.Close() // RST
 
+	// The reset is passed on: the upstream is reset too, not just closed.
 	upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(upstream); err != nil {
-		t.Fatalf("upstream should see the relay close: %v", err)
+	if _, err := io.ReadAll(upstream); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("upstream should see the relay reset it: %v", err)
 	}
 	select {
 	case <-done:

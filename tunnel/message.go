@@ -5,17 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 )
 
 // Hello is the client's first message on the control stream.
 type Hello struct {
-	// ClientID names the client in status and logs. Several clients may
-	// share one ID (replicas of one deployment).
+	// ClientID names the client in status and logs: 1 to MaxClientIDLen
+	// printable ASCII characters, no space. Several clients may share one
+	// ID (replicas of one deployment).
 	ClientID string `json:"clientID"`
-	// Version is the client's software version.
+	// Version is the client's software version, for status and logs.
 	Version string `json:"version"`
-	// Protocol is the ProtocolVersion the client speaks.
-	Protocol int `json:"protocol"`
+	// Protocol is the newest protocol version the client speaks, and
+	// MinProtocol the oldest (0 means Protocol: one version only). A
+	// version 1 client sends only Protocol, 1.
+	Protocol    int `json:"protocol"`
+	MinProtocol int `json:"minProtocol,omitempty"`
 	// Mode is ModeHTTP or ModeTCP.
 	Mode string `json:"mode"`
 	// HTTP lists the hosts the client serves in HTTP mode.
@@ -27,18 +32,20 @@ type Hello struct {
 // HTTPUpstream is one announced host and the URL the client relays it to.
 type HTTPUpstream struct {
 	// Host is an exact name ("app.example.com"), a one-label wildcard
-	// ("*.example.com") or the catch-all "*".
+	// ("*.example.com") or the catch-all "*"; see ValidateHostPattern.
 	Host string `json:"host"`
 	// URL is the client's local upstream, http:// or https://, with an
-	// optional path prefix. The server only displays it.
+	// optional path prefix (see ParseUpstreamURL). The server only
+	// displays it.
 	URL string `json:"url"`
 }
 
 // TCPUpstream is one announced public port and where the client relays it.
 type TCPUpstream struct {
-	// Port is the public port on the server.
+	// Port is the public port on the server, 1 to 65535.
 	Port int `json:"port"`
-	// Upstream is the client's local "host:port". The server only displays it.
+	// Upstream is the client's local "host:port". The server only
+	// displays it.
 	Upstream string `json:"upstream"`
 }
 
@@ -46,22 +53,52 @@ type TCPUpstream struct {
 type Message struct {
 	// Type is TypeAccept, TypeReject or TypeWithdraw.
 	Type string `json:"type"`
-	// Reason explains a rejection or a withdrawal to the operator.
+	// Code says, for a machine, why a client is rejected: one of the
+	// Reject* codes. A code the client does not know is read as
+	// RetryLater.
+	Code string `json:"code,omitempty"`
+	// Retry says whether connecting again can help a rejected client:
+	// RetryNow, RetryLater or RetryNever.
+	Retry string `json:"retry,omitempty"`
+	// Reason explains a rejection or a withdrawal to the operator, in at
+	// most MaxReasonLen bytes.
 	Reason string `json:"reason,omitempty"`
 	// Version is the server's software version (accept).
 	Version string `json:"version,omitempty"`
+	// Protocol is the protocol version the session speaks (accept).
+	Protocol int `json:"protocol,omitempty"`
 	// Ports lists the ports that a withdraw message takes away.
 	Ports []int `json:"ports,omitempty"`
 }
 
-// StreamHeader opens every data stream.
+// StreamHeader opens every data stream; the server writes it.
 type StreamHeader struct {
-	Kind          string `json:"kind"`
-	Host          string `json:"host,omitempty"`
-	Port          int    `json:"port,omitempty"`
-	RemoteAddr    string `json:"remoteAddr,omitempty"`
-	LocalAddr     string `json:"localAddr,omitempty"`
+	// Kind is KindHTTP or KindTCP.
+	Kind string `json:"kind"`
+	// Host is, on an HTTP stream, the announced host pattern that the
+	// visitor's request matched.
+	Host string `json:"host,omitempty"`
+	// Port is, on a TCP stream, the public port the visitor connected to.
+	Port int `json:"port,omitempty"`
+	// RemoteAddr and LocalAddr are, on a TCP stream, the visitor's
+	// address and the server's address it connected to (IP:port).
+	RemoteAddr string `json:"remoteAddr,omitempty"`
+	LocalAddr  string `json:"localAddr,omitempty"`
+	// ProxyProtocol ("", "v1" or "v2") asks the client, on a TCP stream,
+	// to send its upstream a PROXY protocol header of that version
+	// carrying RemoteAddr and LocalAddr before any other byte.
 	ProxyProtocol string `json:"proxyProtocol,omitempty"`
+}
+
+// StreamReply is the client's answer to a StreamHeader, once it has
+// connected the stream's upstream, or failed to.
+type StreamReply struct {
+	// Error is empty when the stream is ready to carry the visitor's
+	// bytes; otherwise one of the Stream* codes, and the stream ends.
+	Error string `json:"error,omitempty"`
+	// Reason says more, for the server's log, in at most MaxReasonLen
+	// bytes.
+	Reason string `json:"reason,omitempty"`
 }
 
 // WriteFrame writes v as one length-prefixed JSON frame.
@@ -95,4 +132,18 @@ func ReadFrame(r io.Reader, limit int, v any) error {
 		return fmt.Errorf("decoding frame: %w", err)
 	}
 	return nil
+}
+
+// TruncateReason shortens a reason to at most MaxReasonLen bytes, on a
+// character boundary, so that what one side echoes of the other's input
+// stays bounded.
+func TruncateReason(s string) string {
+	if len(s) <= MaxReasonLen {
+		return s
+	}
+	cut := MaxReasonLen - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -62,7 +62,6 @@ func TestHelloValidate(t *testing.T) {
 		{"wildcard and catch-all", func(h *Hello) {
 			h.HTTP = append(h.HTTP, HTTPUpstream{Host: "*.example.com", URL: "https://10.0.0.2/api"}, HTTPUpstream{Host: "*", URL: "http://localhost"})
 		}, ""},
-		{"old protocol", func(h *Hello) { h.Protocol = 0 }, "speaks protocol 0"},
 		{"empty id", func(h *Hello) { h.ClientID = "" }, "client ID"},
 		{"id with spaces", func(h *Hello) { h.ClientID = "a b" }, "printable"},
 		{"unknown mode", func(h *Hello) { h.Mode = "udp" }, `mode "udp"`},

@@ -6,14 +6,28 @@ import (
 	"strings"
 )
 
+// NegotiateProtocol returns the newest protocol version that both this
+// package and the Hello's range speak, or an error for the operator.
+func (h *Hello) NegotiateProtocol() (int, error) {
+	lo := h.MinProtocol
+	if lo == 0 {
+		lo = h.Protocol
+	}
+	v := min(h.Protocol, ProtocolVersion)
+	if v < max(lo, MinProtocolVersion) {
+		if h.Protocol < MinProtocolVersion {
+			return 0, fmt.Errorf("this client speaks protocol %d, and this server %d to %d: upgrade the client", h.Protocol, MinProtocolVersion, ProtocolVersion)
+		}
+		return 0, fmt.Errorf("this client speaks protocol %d to %d, and this server %d to %d: upgrade the server", lo, h.Protocol, MinProtocolVersion, ProtocolVersion)
+	}
+	return v, nil
+}
+
 // Validate checks a Hello's syntax. Its errors are meant for the operator of
 // the client, who reads them as the server's reason for a rejection.
 func (h *Hello) Validate() error {
-	if h.Protocol != ProtocolVersion {
-		return fmt.Errorf("client speaks protocol %d, this server speaks %d: upgrade the client or the server so both match", h.Protocol, ProtocolVersion)
-	}
-	if h.ClientID == "" || len(h.ClientID) > 128 || strings.ContainsFunc(h.ClientID, notPrintable) {
-		return fmt.Errorf("client ID %q must be 1 to 128 printable characters", h.ClientID)
+	if h.ClientID == "" || len(h.ClientID) > MaxClientIDLen || strings.ContainsFunc(h.ClientID, notPrintable) {
+		return fmt.Errorf("client ID %q must be 1 to %d printable characters, without spaces", TruncateReason(h.ClientID), MaxClientIDLen)
 	}
 	switch h.Mode {
 	case ModeHTTP:

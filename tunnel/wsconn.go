@@ -8,13 +8,17 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
 // Conn is a net.Conn over a WebSocket: the binary messages, read in order,
-// form its byte stream (see the package documentation).
+// form its byte stream (see the package documentation). It carries one
+// yamux session, and follows that session's frames in both directions,
+// which lets it do what yamux cannot: reset a stream on both sides at once
+// (ResetStream), and tell whether the peer still answers (see watchdog).
 //
 // Reads go through gorilla's NextReader, so a message is never buffered
 // whole. Writes do not go through gorilla: Conn frames each message itself
@@ -39,17 +43,47 @@ type Conn struct {
 	// mask is set on the client's side, which must mask what it sends.
 	mask bool
 
-	// reader is the message being read; only Read touches it.
+	// reader is the message being read, and in the yamux frames read so
+	// far; only Read touches them.
 	reader io.Reader
+	in     frameCursor
 	// idle, when positive, is how long Read waits for the next message.
 	idle time.Duration
+	// inspect, if set, sees each frame header the peer sends before yamux
+	// does; an error from it ends the session.
+	inspect func(h *yamuxHeader) error
+	// inspectFailed is inspect's error, once it has returned one.
+	inspectFailed atomic.Pointer[error]
+
+	// injectMu guards injected and injecting.
+	injectMu sync.Mutex
+	// injected holds frames for Read to hand yamux as if the peer had sent
+	// them, at the next frame boundary; injecting is their number, read
+	// without the lock on every Read.
+	injected  []yamuxHeader
+	injecting atomic.Int32
+	// handing is the rest of an injected frame that Read has begun to hand
+	// over, an RST for stream handingID; only Read touches them.
+	handing   []byte
+	handingID uint32
+
+	// watch tells whether the peer still answers; nil when not watched.
+	watch *watchdog
 
 	// writeMu serialises writers and guards what follows.
 	writeMu sync.Mutex
-	// header is a yamux data frame header held back until its body comes;
-	// headerLen is 0 when none is held.
-	header    [yamuxHeaderSize]byte
-	headerLen int
+	// out follows the frames yamux writes. Its header is held back, once
+	// whole, until the first bytes of its body come, so that the two go
+	// out as one message.
+	out frameCursor
+	// dropping is set while the frame being written belongs to a stream
+	// reset by ResetStream: it is not sent.
+	dropping bool
+	// reset holds the streams reset by ResetStream whose frames yamux may
+	// still write: they are dropped.
+	reset map[uint32]struct{}
+	// queued holds frames to send at the next frame boundary.
+	queued []yamuxHeader
 	// pending holds whole frames for the flusher to write; nil when none.
 	pending *[]byte
 	// flushing is set while the flusher goroutine runs.
@@ -65,13 +99,6 @@ type Conn struct {
 	closed  bool
 	onClose func()
 }
-
-// yamux frame header layout (yamux spec.md): version, type, flags (2),
-// stream ID (4), length (4).
-const (
-	yamuxHeaderSize = 12
-	yamuxTypeData   = 0
-)
 
 // WebSocket framing (RFC 6455, section 5.2).
 const (
@@ -97,13 +124,78 @@ func NewConn(ws *websocket.Conn, client bool) *Conn {
 	return c
 }
 
+// inspectErr is the error with which inspect ended the session, or nil.
+func (c *Conn) inspectErr() error {
+	if p := c.inspectFailed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Watch has Conn tell when its peer stops answering: see watchdog. Call
+// it before the session starts.
+func (c *Conn) Watch(probe, timeout time.Duration, onDead func()) {
+	c.watch = newWatchdog(c, probe, timeout, onDead)
+}
+
 // SetIdleTimeout makes Read fail once no message has begun for d. The
 // server's side of a session uses it instead of sending pings of its own:
 // the client pings every KeepAliveInterval, so silence means it is gone.
 func (c *Conn) SetIdleTimeout(d time.Duration) { c.idle = d }
 
-// Read reads from the current message, moving on to the next one at its end.
+// Read reads from the current message, moving on to the next one at its
+// end. At a frame boundary it first hands over the frames that ResetStream
+// injected.
 func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.handing) > 0 || c.injecting.Load() > 0 && c.in.atBoundary() {
+		return c.handOver(p), nil
+	}
+	if c.injecting.Load() > 0 {
+		// Stop at the end of this frame, to inject at its boundary.
+		p = p[:min(len(p), c.in.left())]
+	}
+	n, err := c.read(p)
+	if n > 0 {
+		if c.watch != nil {
+			c.watch.heard()
+		}
+		var ierr error
+		c.in.scan(p[:n], func(h *yamuxHeader) {
+			if c.inspect != nil && ierr == nil {
+				ierr = c.inspect(h)
+			}
+		})
+		if ierr != nil {
+			c.inspectFailed.Store(&ierr)
+			return 0, ierr
+		}
+	}
+	return n, err
+}
+
+// handOver copies injected frames into p, as much as fits.
+func (c *Conn) handOver(p []byte) int {
+	if len(c.handing) == 0 {
+		c.injectMu.Lock()
+		h := c.injected[0]
+		c.injected = c.injected[1:]
+		c.injecting.Add(-1)
+		c.injectMu.Unlock()
+		c.handing, c.handingID = h[:], h.streamID()
+	}
+	n := copy(p, c.handing)
+	c.handing = c.handing[n:]
+	if len(c.handing) == 0 {
+		// yamux has the RST: it writes nothing more for the stream,
+		// but for what it may have queued already, which the peer
+		// ignores.
+		c.forgetReset(c.handingID)
+	}
+	return n
+}
+
+// read reads the WebSocket's byte stream.
+func (c *Conn) read(p []byte) (int, error) {
 	for {
 		if c.reader == nil {
 			if c.idle > 0 {
@@ -146,7 +238,8 @@ const maxPending = 256 << 10
 // rejection's reason, yamux's Go Away) to reach the socket.
 const closeFlushTimeout = time.Second
 
-// Write queues p as one or more binary messages.
+// Write queues p as one or more binary messages. p is yamux's: a frame
+// header, or part of a frame body, or both.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -157,35 +250,129 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.werr
 	}
 	defer c.startFlusher()
-	if c.headerLen > 0 {
-		header := c.header[:c.headerLen]
-		c.headerLen = 0
-		if bodyLen(header) == len(p) && yamuxHeaderSize+len(p) <= MaxMessageSize {
-			c.appendFrame(header, p)
-			return len(p), nil
+	n := len(p)
+	for len(p) > 0 {
+		if c.out.body > 0 {
+			chunk := p[:min(len(p), c.out.body)]
+			p = p[len(chunk):]
+			c.out.body -= len(chunk)
+			c.writeBody(chunk)
+			if c.out.body == 0 {
+				c.frameWritten()
+			}
+			continue
 		}
-		// Not the body announced: send the header on its own.
-		c.appendFrame(header, nil)
+		if c.out.headerLen > 0 || len(p) < yamuxHeaderSize {
+			// A header in pieces, which yamux never writes: pass them
+			// on as they come, and follow the frame.
+			k := copy(c.out.header[c.out.headerLen:], p)
+			c.appendFrame(p[:k], nil)
+			c.out.headerLen += k
+			p = p[k:]
+			if c.out.headerLen < yamuxHeaderSize {
+				break
+			}
+			c.out.headerLen = 0
+			if c.out.body = c.out.header.bodyLen(); c.out.body == 0 {
+				c.frameWritten()
+			}
+			continue
+		}
+		copy(c.out.header[:], p)
+		c.out.headerLen = yamuxHeaderSize
+		p = p[yamuxHeaderSize:]
+		h := &c.out.header
+		c.dropping = false
+		if len(c.reset) > 0 && h.typ() <= yamuxTypeWindowUpdate {
+			_, c.dropping = c.reset[h.streamID()]
+		}
+		if c.watch != nil && !c.dropping && (h.typ() == yamuxTypeData || h.flags()&yamuxFlagSYN != 0) {
+			c.watch.spoke()
+		}
+		if c.out.body = c.out.header.bodyLen(); c.out.body == 0 {
+			if !c.dropping {
+				c.appendFrame(c.out.header[:], nil)
+			}
+			c.frameWritten()
+		}
 	}
-	if bodyLen(p) > 0 {
-		c.headerLen = copy(c.header[:], p)
-		return len(p), nil
-	}
-	for rest := p; len(rest) > 0; {
-		chunk := rest[:min(len(rest), MaxMessageSize)]
-		c.appendFrame(chunk, nil)
-		rest = rest[len(chunk):]
-	}
-	return len(p), nil
+	return n, nil
 }
 
-// bodyLen returns the body length that p announces if p is exactly a yamux
-// data frame header, or 0.
-func bodyLen(p []byte) int {
-	if len(p) != yamuxHeaderSize || p[0] != 0 || p[1] != yamuxTypeData {
-		return 0
+// writeBody queues a chunk of the current frame's body, with the frame's
+// header if it is the first.
+func (c *Conn) writeBody(chunk []byte) {
+	if c.dropping {
+		c.out.headerLen = 0
+		return
 	}
-	return int(binary.BigEndian.Uint32(p[8:12]))
+	if c.out.headerLen > 0 {
+		c.out.headerLen = 0
+		if yamuxHeaderSize+len(chunk) <= MaxMessageSize {
+			c.appendFrame(c.out.header[:], chunk)
+			return
+		}
+		c.appendFrame(c.out.header[:], nil)
+	}
+	for len(chunk) > 0 {
+		part := chunk[:min(len(chunk), MaxMessageSize)]
+		c.appendFrame(part, nil)
+		chunk = chunk[len(part):]
+	}
+}
+
+// frameWritten ends the current frame: the frames queued for a boundary
+// go out now.
+func (c *Conn) frameWritten() {
+	c.out.headerLen = 0
+	c.dropping = false
+	for _, h := range c.queued {
+		c.appendFrame(h[:], nil)
+	}
+	c.queued = c.queued[:0]
+}
+
+// sendFrame sends h, a frame of Conn's own, at the next frame boundary of
+// what yamux writes. The caller holds writeMu.
+func (c *Conn) sendFrame(h yamuxHeader) {
+	if c.werr != nil {
+		return
+	}
+	if c.out.atBoundary() {
+		c.appendFrame(h[:], nil)
+		c.startFlusher()
+		return
+	}
+	c.queued = append(c.queued, h)
+}
+
+// ResetStream resets stream id on both sides at once, which yamux's API
+// cannot: it sends the peer an RST for it, has the local yamux session
+// handle an RST for it too (injected into what it reads, at the next frame
+// boundary), and drops whatever yamux still writes for it. yamux then
+// forgets the stream, and discards the data the peer sent before it saw
+// the RST, rather than keeping it until a close timer fires.
+func (c *Conn) ResetStream(id uint32) {
+	c.writeMu.Lock()
+	if c.reset == nil {
+		c.reset = make(map[uint32]struct{})
+	}
+	c.reset[id] = struct{}{}
+	c.sendFrame(resetFrame(id))
+	c.writeMu.Unlock()
+
+	c.injectMu.Lock()
+	c.injected = append(c.injected, resetFrame(id))
+	c.injecting.Add(1)
+	c.injectMu.Unlock()
+}
+
+// forgetReset stops dropping the frames of a reset stream, once yamux
+// has seen its RST and writes nothing more for it.
+func (c *Conn) forgetReset(id uint32) {
+	c.writeMu.Lock()
+	delete(c.reset, id)
+	c.writeMu.Unlock()
 }
 
 // appendFrame appends a and b, concatenated, to pending as one final binary
@@ -286,6 +473,9 @@ func (c *Conn) Close() error {
 	c.closeMu.Unlock()
 	if first && f != nil {
 		go f()
+	}
+	if c.watch != nil {
+		c.watch.stop()
 	}
 	c.writeMu.Lock()
 	if c.flushing {

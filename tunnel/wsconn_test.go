@@ -99,34 +99,32 @@ func TestConnAddresses(t *testing.T) {
 	var _ net.Conn = client
 }
 
-// yamuxHeader builds a yamux frame header.
-func yamuxHeader(typ byte, length uint32) []byte {
-	h := make([]byte, yamuxHeaderSize)
-	h[1] = typ
-	h[7] = 1 // stream 1
-	h[8], h[9], h[10], h[11] = byte(length>>24), byte(length>>16), byte(length>>8), byte(length)
-	return h
+// header builds a yamux frame header for stream 1.
+func header(typ byte, length uint32) []byte {
+	h := newYamuxHeader(typ, 0, 1, length)
+	return h[:]
 }
 
 func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
 	cws, sws := wsPair(t)
 	client := NewConn(cws, ClientSide)
 	body := []byte("hello, yamux")
-	windowUpdate := yamuxHeader(1, 4096)
+	windowUpdate := header(yamuxTypeWindowUpdate, 4096)
 
-	client.Write(yamuxHeader(yamuxTypeData, uint32(len(body))))
+	client.Write(header(yamuxTypeData, uint32(len(body))))
 	client.Write(body)
 	client.Write(windowUpdate) // no body: sent at once
-	client.Write(yamuxHeader(yamuxTypeData, 100))
-	client.Write([]byte("not the announced 100 bytes")) // sent separately
-	client.Write(yamuxHeader(yamuxTypeData, 0))         // a SYN/FIN-only frame: no body
+	client.Write(header(yamuxTypeData, 10))
+	client.Write([]byte("first"))          // sent with its header
+	client.Write([]byte("-rest"))          // the rest of the body, on its own
+	client.Write(header(yamuxTypeData, 0)) // a SYN/FIN-only frame: no body
 
 	want := [][]byte{
-		append(yamuxHeader(yamuxTypeData, uint32(len(body))), body...),
+		append(header(yamuxTypeData, uint32(len(body))), body...),
 		windowUpdate,
-		yamuxHeader(yamuxTypeData, 100),
-		[]byte("not the announced 100 bytes"),
-		yamuxHeader(yamuxTypeData, 0),
+		append(header(yamuxTypeData, 10), "first"...),
+		[]byte("-rest"),
+		header(yamuxTypeData, 0),
 	}
 	for i, w := range want {
 		_, got, err := sws.ReadMessage()

@@ -3,6 +3,8 @@ package registry
 import (
 	"errors"
 	"slices"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // PortOpener is the TCP data plane: it makes announced ports listen.
@@ -49,7 +51,7 @@ func (r *Registry) portOpener() PortOpener {
 	return r.openers[len(r.openers)-1]
 }
 
-var errNoTCP = errors.New("this server does not serve TCP tunnels: its Caddyfile needs a global `inlets { tcp { ports ... } }` block")
+var errNoTCP = tunnel.Reject(tunnel.RejectNoTCP, "this server does not serve TCP tunnels: its Caddyfile needs a global `inlets { tcp { ports ... } }` block")
 
 // maxOpenAttempts bounds the retries after ErrOpenerStopped; each one
 // means a reload happened during the call, so a few is plenty.
@@ -65,5 +67,5 @@ func (r *Registry) openPorts(s *Session) error {
 			return err
 		}
 	}
-	return errors.New("the server's configuration kept changing while opening the ports; the client will retry")
+	return tunnel.Reject(tunnel.RejectShuttingDown, "the server's configuration kept changing while opening the ports; the client will retry")
 }

@@ -7,6 +7,7 @@ package registry
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,40 +15,42 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
-// Registry is the set of live sessions and the routing tables built from
-// their announcements. The data plane reads the tables without locking.
+// Registry is the set of live sessions and the routes they announce.
+// Adding or removing a session costs time in proportion to what it
+// announces, whatever the number of sessions; the data plane reads the
+// routes without locking.
 type Registry struct {
 	started time.Time
 	logger  atomic.Pointer[zap.Logger]
 	nextID  atomic.Uint64
 
-	// mu guards sessions and serialises rebuilding routes.
-	mu       sync.Mutex
-	sessions map[uint64]*Session
-	closed   bool
-
-	// routes is an immutable snapshot, replaced whenever sessions change.
-	routes atomic.Pointer[routes]
+	// mu serialises adding and removing sessions, and guards closed.
+	mu     sync.Mutex
+	closed bool
+	// count is the number of sessions in byID.
+	count atomic.Int64
+	// byID maps a session's ID to the session.
+	byID sync.Map // uint64 -> *Session
+	routes routes
 
 	// openersMu guards openers: the TCP data planes installed by the TCP
 	// apps that run, oldest first (see SetPortOpener).
 	openersMu sync.Mutex
 	openers   []PortOpener
 
-	// watchers are told when the set of sessions changes.
-	watchers sync.Map // *func()
+	// watchers are told when a session is added or removed.
+	watchers sync.Map // *func(*Session)
 }
 
 // New returns an empty registry.
 func New() *Registry {
-	r := &Registry{
-		started:  time.Now(),
-		sessions: make(map[uint64]*Session),
-	}
+	r := &Registry{started: time.Now()}
 	r.logger.Store(zap.NewNop())
-	r.routes.Store(buildRoutes(nil))
 	return r
 }
 
@@ -63,69 +66,76 @@ func (r *Registry) SetLogger(l *zap.Logger) { r.logger.Store(l) }
 
 // Sessions returns the live sessions, oldest first.
 func (r *Registry) Sessions() []*Session {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		out = append(out, s)
-	}
+	out := make([]*Session, 0, r.count.Load())
+	r.byID.Range(func(_, v any) bool {
+		out = append(out, v.(*Session))
+		return true
+	})
 	slices.SortFunc(out, func(a, b *Session) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
+// Len is the number of live sessions.
+func (r *Registry) Len() int { return int(r.count.Load()) }
+
 // Session returns the live session with the given ID, or nil.
 func (r *Registry) Session(id uint64) *Session {
-	return r.routes.Load().byID[id]
+	v, ok := r.byID.Load(id)
+	if !ok {
+		return nil
+	}
+	return v.(*Session)
 }
 
-// Watch calls f after every change to the set of sessions, until the
-// returned function is called.
-func (r *Registry) Watch(f func()) (stop func()) {
+// Watch calls f with the session after every addition or removal, until
+// the returned function is called.
+func (r *Registry) Watch(f func(*Session)) (stop func()) {
 	key := &f
 	r.watchers.Store(key, f)
 	return func() { r.watchers.Delete(key) }
 }
 
-// add registers s. It fails when the registry is shutting down.
-func (r *Registry) add(s *Session) error {
+var errShuttingDown = errors.New("the server is shutting down; the client will reconnect to its successor")
+
+// add registers s, unless the registry is shutting down or holds
+// maxClients sessions already (0: no limit).
+func (r *Registry) add(s *Session, maxClients int) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return errShuttingDown
+		return tunnel.Reject(tunnel.RejectShuttingDown, "%s", errShuttingDown)
 	}
-	r.sessions[s.ID] = s
-	r.rebuildLocked()
+	if maxClients > 0 && r.Len() >= maxClients {
+		r.mu.Unlock()
+		return tunnel.Reject(tunnel.RejectServerFull, "the server has %d clients, as many as it takes (its max_clients): try again later, or ask its operator to raise the limit", maxClients)
+	}
+	r.byID.Store(s.ID, s)
+	r.count.Add(1)
+	r.routes.add(s)
 	r.mu.Unlock()
-	r.notify()
+	metrics.ClientConnected(s.Hello.Mode)
+	r.notify(s)
 	return nil
 }
 
 // remove unregisters s; removing twice is harmless.
 func (r *Registry) remove(s *Session) {
 	r.mu.Lock()
-	_, ok := r.sessions[s.ID]
-	delete(r.sessions, s.ID)
+	_, ok := r.byID.LoadAndDelete(s.ID)
 	if ok {
-		r.rebuildLocked()
+		r.count.Add(-1)
+		r.routes.remove(s)
 	}
 	r.mu.Unlock()
 	if ok {
-		r.notify()
+		metrics.ClientDisconnected(s.Hello.Mode)
+		r.notify(s)
 	}
 }
 
-func (r *Registry) rebuildLocked() {
-	list := make([]*Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		list = append(list, s)
-	}
-	slices.SortFunc(list, func(a, b *Session) int { return cmp.Compare(a.ID, b.ID) })
-	r.routes.Store(buildRoutes(list))
-}
-
-func (r *Registry) notify() {
+func (r *Registry) notify(s *Session) {
 	r.watchers.Range(func(_, f any) bool {
-		f.(func())()
+		f.(func(*Session))(s)
 		return true
 	})
 }
@@ -135,21 +145,11 @@ func (r *Registry) notify() {
 func (r *Registry) Destruct() error {
 	r.mu.Lock()
 	r.closed = true
-	list := make([]*Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		list = append(list, s)
-	}
 	r.mu.Unlock()
-	for _, s := range list {
+	for _, s := range r.Sessions() {
 		s.Close()
 	}
 	return nil
-}
-
-// Provider is implemented by the inlets app, through which handlers and the
-// TCP app reach the registry.
-type Provider interface {
-	Registry() *Registry
 }
 
 // pool holds the one registry of the process while a config uses it.

@@ -1,8 +1,12 @@
 package registry
 
 import (
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -19,71 +23,124 @@ func (rt Route) Host() string { return rt.Session.Hello.HTTP[rt.Index].Host }
 // Dial is the reverse_proxy dial address of this route.
 func (rt Route) Dial() string { return rt.Session.dials[rt.Index] }
 
-// routes is an immutable snapshot of who serves what. Every list is ordered
-// by session ID, so round-robin over it is stable.
+// Up reports whether the route's client has not reported its upstream
+// unreachable lately (see Session.MarkDown).
+func (rt Route) Up() bool { return rt.Session.up(rt.Index) }
+
+// routes is who serves what. Each list is immutable once stored and
+// ordered by session ID, so round-robin over it is stable; adding or
+// removing a session replaces only the lists of what it announces.
+// Writers are serialised by the registry's mu.
 type routes struct {
-	byID     map[uint64]*Session
-	exact    map[string][]Route
-	wildcard map[string][]Route // "*.example.com" is keyed "example.com"
-	any      []Route
-	ports    map[int][]*Session
+	exact    sync.Map // host -> []Route
+	wildcard sync.Map // "*.example.com" is keyed "example.com"; -> []Route
+	any      atomic.Pointer[[]Route]
+	ports    sync.Map // port -> []*Session
 }
 
-func buildRoutes(sessions []*Session) *routes {
-	rs := &routes{
-		byID:     make(map[uint64]*Session, len(sessions)),
-		exact:    make(map[string][]Route),
-		wildcard: make(map[string][]Route),
-		ports:    make(map[int][]*Session),
+// hostKey is where a host pattern's routes are kept.
+func (rs *routes) hostList(pattern string) (load func() []Route, store func([]Route)) {
+	m, key := &rs.exact, pattern
+	switch {
+	case pattern == "*":
+		return func() []Route {
+				if p := rs.any.Load(); p != nil {
+					return *p
+				}
+				return nil
+			}, func(l []Route) {
+				rs.any.Store(&l)
+			}
+	case strings.HasPrefix(pattern, "*."):
+		m, key = &rs.wildcard, pattern[2:]
 	}
-	for _, s := range sessions {
-		rs.byID[s.ID] = s
-		for i, up := range s.Hello.HTTP {
-			rt := Route{Session: s, Index: i}
-			switch {
-			case up.Host == "*":
-				rs.any = append(rs.any, rt)
-			case strings.HasPrefix(up.Host, "*."):
-				rs.wildcard[up.Host[2:]] = append(rs.wildcard[up.Host[2:]], rt)
-			default:
-				rs.exact[up.Host] = append(rs.exact[up.Host], rt)
+	return func() []Route {
+			v, _ := m.Load(key)
+			l, _ := v.([]Route)
+			return l
+		}, func(l []Route) {
+			if len(l) == 0 {
+				m.Delete(key)
+			} else {
+				m.Store(key, l)
 			}
 		}
-		for _, up := range s.Hello.TCP {
-			rs.ports[up.Port] = append(rs.ports[up.Port], s)
+}
+
+func (rs *routes) add(s *Session) {
+	for i, up := range s.Hello.HTTP {
+		load, store := rs.hostList(up.Host)
+		old := load()
+		if len(old) == 0 {
+			metrics.HostServed(up.Host)
+		}
+		// Session IDs only grow, so appending keeps the order.
+		store(append(slices.Clip(old), Route{Session: s, Index: i}))
+	}
+	for _, up := range s.Hello.TCP {
+		v, _ := rs.ports.Load(up.Port)
+		old, _ := v.([]*Session)
+		if len(old) == 0 {
+			metrics.PortServed(up.Port)
+		}
+		rs.ports.Store(up.Port, append(slices.Clip(old), s))
+	}
+}
+
+func (rs *routes) remove(s *Session) {
+	for _, up := range s.Hello.HTTP {
+		load, store := rs.hostList(up.Host)
+		l := slices.DeleteFunc(slices.Clone(load()), func(rt Route) bool { return rt.Session == s })
+		store(l)
+		if len(l) == 0 {
+			metrics.HostUnserved(up.Host)
 		}
 	}
-	return rs
+	for _, up := range s.Hello.TCP {
+		v, _ := rs.ports.Load(up.Port)
+		old, _ := v.([]*Session)
+		l := slices.DeleteFunc(slices.Clone(old), func(o *Session) bool { return o == s })
+		if len(l) == 0 {
+			rs.ports.Delete(up.Port)
+			metrics.PortUnserved(up.Port)
+		} else {
+			rs.ports.Store(up.Port, l)
+		}
+	}
 }
 
 // Lookup returns the routes serving a request's Host (any case, with or
 // without a port): those of the exact name if any, else those of the
 // one-label wildcard that matches, else the catch-all's.
 func (r *Registry) Lookup(host string) []Route {
-	rs := r.routes.Load()
 	host = tunnel.HostOnly(host)
-	if m := rs.exact[host]; len(m) > 0 {
-		return m
+	if v, ok := r.routes.exact.Load(host); ok {
+		return v.([]Route)
 	}
 	if _, parent, ok := strings.Cut(host, "."); ok {
-		if m := rs.wildcard[parent]; len(m) > 0 {
-			return m
+		if v, ok := r.routes.wildcard.Load(parent); ok {
+			return v.([]Route)
 		}
 	}
-	return rs.any
+	if p := r.routes.any.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // PortSessions returns the sessions serving a TCP port, by session ID.
 func (r *Registry) PortSessions(port int) []*Session {
-	return r.routes.Load().ports[port]
+	v, _ := r.routes.ports.Load(port)
+	l, _ := v.([]*Session)
+	return l
 }
 
 // Ports returns every TCP port some session announces.
 func (r *Registry) Ports() []int {
-	rs := r.routes.Load()
-	out := make([]int, 0, len(rs.ports))
-	for p := range rs.ports {
-		out = append(out, p)
-	}
+	var out []int
+	r.routes.ports.Range(func(k, _ any) bool {
+		out = append(out, k.(int))
+		return true
+	})
 	return out
 }

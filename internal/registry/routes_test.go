@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -12,16 +13,20 @@ func session(id uint64, hosts ...string) *Session {
 		s.Hello.HTTP = append(s.Hello.HTTP, tunnel.HTTPUpstream{Host: h, URL: "http://127.0.0.1"})
 		s.dials = append(s.dials, DialAddress(id, i))
 	}
+	s.down = make([]atomic.Int64, len(hosts))
 	return s
 }
 
 func TestLookupPrefersExactThenWildcardThenCatchAll(t *testing.T) {
 	r := New()
-	r.routes.Store(buildRoutes([]*Session{
+	sessions := []*Session{
 		session(1, "app.example.com", "*"),
 		session(2, "*.example.com"),
 		session(3, "app.example.com"),
-	}))
+	}
+	for _, s := range sessions {
+		r.routes.add(s)
+	}
 	tests := []struct {
 		host  string
 		want  []uint64 // sessions, in order
@@ -50,7 +55,16 @@ func TestLookupPrefersExactThenWildcardThenCatchAll(t *testing.T) {
 		}
 	}
 
-	r.routes.Store(buildRoutes(nil))
+	r.routes.remove(sessions[0])
+	if got := r.Lookup("app.example.com"); len(got) != 1 || got[0].Session.ID != 3 {
+		t.Errorf("after session 1 left: %v", got)
+	}
+	if got := r.Lookup("other.net"); len(got) != 0 {
+		t.Errorf("after the catch-all's session left: %d routes", len(got))
+	}
+	for _, s := range sessions[1:] {
+		r.routes.remove(s)
+	}
 	if got := r.Lookup("app.example.com"); len(got) != 0 {
 		t.Errorf("empty registry routes %d", len(got))
 	}
@@ -62,7 +76,8 @@ func TestDialAddressRoundTrip(t *testing.T) {
 	if !ok || id != 42 || index != 3 {
 		t.Fatalf("ParseDialAddress(%q) = %d, %d, %v", addr, id, index, ok)
 	}
-	for _, bad := range []string{"", "inlets-1:80", "inlets-x-1:80", "other-1-2:80", "inlets-1-2:443", "127.0.0.1:80"} {
+	for _, bad := range []string{"", "inlets-1:80", "inlets-x-1:80", "other-1-2:80", "inlets-1-2:443", "127.0.0.1:80",
+		"inlets-1--1:80", "inlets-1-+1:80", "inlets--1-0:80", "inlets-1-99999999999:80", "inlets-99999999999999999999-0:80"} {
 		if _, _, ok := ParseDialAddress(bad); ok {
 			t.Errorf("ParseDialAddress(%q) accepted", bad)
 		}

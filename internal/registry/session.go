@@ -12,10 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-	"go.uber.org/zap"
-
-	"github.com/caddy-inlets/caddy-inlets/internal/version"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -25,6 +21,8 @@ type Session struct {
 	ID uint64
 	// Hello is what the client announced.
 	Hello tunnel.Hello
+	// Protocol is the protocol version the session speaks.
+	Protocol int
 	// RemoteAddr is the client's address as the control plane saw it.
 	RemoteAddr string
 	// Since is when the session was accepted.
@@ -34,11 +32,18 @@ type Session struct {
 	// plane gives reverse_proxy for this session (see DialAddress).
 	dials []string
 
-	mux     *yamux.Session
-	control *yamux.Stream
+	sess    *tunnel.Session
+	control *tunnel.Stream
+	limits  Limits
 
-	// streams counts open data streams, for least-connection balancing.
+	// streams counts open data streams, for least-connection balancing
+	// and the limit on streams per client.
 	streams atomic.Int64
+
+	// down holds, for each announced HTTP host and then each TCP port, in
+	// the Hello's order, until when (UnixNano) the client is taken not to
+	// reach that upstream: it said so when a stream was opened.
+	down []atomic.Int64
 
 	// accepted is set once the client has been told it is accepted.
 	accepted atomic.Bool
@@ -53,107 +58,67 @@ type Session struct {
 	withdrawn map[int]string
 }
 
-// Policy is what the accepting handler requires of a client's announcement.
-type Policy struct {
-	// AllowHost reports whether the client may announce a host pattern;
-	// nil allows every host.
-	AllowHost func(pattern string) bool
+// Limits are what the accepting control plane allows a session.
+type Limits struct {
+	// MaxStreams bounds the session's open data streams; 0: no bound.
+	MaxStreams int
+	// FailDuration is how long an upstream that the client could not
+	// reach is avoided; 0: DefaultFailDuration.
+	FailDuration time.Duration
 }
 
-var errShuttingDown = errors.New("the server is shutting down; the client will reconnect to its successor")
+// DefaultFailDuration is Limits.FailDuration's default.
+const DefaultFailDuration = 5 * time.Second
 
-// Serve performs the handshake of a session over conn, a freshly upgraded
-// WebSocket, in the caller's goroutine, and leaves the accepted session
-// running on goroutines of its own, which hold only the registry and the
-// session, never a config-scoped value. It owns conn.
-func (r *Registry) Serve(conn *tunnel.Conn, remoteAddr string, policy Policy) {
-	mux, err := tunnel.ServerSession(conn, yamuxLogger{r})
-	if err != nil {
-		conn.Close()
-		r.Logger().Error("starting tunnel session", zap.String("remote_addr", remoteAddr), zap.Error(err))
-		return
-	}
-	s, err := r.handshake(mux, remoteAddr, policy)
-	if err != nil {
-		mux.Close()
-		r.Logger().Warn("client rejected", zap.String("remote_addr", remoteAddr), zap.Error(err))
-		return
-	}
-	r.Logger().Info("client connected",
-		zap.String("remote_addr", remoteAddr),
-		zap.String("client_id", s.Hello.ClientID),
-		zap.Uint64("session", s.ID),
-		zap.String("mode", s.Hello.Mode),
-		zap.String("client_version", s.Hello.Version),
-		zap.Strings("upstreams", s.Upstreams()))
-	// No goroutine waits for the end of the session: an idle client costs
-	// the server only yamux's two. yamux closes conn when the session ends.
-	conn.OnClose(func() {
-		r.remove(s)
-		r.Logger().Info("client disconnected",
-			zap.String("remote_addr", s.RemoteAddr),
-			zap.String("client_id", s.Hello.ClientID),
-			zap.Uint64("session", s.ID),
-			zap.Duration("connected_for", time.Since(s.Since)))
-	})
-}
-
-// handshake reads the client's Hello on the control stream and answers it.
-// On success the session is registered.
-func (r *Registry) handshake(mux *yamux.Session, remoteAddr string, policy Policy) (*Session, error) {
-	ctrl, err := mux.OpenStream()
-	if err != nil {
-		return nil, fmt.Errorf("opening control stream: %w", err)
-	}
-	ctrl.SetDeadline(time.Now().Add(tunnel.HandshakeTimeout))
-
-	var hello tunnel.Hello
-	if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &hello); err != nil {
-		err = fmt.Errorf("reading the client's hello: %w", err)
-		reject(ctrl, err)
-		return nil, err
-	}
-	// The client never opens a stream. From here on yamux resets any it
-	// opens, without delivering it; one opened before is a protocol error.
-	if err := mux.GoAway(); err != nil {
-		return nil, fmt.Errorf("answering the client's hello: %w", err)
-	}
-	if mux.NumStreams() > 1 {
-		err := errors.New("the client opened a stream, which the protocol forbids: the server opens every stream")
-		reject(ctrl, err)
-		return nil, err
+// NewSession is a session that has read hello over sess, with ctrl its
+// control stream, before it is admitted.
+func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello tunnel.Hello, protocol int, remoteAddr string, limits Limits) *Session {
+	if limits.FailDuration <= 0 {
+		limits.FailDuration = DefaultFailDuration
 	}
 	s := &Session{
 		ID:         r.nextID.Add(1),
 		Hello:      hello,
+		Protocol:   protocol,
 		RemoteAddr: remoteAddr,
 		Since:      time.Now(),
-		mux:        mux,
+		sess:       sess,
 		control:    ctrl,
+		limits:     limits,
+		down:       make([]atomic.Int64, len(hello.HTTP)+len(hello.TCP)),
 	}
-	if err := r.admit(s, policy); err != nil {
-		reject(ctrl, err)
-		return nil, err
+	for i := range hello.HTTP {
+		s.dials = append(s.dials, DialAddress(s.ID, i))
 	}
-	if err := s.accept(); err != nil {
-		r.remove(s)
-		return nil, fmt.Errorf("answering the client's hello: %w", err)
-	}
-	return s, nil
+	return s
 }
 
-// accept tells the client it is accepted, then sends what was notified
-// while the handshake ran (a reload may withdraw ports meanwhile).
-func (s *Session) accept() error {
-	s.controlMu.Lock()
-	defer s.controlMu.Unlock()
-	answer := tunnel.Message{Type: tunnel.TypeAccept, Version: version.Version()}
-	if err := tunnel.WriteFrame(s.control, answer); err != nil {
+// Admit registers s, unless the registry has maxClients sessions already
+// (0: no limit), and opens its TCP ports. It returns a *tunnel.Rejection
+// to send the client, and registers nothing, when s cannot be admitted.
+// The session is removed when it ends.
+func (r *Registry) Admit(s *Session, maxClients int) error {
+	if err := r.add(s, maxClients); err != nil {
 		return err
 	}
-	s.control.SetDeadline(time.Time{})
-	// The hello's bytes are read: give back the buffer it grew.
-	s.control.Shrink()
+	if len(s.Hello.TCP) > 0 {
+		if err := r.openPorts(s); err != nil {
+			r.remove(s)
+			return err
+		}
+	}
+	s.sess.Conn().OnClose(func() { r.remove(s) })
+	return nil
+}
+
+// Accept tells the client it is accepted, then sends what was notified
+// while the handshake ran (a reload may withdraw ports meanwhile).
+func (s *Session) Accept(serverVersion string) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	if err := tunnel.AcceptClient(s.control, serverVersion, s.Protocol); err != nil {
+		return err
+	}
 	s.accepted.Store(true)
 	for _, msg := range s.pending {
 		if err := s.writeControlLocked(msg); err != nil {
@@ -164,39 +129,12 @@ func (s *Session) accept() error {
 	return nil
 }
 
-// admit validates a session's announcement against the policy and the
-// server's TCP settings and registers it, or registers nothing.
-func (r *Registry) admit(s *Session, policy Policy) error {
-	h := &s.Hello
-	if err := h.Validate(); err != nil {
-		return err
-	}
-	for i, up := range h.HTTP {
-		if policy.AllowHost != nil && !policy.AllowHost(up.Host) {
-			return fmt.Errorf("host %s is not allowed by this server", up.Host)
-		}
-		s.dials = append(s.dials, DialAddress(s.ID, i))
-	}
-	if err := r.add(s); err != nil {
-		return err
-	}
-	if len(h.TCP) > 0 {
-		if err := r.openPorts(s); err != nil {
-			r.remove(s)
-			return err
-		}
-	}
-	return nil
-}
-
-// reject tells the client why it is refused.
-func reject(ctrl *yamux.Stream, reason error) {
-	_ = tunnel.WriteFrame(ctrl, tunnel.Message{Type: tunnel.TypeReject, Reason: reason.Error()})
-	ctrl.Close()
-}
-
 // Close ends the session.
-func (s *Session) Close() error { return s.mux.Close() }
+func (s *Session) Close() error { return s.sess.Close() }
+
+// Err is why the session ended, when the server ended it: see
+// tunnel.Session.Err.
+func (s *Session) Err() error { return s.sess.Err() }
 
 // Accepted reports whether the handshake is over and the client serves
 // streams. A session is routable a moment before: the TCP data plane
@@ -259,9 +197,6 @@ func (s *Session) Withdraw(reasons map[int]string) error {
 	return nil
 }
 
-// Done is closed when the session has ended.
-func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
-
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int64 { return s.streams.Load() }
 
@@ -278,23 +213,98 @@ func (s *Session) Upstreams() []string {
 	return out
 }
 
-// OpenStream opens a data stream to the client and writes its header.
+// targetIndex is the index in down of an HTTP host index, or of a TCP
+// port; -1 if s does not announce the port.
+func (s *Session) portIndex(port int) int {
+	for i, up := range s.Hello.TCP {
+		if up.Port == port {
+			return len(s.Hello.HTTP) + i
+		}
+	}
+	return -1
+}
+
+func (s *Session) up(i int) bool {
+	return i < 0 || time.Now().UnixNano() >= s.down[i].Load()
+}
+
+// PortUp reports whether the client has not reported the upstream of port
+// unreachable lately.
+func (s *Session) PortUp(port int) bool { return s.up(s.portIndex(port)) }
+
+// markDown has the upstream of down[i] avoided for the session's
+// FailDuration.
+func (s *Session) markDown(i int) {
+	if i >= 0 {
+		s.down[i].Store(time.Now().Add(s.limits.FailDuration).UnixNano())
+	}
+}
+
+// UpstreamError is a client's report that it could not connect the
+// upstream of a stream: nothing of the visitor's reached the upstream,
+// so the visitor may be served by another client.
+type UpstreamError struct {
+	ClientID string
+	Code     string
+	Reason   string
+}
+
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("tunnel client %s: %s: %s", e.ClientID, e.Code, e.Reason)
+}
+
+// ErrStreamLimit is what OpenStream returns when the session has as many
+// streams open as its limit allows.
+var ErrStreamLimit = errors.New("the tunnel client has as many streams open as the server allows one client (max_streams_per_client)")
+
+// OpenStream opens a data stream to the client, writes its header and
+// waits for the client's reply: once it returns, the client has
+// connected the stream's upstream. A client that reports its upstream
+// unreachable (an *UpstreamError) has that upstream avoided for a while.
 func (s *Session) OpenStream(h tunnel.StreamHeader) (net.Conn, error) {
-	st, err := s.mux.OpenStream()
+	if n := s.streams.Add(1); s.limits.MaxStreams > 0 && n > int64(s.limits.MaxStreams) {
+		s.streams.Add(-1)
+		return nil, fmt.Errorf("client %s: %w: %d", s.Hello.ClientID, ErrStreamLimit, s.limits.MaxStreams)
+	}
+	st, err := s.openStream(h)
+	if err != nil {
+		s.streams.Add(-1)
+		return nil, err
+	}
+	return &dataStream{Stream: st, session: s}, nil
+}
+
+func (s *Session) openStream(h tunnel.StreamHeader) (*tunnel.Stream, error) {
+	st, err := s.sess.Open()
 	if err != nil {
 		return nil, fmt.Errorf("opening a stream to client %s: %w", s.Hello.ClientID, err)
 	}
 	if err := tunnel.WriteFrame(st, h); err != nil {
-		st.Close()
+		st.Reset()
 		return nil, fmt.Errorf("writing a stream header to client %s: %w", s.Hello.ClientID, err)
 	}
-	s.streams.Add(1)
-	return &dataStream{Stream: tunnel.Stream{Stream: st}, session: s}, nil
+	reply, err := tunnel.ReadReply(st)
+	if err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("waiting for client %s to take a stream: %w", s.Hello.ClientID, err)
+	}
+	if reply.Error != "" {
+		st.Reset()
+		i := s.portIndex(h.Port)
+		if h.Kind == tunnel.KindHTTP {
+			i = slices.IndexFunc(s.Hello.HTTP, func(up tunnel.HTTPUpstream) bool { return up.Host == h.Host })
+		}
+		if reply.Error == tunnel.StreamUpstreamUnreachable {
+			s.markDown(i)
+		}
+		return nil, &UpstreamError{ClientID: s.Hello.ClientID, Code: reply.Error, Reason: reply.Reason}
+	}
+	return st, nil
 }
 
 // dataStream counts itself out of its session's open streams once closed.
 type dataStream struct {
-	tunnel.Stream
+	*tunnel.Stream
 	session *Session
 	closed  atomic.Bool
 }
@@ -313,7 +323,8 @@ func DialAddress(session uint64, index int) string {
 	return "inlets-" + strconv.FormatUint(session, 10) + "-" + strconv.Itoa(index) + ":80"
 }
 
-// ParseDialAddress reverses DialAddress.
+// ParseDialAddress reverses DialAddress. It accepts only what
+// DialAddress makes: decimal numbers without a sign.
 func ParseDialAddress(addr string) (session uint64, index int, ok bool) {
 	rest, ok1 := strings.CutPrefix(addr, "inlets-")
 	rest, ok2 := strings.CutSuffix(rest, ":80")
@@ -322,16 +333,6 @@ func ParseDialAddress(addr string) (session uint64, index int, ok bool) {
 		return 0, 0, false
 	}
 	session, err1 := strconv.ParseUint(sid, 10, 64)
-	index, err2 := strconv.Atoi(idx)
-	return session, index, err1 == nil && err2 == nil
+	i, err2 := strconv.ParseUint(idx, 10, 16)
+	return session, int(i), err1 == nil && err2 == nil
 }
-
-// yamuxLogger sends yamux's log lines to the registry's current logger at
-// debug level: they describe peers going away, which is routine.
-type yamuxLogger struct{ r *Registry }
-
-func (l yamuxLogger) Print(v ...any) { l.r.Logger().Sugar().Debug(v...) }
-func (l yamuxLogger) Printf(format string, v ...any) {
-	l.r.Logger().Sugar().Debugf(format, v...)
-}
-func (l yamuxLogger) Println(v ...any) { l.r.Logger().Sugar().Debugln(v...) }

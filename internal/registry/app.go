@@ -1,0 +1,75 @@
+package registry
+
+import (
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the inlets app: the registry of connected tunnel clients, shared by
+// every inlets handler and the TCP data plane of a config. It has no
+// settings; handlers load it on demand. The registry itself outlives the
+// app: a config reload hands the same sessions to the new config.
+type App struct {
+	reg *Registry
+	ctx caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "inlets",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision takes a reference on the process-wide registry, and adds the
+// inlets metrics to the config's metrics registry. Every config has a new
+// one; the metrics' values carry over.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	a.reg = Load()
+	return nil
+}
+
+// Start makes this config's logger the registry's.
+func (a *App) Start() error {
+	a.reg.SetLogger(a.ctx.Logger())
+	return nil
+}
+
+// Stop does nothing: sessions belong to the registry, not to a config.
+func (a *App) Stop() error { return nil }
+
+// Cleanup drops the reference; the last one closes every session.
+func (a *App) Cleanup() error {
+	Release()
+	return nil
+}
+
+// FromContext returns the registry of a config, loading the inlets app
+// into it if nothing else has: how every module of caddy-inlets reaches
+// the registry.
+func FromContext(ctx caddy.Context) (*Registry, error) {
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return nil, fmt.Errorf("loading the inlets app: %w", err)
+	}
+	return app.(*App).reg, nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)
