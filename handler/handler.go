@@ -106,7 +106,7 @@ type Handler struct {
 
 	// How long a client may leave the server's data unanswered before its
 	// session is ended: its visitors are then served by other clients.
-	// Default: 2.5s.
+	// The server pings a client silent for 40% of it. Default: 2s.
 	ClientTimeout caddy.Duration `json:"client_timeout,omitempty"`
 
 	// Failed logins (a missing or wrong token) one address may make in a

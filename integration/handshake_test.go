@@ -2,6 +2,7 @@ package integration
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
 // protocol's specification with stock yamux, accepts the server's control
 // stream without saying hello, and returns the session and a function
 // that sends a hello frame and reads the answer.
-func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) tunnel.Message) {
+func rawSession(t *testing.T, addr string) (*yamux.Session, net.Conn, func(frame []byte) tunnel.Message) {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
 	if err != nil {
@@ -58,7 +59,7 @@ func rawSession(t *testing.T, addr string) (*yamux.Session, func(frame []byte) t
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mux.Close() })
-	return mux, func(frame []byte) tunnel.Message {
+	return mux, ctrl, func(frame []byte) tunnel.Message {
 		ctrl.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := ctrl.Write(frame); err != nil {
 			t.Fatal(err)
@@ -85,7 +86,7 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 		"no upstreams": {frame(`{"clientID":"x","protocol":2,"mode":"http"}`), "at least one host"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, hello := rawSession(t, addr)
+			_, _, hello := rawSession(t, addr)
 			answer := hello(tt.frame)
 			if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectBadHello || answer.Retry != tunnel.RetryNever || !strings.Contains(answer.Reason, tt.want) {
 				t.Fatalf("got %+v, want a bad-hello rejection mentioning %q", answer, tt.want)
@@ -116,7 +117,7 @@ func TestMalformedHandshakesAreRejectedAndHarmless(t *testing.T) {
 // rejection it can print: its reason.
 func TestVersion1ClientIsToldToUpgrade(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
-	_, send := rawSession(t, addr)
+	_, _, send := rawSession(t, addr)
 	answer := send(frame(`{"clientID":"v1","version":"0.9","protocol":1,"mode":"http","http":[{"host":"v1.example.com","url":"http://127.0.0.1:9"}]}`))
 	if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectProtocol || answer.Retry != tunnel.RetryNever ||
 		!strings.Contains(answer.Reason, "this client speaks protocol 1, and this server 2 to 2: upgrade the client") {
@@ -124,13 +125,13 @@ func TestVersion1ClientIsToldToUpgrade(t *testing.T) {
 	}
 	// A newer client, with a range that reaches down to 2, is accepted
 	// at 2; an unknown field in its hello is ignored.
-	_, send = rawSession(t, addr)
+	_, _, send = rawSession(t, addr)
 	answer = send(frame(`{"clientID":"v3","protocol":3,"minProtocol":2,"mode":"http","http":[{"host":"v3.example.com","url":"http://127.0.0.1:9"}],"futureField":{"x":1}}`))
 	if answer.Type != tunnel.TypeAccept || answer.Protocol != 2 {
 		t.Fatalf("a 2-3 client got %+v, want accept at protocol 2", answer)
 	}
 	// One that speaks only newer versions is told to upgrade the server.
-	_, send = rawSession(t, addr)
+	_, _, send = rawSession(t, addr)
 	answer = send(frame(`{"clientID":"v4","protocol":4,"minProtocol":3,"mode":"http","http":[{"host":"v4.example.com","url":"http://127.0.0.1:9"}]}`))
 	if answer.Code != tunnel.RejectProtocol || !strings.Contains(answer.Reason, "upgrade the server") {
 		t.Fatalf("a 3-4 client got %+v", answer)
@@ -151,7 +152,7 @@ func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
 
 	// A stream opened before the hello breaks the protocol: the server
 	// ends the session at once.
-	mux, _ := rawSession(t, addr)
+	mux, _, _ := rawSession(t, addr)
 	if _, err := mux.OpenStream(); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
 
 	// After the hello the server has told yamux to refuse them: the
 	// session stays up and the client cannot open one.
-	mux, send := rawSession(t, addr)
+	mux, _, send := rawSession(t, addr)
 	if answer := send(hello("opens-later")); answer.Type != tunnel.TypeAccept {
 		t.Fatalf("a valid hello got %+v", answer)
 	}
@@ -177,7 +178,7 @@ func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
 
 func TestSilentClientIsDroppedAfterTheHandshakeTimeout(t *testing.T) {
 	addr, _ := server(t, inletsBoth)
-	mux, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello
+	mux, _, _ := rawSession(t, addr) // upgraded, control stream accepted, no hello
 	start := time.Now()
 	select {
 	case <-mux.CloseChan():

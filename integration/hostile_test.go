@@ -3,25 +3,29 @@ package integration
 import (
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // endless is an upstream that answers every request, and writes to every
-// TCP connection, an endless stream of bytes, and counts the connections
-// it holds open.
+// TCP connection, an endless stream of bytes (1 GiB), and counts the
+// connections it is writing to.
 type endless struct {
-	HTTP string // host:port of the HTTP server
-	TCP  string // host:port of the TCP server
-	open atomic.Int64
+	HTTP   string // host:port of the HTTP server
+	TCP    string // host:port of the TCP server
+	open   atomic.Int64
+	active sync.Map // net.Conn -> true, the HTTP connections serving a request
 }
 
 var endlessBlock = make([]byte, 32<<10)
@@ -42,11 +46,17 @@ func newEndless(t *testing.T) *endless {
 				}
 			}
 		}),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
+		// Only connections serving a request count: the server's
+		// transport may keep a spare stream or two in its pool, whose
+		// upstream connection waits for a request.
+		ConnState: func(c net.Conn, s http.ConnState) {
+			_, was := e.active.Load(c)
+			switch {
+			case s == http.StateActive && !was:
+				e.active.Store(c, true)
 				e.open.Add(1)
-			case http.StateClosed, http.StateHijacked:
+			case s != http.StateActive && was:
+				e.active.Delete(c)
 				e.open.Add(-1)
 			}
 		},
@@ -85,16 +95,15 @@ func newEndless(t *testing.T) *endless {
 	return e
 }
 
-// heapInUse is the heap in use after a garbage collection.
-func heapInUse() uint64 {
+// heapInUse is Caddy's go_memstats_heap_inuse_bytes after a garbage
+// collection (Caddy runs in this process).
+func heapInUse(t *testing.T) float64 {
 	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return adminMetrics(t).value("go_memstats_heap_inuse_bytes")
 }
 
-// abandon starts a download with a raw connection, reads some of it, and
-// goes away.
+// abandonHTTP starts a download with a raw connection, reads some of it,
+// and goes away.
 func abandonHTTP(addr, host string, read int) error {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -102,39 +111,151 @@ func abandonHTTP(addr, host string, read int) error {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: %s\r\n\r\n", host)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	_, err = io.ReadFull(c, make([]byte, read))
 	return err
 }
 
-func TestAbandonedDownloadsLeaveNoMemoryOrUpstreamSockets(t *testing.T) {
-	up := newEndless(t)
-	addr, _ := server(t, inletsBoth)
-	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--url", "ws://"+addr, "--token", testenv.Token,
-		"--id", "big", "--upstream", "big.example.com=http://"+up.HTTP)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if len(sessionsOf("big")) == 0 {
-			return fmt.Errorf("client not connected")
-		}
-		return nil
-	})
-	base := heapInUse()
+// abandonTCP reads some of what a tunneled port sends, and goes away.
+func abandonTCP(addr string, read int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.ReadFull(c, make([]byte, read))
+	return err
+}
+
+// parallel runs n calls of f at once and fails the test if any fails.
+func parallel(t *testing.T, n int, f func() error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for range 200 {
+	errs := make(chan error, n)
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := abandonHTTP(addr, "big.example.com", 256<<10); err != nil {
-				failed.Add(1)
+			if err := f(); err != nil {
+				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
-	t.Logf("abandoned 200 downloads (%d failed to start); heap %d MiB -> %d MiB", failed.Load(), base>>20, heapInUse()>>20)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
-		t.Logf("heap in use %d MiB (baseline %d MiB), upstream connections open %d", heapInUse()>>20, base>>20, up.open.Load())
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
+}
+
+// heapBackWithin waits, for at most 5s, for Caddy's heap in use to be
+// within slack of base and the upstream to have no connection left open.
+func heapBackWithin(t *testing.T, base, slack float64, up *endless) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		heap, open := heapInUse(t), up.open.Load()
+		if heap > base+slack || open != 0 {
+			return fmt.Errorf("heap in use %.1f MiB (baseline %.1f MiB, allowed %.0f MiB more), upstream connections still open %d",
+				heap/(1<<20), base/(1<<20), slack/(1<<20), open)
+		}
+		return nil
+	})
+}
+
+func TestAbandonedDownloadsLeaveNoMemoryOrUpstreamSockets(t *testing.T) {
+	up := newEndless(t)
+	srv := tcpServer(t, "ports 1-65535")
+	tcpPort := testenv.FreePort(t)
+	inlets := testenv.Binary(t, "inlets")
+	addr := strings.TrimPrefix(srv.URL, "ws://")
+	testenv.Start(t, inlets, "http", "client", "--url", srv.URL, "--token", testenv.Token,
+		"--id", "big-http", "--upstream", "big.example.com=http://"+up.HTTP)
+	_, upPort, _ := net.SplitHostPort(up.TCP)
+	inletsTCP(t, srv.URL, "big-tcp", "--upstream", "127.0.0.1", "--ports", fmt.Sprintf("%d:%s", tcpPort, upPort))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if len(sessionsOf("big-http")) == 0 || len(sessionsOf("big-tcp")) == 0 {
+			return fmt.Errorf("clients not connected")
+		}
+		return nil
+	})
+	// Warm up: one of each, so that the baseline has the pools and
+	// goroutines a first request starts.
+	if err := abandonHTTP(addr, "big.example.com", 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := abandonTCP(fmt.Sprintf("127.0.0.1:%d", tcpPort), 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	heapBackWithin(t, math.Inf(1), 0, up)
+	base := heapInUse(t)
+
+	// 200 visitors start 1 GB downloads through the HTTP tunnel, and 50
+	// through the TCP tunnel, read 256 KiB each, and leave.
+	parallel(t, 200, func() error { return abandonHTTP(addr, "big.example.com", 256<<10) })
+	parallel(t, 50, func() error { return abandonTCP(fmt.Sprintf("127.0.0.1:%d", tcpPort), 256<<10) })
+	heapBackWithin(t, base, 32<<20, up)
+}
+
+// Visitors that never read what they asked for hold the server's memory
+// only up to the bound the README gives: per stream, twice the stream
+// window (yamux's buffer, as it grows) and reverse_proxy's 32 KiB buffer.
+func TestVisitorsThatReadNothingHoldAtMostTheDocumentedBound(t *testing.T) {
+	up := newEndless(t)
+	addr, _ := server(t, inletsBoth)
+	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--url", "ws://"+addr, "--token", testenv.Token,
+		"--id", "unread", "--upstream", "big.example.com=http://"+up.HTTP)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if len(sessionsOf("unread")) == 0 {
+			return fmt.Errorf("client not connected")
+		}
+		return nil
+	})
+	if err := abandonHTTP(addr, "big.example.com", 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	heapBackWithin(t, math.Inf(1), 0, up)
+	base := heapInUse(t)
+
+	const visitors = 300
+	var conns []net.Conn
+	for range visitors {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A small receive buffer, as a slow phone's: the rest waits in
+		// Caddy.
+		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Wait until every stream is full: the upstream stops being able to
+	// write, and Caddy's heap stops growing.
+	bound := float64(visitors * (2*tunnel.MinStreamWindow + 32<<10))
+	var last float64
+	testenv.Eventually(t, 30*time.Second, func() error {
+		heap := heapInUse(t)
+		grew := heap - last
+		last = heap
+		if up.open.Load() < visitors || grew > 1<<20 {
+			return fmt.Errorf("still filling: heap in use %.0f MiB, upstream connections %d", heap/(1<<20), up.open.Load())
+		}
+		return nil
+	})
+	held := last - base
+	t.Logf("%d visitors that read nothing hold %.1f MiB of Caddy's heap (%.0f KiB each); the bound is %.0f MiB",
+		visitors, held/(1<<20), held/visitors/1024, bound/(1<<20))
+	if held > bound {
+		t.Fatalf("%d visitors that read nothing hold %.0f MiB, more than the documented %.0f MiB", visitors, held/(1<<20), bound/(1<<20))
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	heapBackWithin(t, base, 32<<20, up)
 }

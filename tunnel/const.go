@@ -146,7 +146,7 @@ const (
 
 	// DefaultProbeAfter and DefaultAnswerTimeout are the server's defaults
 	// for ServerConfig.ProbeAfter and AnswerTimeout: a client that stops
-	// answering while it has work is dropped within 2.5s.
-	DefaultProbeAfter    = time.Second
-	DefaultAnswerTimeout = 1500 * time.Millisecond
+	// answering while it has work is dropped within 2s.
+	DefaultProbeAfter    = 800 * time.Millisecond
+	DefaultAnswerTimeout = 1200 * time.Millisecond
 )

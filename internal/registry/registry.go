@@ -35,7 +35,7 @@ type Registry struct {
 	// count is the number of sessions in byID.
 	count atomic.Int64
 	// byID maps a session's ID to the session.
-	byID sync.Map // uint64 -> *Session
+	byID   sync.Map // uint64 -> *Session
 	routes routes
 
 	// openersMu guards openers: the TCP data planes installed by the TCP

@@ -35,3 +35,9 @@ func (w *testWriter) stop() {
 	w.done = true
 	w.mu.Unlock()
 }
+
+// CaptureLogger is a logger whose lines the returned function gives back.
+func CaptureLogger() (*slog.Logger, func() string) {
+	w := new(syncBuffer)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w.String
+}
