@@ -37,6 +37,11 @@ wait_for() {
 	exit 1
 }
 
+. scripts/lib.sh
+require_free 8123 "Caddy's, for clients and visitors, as in examples/single-site.Caddyfile"
+require_free 2019 "Caddy's admin API"
+require_free 3000 "the demo upstream"
+
 echo "== building bin/caddy (Caddy + caddy-inlets) and bin/inlets (the client)"
 mkdir -p bin
 go build -o bin/caddy ./cmd/caddy

@@ -32,10 +32,13 @@ until_ok() {
 	fail "timed out: $what"
 }
 
-admin=127.0.0.1:${E2E_ADMIN_PORT:-12019}
-control=${E2E_CONTROL_PORT:-18123}
-data=${E2E_DATA_PORT:-18080}
-files=${E2E_FILES_PORT:-13000}
+# Ports: free ones, picked now, unless given (E2E_*_PORT).
+. scripts/lib.sh
+admin=127.0.0.1:${E2E_ADMIN_PORT:-$(free_port)}
+control=${E2E_CONTROL_PORT:-$(free_port)}
+data=${E2E_DATA_PORT:-$(free_port)}
+files=${E2E_FILES_PORT:-$(free_port)}
+for port in "${admin#*:}" "$control" "$data" "$files"; do require_free "$port" "one of this test's"; done
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$token" >"$work/token"
 export INLETS_TOKEN=$token

@@ -8,8 +8,9 @@
 # one refused login, Prometheus's HTTP API must show up == 1 for both jobs
 # and the counts sent; every query of the example Grafana dashboard must run.
 #
-# Ports (override with the environment variables): Caddy's admin API 12431,
-# control plane 18431, data plane 18432, upstream 13431, Prometheus 19431.
+# Ports: free ones, picked at the start, unless given with the environment
+# variables E2E_PROM_ADMIN_PORT (Caddy's admin API), E2E_PROM_CONTROL_PORT,
+# E2E_PROM_DATA_PORT, E2E_PROM_UPSTREAM_PORT and E2E_PROM_PORT (Prometheus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x bin/caddy ] && [ -x bin/inlets ] || { mkdir -p bin; go build -o bin/caddy ./cmd/caddy; go build -o bin/inlets ./cmd/inlets; }
@@ -18,11 +19,12 @@ if ! command -v prometheus >/dev/null; then
 	exit 1
 fi
 
-admin_port=${E2E_PROM_ADMIN_PORT:-12431}
-control=${E2E_PROM_CONTROL_PORT:-18431}
-data=${E2E_PROM_DATA_PORT:-18432}
-upstream=${E2E_PROM_UPSTREAM_PORT:-13431}
-prom=${E2E_PROM_PORT:-19431}
+. scripts/lib.sh
+admin_port=${E2E_PROM_ADMIN_PORT:-$(free_port)}
+control=${E2E_PROM_CONTROL_PORT:-$(free_port)}
+data=${E2E_PROM_DATA_PORT:-$(free_port)}
+upstream=${E2E_PROM_UPSTREAM_PORT:-$(free_port)}
+prom=${E2E_PROM_PORT:-$(free_port)}
 requests=${E2E_PROM_REQUESTS:-7}
 
 work=$(mktemp -d)
@@ -54,12 +56,7 @@ until_ok() {
 	done
 }
 
-for port in "$admin_port" "$control" "$data" "$upstream" "$prom"; do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		echo "FAIL: port $port is in use; choose others with E2E_PROM_*_PORT (see the top of $0)"
-		exit 1
-	fi
-done
+for port in "$admin_port" "$control" "$data" "$upstream" "$prom"; do require_free "$port" "one of this test's"; done
 
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$token" >"$work/token"

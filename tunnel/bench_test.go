@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// muxPair returns both sides of a session over a real WebSocket on loopback.
+// muxPair returns both sides of a session over a real WebSocket on loopback,
+// with its control stream open.
 func muxPair(b testing.TB) (server, client *Session) {
 	cws, sws := wsPair(b)
 	server, err := ServerSession(NewConn(sws, ServerSide), ServerConfig{})
@@ -19,6 +20,16 @@ func muxPair(b testing.TB) (server, client *Session) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { server.Close(); client.Close() })
+	// Stream 1 is the control stream, which the server's police watches:
+	// data streams come after it.
+	ctrl, err := server.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctrl.Write([]byte{0})
+	if _, err := client.Accept(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	return server, client
 }
 

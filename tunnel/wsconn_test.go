@@ -138,31 +138,38 @@ func TestConnSendsAYamuxDataFrameAsOneMessage(t *testing.T) {
 }
 
 func TestConnIdleTimeoutEndsASilentPeerOnly(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = 200 * time.Millisecond
 	cws, sws := wsPair(t)
 	server := NewConn(sws, ServerSide)
 	server.SetIdleTimeout(idle)
 
-	// A peer that speaks more often than the timeout keeps the reader alive.
+	// A peer that keeps speaking keeps the reader alive for longer than
+	// the timeout in all: each message restarts it. The reader reads a
+	// message only once it is sent, so that no read waits, however the
+	// two goroutines are scheduled.
+	sent := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(idle / 3)
-		defer tick.Stop()
-		for range 9 {
+		defer close(sent)
+		for range 6 {
 			cws.WriteMessage(websocket.BinaryMessage, []byte{1})
-			<-tick.C
+			sent <- struct{}{}
+			time.Sleep(idle / 2) // pacing, so that the whole outlasts idle
 		}
 	}()
+	start := time.Now()
 	buf := make([]byte, 1)
-	for i := range 9 {
+	for range sent {
 		if _, err := server.Read(buf); err != nil {
-			t.Fatalf("read %d from a talking peer: %v", i, err)
+			t.Fatalf("read from a talking peer after %s: %v", time.Since(start), err)
 		}
 	}
+	if took := time.Since(start); took < idle {
+		t.Fatalf("the talking took %s, less than the timeout: the test proves nothing", took)
+	}
 	// Then silence.
-	start := time.Now()
-	_, err := server.Read(buf)
-	if err == nil || time.Since(start) < idle/2 {
-		t.Fatalf("a silent peer: err %v after %s", err, time.Since(start))
+	start = time.Now()
+	if _, err := server.Read(buf); err == nil || time.Since(start) < idle {
+		t.Fatalf("a silent peer: err %v after %s, want an error after at least %s", err, time.Since(start), idle)
 	}
 }
 
