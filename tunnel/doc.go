@@ -1,6 +1,16 @@
 // Package tunnel is the wire protocol shared by the caddy-inlets server (the
 // http.handlers.inlets module inside Caddy) and the inlets client. This
-// comment is its specification: another implementation can be written from it.
+// comment is its specification, version 2: another client can be written
+// from it, with any WebSocket library and a stock yamux
+// (github.com/hashicorp/yamux, whose spec.md defines the framing).
+//
+// # Conventions
+//
+// Every JSON object on the wire may gain fields in later versions: a
+// reader ignores the fields it does not know. A control message of a type
+// it does not know is ignored. A stream of a kind it does not know is
+// answered with StreamUnknownKind. A rejection code it does not know is
+// read as RetryLater; so is a missing or unknown retry class.
 //
 // # Transport
 //
@@ -11,49 +21,104 @@
 //	X-Inlets-Mode: http
 //	Upgrade: websocket
 //
-// The server answers 401 with a plain-text reason when the token is missing or
-// wrong, and 101 when it accepts the upgrade. X-Inlets-Mode ([ModeHeader],
-// "http" or "tcp") is the mode the client will announce in its Hello; the
-// server only uses it to count the request in the control-plane metrics of
-// that mode (a request without it, or with another value, counts as "http"),
-// since it counts the request before it knows whether the token is right. HTTP/1.1 is required (no h2
-// extended CONNECT). Every WebSocket message is binary; message boundaries
-// carry no meaning: the messages, read in order, form one byte stream. A
-// writer splits its data into messages of at most [MaxMessageSize] bytes and
-// a reader refuses larger ones. Compression is off.
+// The server answers:
 //
-// That byte stream carries one yamux session (github.com/hashicorp/yamux,
-// spec.md of that repository). The server is the yamux client and opens
-// every stream; the client never opens one. Once it has read the client's
-// Hello the server sends a yamux Go Away (normal termination), after which
-// yamux resets any stream the client opens, and rejects the client if it
-// opened one before. The client
-// sends a yamux ping every [KeepAliveInterval] and ends the session when one
-// goes unanswered; the server does not ping, and ends a session from which
-// no message has arrived for [PeerSilenceTimeout].
+//   - 101 when it accepts the upgrade;
+//   - 401, with a plain-text reason, when the token is missing or wrong
+//     (retrying cannot help until the token is changed);
+//   - 429 with Retry-After (seconds) when the client's address has failed
+//     to log in too often lately, or has too many handshakes in progress:
+//     the token is not looked at; wait that long;
+//   - 400 to a request that is not a WebSocket upgrade.
+//
+// Any other status means the URL is not an inlets control plane.
+// X-Inlets-Mode ([ModeHeader], "http" or "tcp") is the mode the client will
+// announce in its Hello; the server only uses it to count the request in
+// the control-plane metrics of that mode (a request without it, or with
+// another value, counts as "http"), since it counts the request before it
+// knows whether the token is right. HTTP/1.1 is required (no h2 extended
+// CONNECT).
+//
+// Every WebSocket data message is binary; message boundaries carry no
+// meaning: the messages, read in order, form one byte stream. A writer
+// splits its data into messages of at most [MaxMessageSize] bytes and a
+// reader refuses larger ones. Compression is off. Both sides answer a
+// WebSocket Ping with a Pong carrying its payload, and a Close with a Close,
+// after which the session is over (RFC 6455, section 5.5): proxies and load
+// balancers in front of the server rely on both.
+//
+// # Session
+//
+// That byte stream carries one yamux session (version 0). The server is
+// the yamux client: it opens every stream, with odd IDs; the client never
+// opens one. A client that does, that sends more than its Hello on the
+// control stream, that closes (FIN or RST) the control stream, or that
+// sends more than 20 pings at once or 2 a second on average, breaks the
+// protocol: the server ends its session without a word. Once it has read
+// the Hello the server also sends a yamux Go Away, so that stock yamux
+// refuses such streams at the client's end.
+//
+// Each side's receive window on a stream starts at yamux's 256 KiB
+// ([MinStreamWindow]); the server may grant more (its stream_window),
+// never less. The client sends a yamux ping every [KeepAliveInterval], and
+// ends the session when one goes unanswered for [ConnectionWriteTimeout].
+// The server does not ping an idle client: it ends a session from which
+// nothing has arrived for [PeerSilenceTimeout]. When it has sent a client
+// data or a new stream and heard nothing back for [DefaultProbeAfter], it
+// pings, and it ends the session when nothing has come [DefaultAnswerTimeout]
+// after that (the server's client_timeout, 2s by default, is the sum): a
+// client must answer pings promptly, even while its upstream is slow.
+//
+// A stream ends in one of two ways. A FIN (yamux's close) is a half-close:
+// the peer reads end-of-file while the other direction keeps flowing, and
+// the stream is over once both sides have sent one. An RST (a yamux window
+// update with the RST flag) ends it at once in both directions: the
+// receiver discards what it holds of the stream and stops writing to it. A
+// side that closes a stream before its peer has sent FIN sends RST, not
+// FIN, so that nothing is left buffered for a reader that is gone; both
+// sides run no close timer.
 //
 // # Messages
 //
-// Control messages and stream headers share one framing: a 4-byte big-endian
-// length followed by that many bytes of a JSON object. Each kind of frame has
-// its own size limit ([MaxHandshakeSize], [MaxStreamHeaderSize]); a reader
-// refuses a frame larger than its limit without reading it.
+// Control messages, stream headers and stream replies share one framing: a
+// 4-byte big-endian length followed by that many bytes of a JSON object.
+// Each kind of frame has its own size limit ([MaxHandshakeSize] for the
+// Hello and control messages, [MaxStreamHeaderSize] for stream headers and
+// replies); a reader refuses a frame larger than its limit without reading
+// it. A reason, in any message, is at most [MaxReasonLen] bytes: a reader
+// keeps only that much of a longer one.
 //
 // # Handshake
 //
-// The first stream the server opens is the control stream. On it:
+// The first stream the server opens (ID 1) is the control stream. On it:
 //
-//  1. the client writes a [Hello]: its ID, its version, the protocol version,
-//     its mode ("http" or "tcp") and the upstreams it announces;
-//  2. the server answers with a [Message] of type "accept" or "reject". A
-//     rejection carries a Reason meant for the operator, which the client
-//     prints; the server then closes the session.
+//  1. the client writes a [Hello]: its ID (1 to [MaxClientIDLen] printable
+//     ASCII characters, no space), its software version, the range of
+//     protocol versions it speaks (MinProtocol to Protocol), its mode
+//     ("http" or "tcp") and the upstreams it announces: host patterns (see
+//     [ValidateHostPattern]) with the upstream URL of each (see
+//     [ParseUpstreamURL]), or ports from 1 to 65535, none twice;
+//  2. the server answers with a [Message] of type "accept", carrying the
+//     protocol version the session speaks (the newest in both ranges) and
+//     its software version; or "reject", carrying a Code (one of the
+//     Reject* constants), a Retry class and a Reason for the operator,
+//     which the client prints; the server then ends the session.
+//
+// A version 1 client sends only Protocol (1): this server rejects it with
+// [RejectProtocol], in a reason that a version 1 client prints, telling to
+// upgrade it.
+//
+// The retry classes say what the client does next: [RetryNow], connect
+// again at once (the server is shutting down and its successor takes
+// clients); [RetryLater], back off exponentially as after a network error;
+// [RetryNever], nothing will change until an operator acts: wait the
+// longest backoff between attempts, and say so.
 //
 // The server gives up on a client that has not sent its Hello within
-// [HandshakeTimeout]. After "accept" the control stream stays open for the
-// life of the session, and the server may send further messages on it;
-// none comes before "accept". When the control stream or the session ends,
-// the session is over.
+// [HandshakeTimeout], and a client on a server that has not answered
+// within it. After "accept" the control stream stays open for the life of
+// the session; the server may send further messages on it, and the client
+// sends nothing more. None comes before "accept".
 //
 // A "withdraw" message lists in Ports announced TCP ports the server has
 // stopped listening on, with a Reason for the operator: typically a
@@ -67,21 +132,35 @@
 // # Data streams
 //
 // Every later stream carries one visitor connection. The server opens it and
-// writes a [StreamHeader] before any data:
+// writes a [StreamHeader]; the client answers with a [StreamReply] before
+// any other byte, and the server writes nothing more until it has read it:
 //
 //   - Kind "http": Host is the announced host pattern the visitor's request
 //     matched (for example "app.example.com", "*.example.com" or "*"). The
-//     rest of the stream is HTTP/1.1 as the server's reverse proxy speaks
-//     it, possibly several requests on one kept-alive stream. The client
-//     relays it to that host's upstream URL.
+//     client connects to that host's upstream, then replies. The rest of
+//     the stream is HTTP/1.1 as the server's reverse proxy speaks it,
+//     possibly several requests on one kept-alive stream, which the client
+//     relays to the upstream. A client whose upstream URL has a path
+//     prefix may instead reply at once and proxy each request itself,
+//     answering 502 to those it cannot deliver.
 //   - Kind "tcp": Port is the public port the visitor connected to;
 //     RemoteAddr and LocalAddr are the visitor's and the server's addresses,
 //     and ProxyProtocol ("", "v1" or "v2") asks the client to write a PROXY
 //     protocol header carrying them to the upstream before any other byte.
-//     The rest of the stream is the raw TCP byte stream.
+//     The client connects to the port's upstream, writes that header, then
+//     replies. The rest of the stream is the raw TCP byte stream.
 //
-// Closing a stream's write side (yamux FIN) is a half-close: it is relayed to
-// the far end as end-of-file while the other direction keeps flowing.
+// A reply with an empty Error means the upstream is connected. Otherwise
+// Error says why not ([StreamUpstreamUnreachable], [StreamUnknownTarget],
+// [StreamUnknownKind]); the client then sends FIN and nothing else, and the
+// server resets the stream once it has read the reply. Nothing of the
+// visitor's has reached the upstream, so the server may offer the visitor
+// to another client; it passes over, for a while, a client that could not
+// reach an upstream. The server waits at most [StreamReplyTimeout] for a
+// reply.
+//
+// Either side passes on how the other end of its relay ended: a FIN as a
+// FIN, a reset or an error as an RST.
 //
 // # Status and metrics
 //

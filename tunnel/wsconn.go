@@ -29,9 +29,11 @@ import (
 // next one, so a busy session makes a fraction of the system calls of one
 // write per frame, and its writers do not wait for the socket; at most
 // maxPending bytes wait, and beyond that Write blocks. For this to be safe
-// Conn must be the only writer: NewConn silences gorilla's ping and close
-// handlers, the only ones that write on their own (a peer's protocol
-// error, which makes gorilla write a close frame, ends the session anyway).
+// Conn must be the only writer: NewConn replaces gorilla's ping and close
+// handlers, the only ones that write on their own, with its own, which
+// answer a Ping with a Pong and a Close with a Close through the pending
+// buffer (a peer's protocol error, which makes gorilla write a close
+// frame, ends the session anyway).
 //
 // yamux writes a data frame as two calls, its 12-byte header and then its
 // body; Conn sends the two as one message. One goroutine may read while
@@ -117,11 +119,35 @@ const (
 // It sets ws's read limit to MaxMessageSize and takes over writing.
 func NewConn(ws *websocket.Conn, client bool) *Conn {
 	ws.SetReadLimit(MaxMessageSize)
-	ws.SetPingHandler(func(string) error { return nil })
-	ws.SetCloseHandler(func(int, string) error { return nil })
 	c := &Conn{ws: ws, nc: ws.NetConn(), mask: client}
 	c.flushed.L = &c.writeMu
+	// Conn writes the answers RFC 6455 (section 5.5) asks for, a Pong to
+	// a Ping and a Close to a Close, itself: gorilla's own would write
+	// behind its back.
+	ws.SetPingHandler(func(data string) error {
+		c.control(websocket.PongMessage, []byte(data))
+		return nil
+	})
+	ws.SetCloseHandler(func(code int, _ string) error {
+		var payload []byte
+		if code != websocket.CloseNoStatusReceived {
+			payload = binary.BigEndian.AppendUint16(nil, uint16(code))
+		}
+		c.control(websocket.CloseMessage, payload)
+		return nil
+	})
 	return c
+}
+
+// control queues a WebSocket control frame (at most 125 bytes of payload)
+// between the messages.
+func (c *Conn) control(opcode int, payload []byte) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.werr == nil {
+		c.appendWSFrame(0x80|byte(opcode), payload[:min(len(payload), 125)], nil)
+		c.startFlusher()
+	}
 }
 
 // inspectErr is the error with which inspect ended the session, or nil.
@@ -377,12 +403,16 @@ func (c *Conn) forgetReset(id uint32) {
 
 // appendFrame appends a and b, concatenated, to pending as one final binary
 // frame. The caller holds writeMu.
-func (c *Conn) appendFrame(a, b []byte) {
+func (c *Conn) appendFrame(a, b []byte) { c.appendWSFrame(finalBinaryFrame, a, b) }
+
+// appendWSFrame appends a and b, concatenated, to pending as one frame
+// whose first byte (FIN bit and opcode) is first.
+func (c *Conn) appendWSFrame(first byte, a, b []byte) {
 	if c.pending == nil {
 		c.pending = frameBuffers.Get().(*[]byte)
 	}
 	n := len(a) + len(b)
-	buf := append(*c.pending, finalBinaryFrame, 0)
+	buf := append(*c.pending, first, 0)
 	lenByte := len(buf) - 1
 	switch {
 	case n <= 125:

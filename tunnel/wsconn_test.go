@@ -253,3 +253,46 @@ func TestConnWriterToAStalledPeerIsReleasedByClose(t *testing.T) {
 		t.Fatal("the blocked Write is still blocked after Close")
 	}
 }
+
+// RFC 6455, section 5.5: a Ping is answered with a Pong carrying its data,
+// and a Close with a Close, on both sides.
+func TestConnAnswersPingWithPongAndCloseWithClose(t *testing.T) {
+	for _, side := range []bool{ServerSide, ClientSide} {
+		cws, sws := wsPair(t)
+		peer, ours := cws, sws
+		if side == ClientSide {
+			peer, ours = sws, cws
+		}
+		conn := NewConn(ours, side)
+		go io.Copy(io.Discard, conn) // the session's reader
+		pongs := make(chan string, 1)
+		peer.SetPongHandler(func(data string) error { pongs <- data; return nil })
+		closes := make(chan int, 1)
+		peer.SetCloseHandler(func(code int, _ string) error { closes <- code; return nil })
+		go func() {
+			for {
+				if _, _, err := peer.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+		peer.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second))
+		select {
+		case got := <-pongs:
+			if got != "are you there" {
+				t.Errorf("side %v: pong %q", side, got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("side %v: no pong", side)
+		}
+		peer.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"), time.Now().Add(time.Second))
+		select {
+		case code := <-closes:
+			if code != websocket.CloseGoingAway {
+				t.Errorf("side %v: close code %d", side, code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("side %v: no close answered", side)
+		}
+	}
+}
