@@ -33,16 +33,19 @@ type params struct {
 	idle          []int         // idle clients at each step
 	conns         int           // concurrent TCP connections
 	restarts      int           // Caddy restarts in the reconnect scenario
+	scale         []int         // clients at each step of the scale scenario
 	memorySamples int           // a second apart, of which the median is taken
 }
 
 var (
 	fullParams = params{runs: 3, wrk: 10 * time.Second, warmup: 2 * time.Second, hey: 5 * time.Second,
-		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5}
+		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5,
+		scale: []int{1000, 2000, 5000}}
 	// quickParams keeps every code path and finishes in about two minutes,
 	// for CI: its figures mean nothing.
 	quickParams = params{runs: 1, wrk: 2 * time.Second, warmup: time.Second, hey: time.Second,
-		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2}
+		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2,
+		scale: []int{20, 100}}
 )
 
 // scenario is one of the six measurements.
@@ -60,6 +63,7 @@ var scenarios = []scenario{
 	{"idle", (*harness).idle, false},
 	{"concurrency", (*harness).concurrency, false},
 	{"reconnect", (*harness).reconnect, false},
+	{"scale", (*harness).scale, false},
 }
 
 // harness is one run of the benchmarks.

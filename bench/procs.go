@@ -246,7 +246,10 @@ func (c caddyfile) String() string {
 		fmt.Fprintf(&b, "\tinlets {\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n\t\t\tports %s\n\t\t}\n\t}\n", strings.Join(ports, " "))
 	}
 	b.WriteString("}\n")
-	fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\tinlets {\n\t\ttoken {env.INLETS_TOKEN}\n\t}\n}\n", c.tunnel)
+	// Every client of the harness comes from 127.0.0.1, and scenario 5
+	// opens 10000 streams through one: the per-address and per-client
+	// limits are raised above what the scenarios need.
+	fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\tinlets {\n\t\ttoken {env.INLETS_TOKEN}\n\t\tmax_handshakes_per_address 100000\n\t\tmax_streams_per_client 100000\n\t}\n}\n", c.tunnel)
 	if c.proxy != 0 {
 		fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:%d\n}\n", c.proxy, c.upstream)
 	}

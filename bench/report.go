@@ -52,6 +52,7 @@ type results struct {
 	idle      [][]idleStep          // per run, per step
 	conc      []concResult
 	reconnect []reconnectResult
+	scale     [][]scaleStep // per run, per step
 }
 
 func newResults() *results {
@@ -292,6 +293,7 @@ is listed.
 	r.writeIdle(w)
 	r.writeConc(w)
 	r.writeReconnect(w)
+	r.writeScale(w)
 	return b.String()
 }
 
@@ -617,5 +619,5 @@ func (r *results) targets() []target {
 		service, _ := r.reconnectMedians()
 		ts = append(ts, target{"back in service ≤ 1s (median) after a Caddy restart", seconds(service), service <= 1})
 	}
-	return ts
+	return append(ts, r.scaleTargets()...)
 }

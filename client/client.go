@@ -231,14 +231,32 @@ func (c *Client) session(ctx context.Context) (accepted bool, err error) {
 		case <-sess.Done():
 		}
 	}()
-	for {
-		st, err := sess.Accept(context.Background())
-		if err != nil {
-			return true, fmt.Errorf("session ended: %w", err)
-		}
-		go c.serveStream(st)
+	// Accepting a stream waits for yamux to send its acknowledgement,
+	// which queues behind the data of the streams already busy: several
+	// acceptors keep a busy client from taking new streams one at a time.
+	errs := make(chan error, acceptors)
+	for range acceptors {
+		go func() {
+			for {
+				st, err := sess.Accept(context.Background())
+				if err != nil {
+					errs <- err
+					return
+				}
+				go c.serveStream(st)
+			}
+		}()
 	}
+	err = <-errs
+	sess.Close()
+	for range acceptors - 1 {
+		<-errs
+	}
+	return true, fmt.Errorf("session ended: %w", err)
 }
+
+// acceptors is how many streams a client may be accepting at once.
+const acceptors = 32
 
 // connect dials the server, upgrades, and performs the handshake.
 func (c *Client) connect(ctx context.Context) (*tunnel.Session, error) {

@@ -239,6 +239,7 @@ func TestVisitorsThatReadNothingHoldAtMostTheDocumentedBound(t *testing.T) {
 	// write, and Caddy's heap stops growing.
 	bound := float64(visitors * (2*tunnel.MinStreamWindow + 32<<10))
 	var last float64
+
 	testenv.Eventually(t, 30*time.Second, func() error {
 		heap := heapInUse(t)
 		grew := heap - last

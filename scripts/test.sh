@@ -25,6 +25,11 @@ go build -o bin/inlets ./cmd/inlets
 step "go test -race"
 go test -race -count=1 -timeout 30m ./...
 
+# Every fuzz target, briefly: the seeds already ran above as unit tests;
+# this looks a little further. scripts/fuzz.sh runs them longer.
+step "scripts/fuzz.sh (each target ${FUZZTIME:=3s})"
+FUZZTIME=$FUZZTIME scripts/fuzz.sh
+
 for script in scripts/check-*.sh scripts/e2e-*.sh; do
 	[ -e "$script" ] || continue
 	step "$script"

@@ -110,9 +110,11 @@ func ClientSession(conn *Conn, logger yamux.Logger) (*Session, error) {
 	return &Session{mux: mux, conn: conn}, nil
 }
 
-// end closes the session for a reason that Err will report.
+// end closes the session for a reason that Err will report, without
+// waiting to send what is queued: the peer is gone or misbehaving.
 func (s *Session) end(reason error) {
 	s.ended.CompareAndSwap(nil, &reason)
+	s.conn.SetWriteDeadline(time.Unix(1, 0))
 	s.Close()
 }
 
@@ -151,8 +153,17 @@ func (s *Session) GoAway() error { return s.mux.GoAway() }
 // NumStreams is the number of streams yamux holds open.
 func (s *Session) NumStreams() int { return s.mux.NumStreams() }
 
-// Close ends the session and every stream in it.
-func (s *Session) Close() error { return s.mux.Close() }
+// Close ends the session and every stream in it. It closes the
+// connection and lets yamux end the session when its reader sees the
+// end, rather than calling yamux's Close first: that one wakes every
+// goroutine blocked reading a stream before its reader has stopped, and
+// they spin until it has; with thousands of sessions closing at once,
+// for minutes.
+func (s *Session) Close() error {
+	s.conn.Close()
+	<-s.mux.CloseChan()
+	return nil
+}
 
 // Done is closed once the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }

@@ -144,6 +144,18 @@ func TestWatchdogEndsASessionWhoseClientStopsAnswering(t *testing.T) {
 		t.Fatal("the watchdog ended an idle session")
 	default:
 	}
+	// The control stream's frames call for no answer.
+	ctrl, err := server.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl.Write([]byte("accept"))
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-server.Done():
+		t.Fatal("the watchdog ended a session for a control message")
+	default:
+	}
 	st, err := server.Open()
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,9 @@ import (
 // running, no ping.
 //
 // It wakes only when Conn sends the peer something that calls for an
-// answer (data, or a new stream) while the peer has been heard since it
-// last did. If the peer then sends nothing at all for probe, the watchdog
+// answer (data, or a new stream, other than the control stream's: the
+// handshake has its own timeout, and the server's later messages call
+// for none) while the peer has been heard since it last did. If the peer then sends nothing at all for probe, the watchdog
 // pings it; if it still sends nothing for timeout more, the peer is taken
 // to be gone (a frozen process, a dropped link) and onDead runs. Any byte
 // from the peer counts as an answer, so a peer busy sending is never

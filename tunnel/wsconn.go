@@ -312,7 +312,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if len(c.reset) > 0 && h.typ() <= yamuxTypeWindowUpdate {
 			_, c.dropping = c.reset[h.streamID()]
 		}
-		if c.watch != nil && !c.dropping && (h.typ() == yamuxTypeData || h.flags()&yamuxFlagSYN != 0) {
+		if c.watch != nil && !c.dropping && h.streamID() != controlStreamID &&
+			(h.typ() == yamuxTypeData || h.flags()&yamuxFlagSYN != 0) {
 			c.watch.spoke()
 		}
 		if c.out.body = c.out.header.bodyLen(); c.out.body == 0 {

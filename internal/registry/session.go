@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -107,7 +109,19 @@ func (r *Registry) Admit(s *Session, maxClients int) error {
 			return err
 		}
 	}
-	s.sess.Conn().OnClose(func() { r.remove(s) })
+	s.sess.Conn().OnClose(func() {
+		r.remove(s)
+		fields := []zap.Field{
+			zap.String("remote_addr", s.RemoteAddr),
+			zap.String("client_id", s.Hello.ClientID),
+			zap.Uint64("session", s.ID),
+			zap.Duration("connected_for", time.Since(s.Since)),
+		}
+		if err := s.Err(); err != nil {
+			fields = append(fields, zap.NamedError("reason", err))
+		}
+		r.Logger().Info("client disconnected", fields...)
+	})
 	return nil
 }
 
@@ -334,5 +348,8 @@ func ParseDialAddress(addr string) (session uint64, index int, ok bool) {
 	}
 	session, err1 := strconv.ParseUint(sid, 10, 64)
 	i, err2 := strconv.ParseUint(idx, 10, 16)
-	return session, int(i), err1 == nil && err2 == nil
+	if err1 != nil || err2 != nil || DialAddress(session, int(i)) != addr {
+		return 0, 0, false // a sign, a leading zero: not DialAddress's
+	}
+	return session, int(i), true
 }
