@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -40,7 +41,16 @@ func TestCaddyfileAdapt(t *testing.T) {
 			expected = strings.TrimSpace(expected)
 
 			if !strings.HasPrefix(expected, "{") {
-				_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+				// The mistake is caught by the adapter or, for a value
+				// the modules check, when the config loads: as `caddy
+				// validate` and `caddy run` find it.
+				out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+				if err == nil {
+					var cfg caddy.Config
+					if err = json.Unmarshal(out, &cfg); err == nil {
+						err = caddy.Validate(&cfg)
+					}
+				}
 				if err == nil || !strings.Contains(err.Error(), expected) {
 					t.Fatalf("want an error containing %q, got %v", expected, err)
 				}

@@ -9,7 +9,7 @@ package inlets
 
 import (
 	_ "github.com/caddy-inlets/caddy-inlets/handler"
+	_ "github.com/caddy-inlets/caddy-inlets/internal/caddystatus"
 	_ "github.com/caddy-inlets/caddy-inlets/internal/registry"
 	_ "github.com/caddy-inlets/caddy-inlets/layer4"
-	_ "github.com/caddy-inlets/caddy-inlets/status/caddystatus"
 )

@@ -8,6 +8,7 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -76,12 +77,9 @@ type Client struct {
 
 // New checks cfg and returns a client ready to Run.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.URL)
+	u, err := parseServerURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("server URL %q: %w", cfg.URL, err)
-	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return nil, fmt.Errorf("server URL %q must start with ws:// or wss://", cfg.URL)
+		return nil, err
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = tunnel.ConnectPath
@@ -133,6 +131,52 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// parseServerURL checks the server's URL, with the fix for the mistakes
+// a newcomer makes.
+func parseServerURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") {
+		return nil, fmt.Errorf("--url %s has no scheme: write ws://%s, or wss://%s for a server with HTTPS", raw, raw, raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--url %q: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		return nil, fmt.Errorf("--url %s: the client speaks WebSocket: write ws://%s", raw, strings.TrimPrefix(raw, "http://"))
+	case "https":
+		return nil, fmt.Errorf("--url %s: the client speaks WebSocket: write wss://%s", raw, strings.TrimPrefix(raw, "https://"))
+	default:
+		return nil, fmt.Errorf("--url %s must start with ws:// or wss://", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("--url %s has no host", raw)
+	}
+	return u, nil
+}
+
+// Hint is the fix for an error that dialing a server gives, or "": a
+// certificate the client does not trust, or a scheme that is not the
+// port's.
+func Hint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &unknown):
+		return "the server's certificate is signed by a CA this machine does not trust: give that CA with --tls-ca FILE (or, to test only, --insecure-skip-verify)"
+	case errors.As(err, &hostname):
+		return "the server's certificate is for another name: use the name it was issued for in --url (or, to test only, --insecure-skip-verify)"
+	case errors.As(err, &invalid):
+		return "the server's certificate is not valid (expired, or not for a server): renew it, or, to test only, --insecure-skip-verify"
+	case errors.As(err, &record):
+		return "the server speaks plain HTTP on this port: use ws:// rather than wss://"
+	}
+	return ""
 }
 
 // ID is the client's ID.
@@ -269,6 +313,9 @@ func (c *Client) connect(ctx context.Context) (*tunnel.Session, error) {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, c.refusal(resp)
 		}
+		if hint := Hint(err); hint != "" {
+			return nil, fmt.Errorf("connecting to %s: %w: %s", c.url, err, hint)
+		}
 		return nil, fmt.Errorf("connecting to %s: %w", c.url, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
@@ -299,16 +346,22 @@ func (c *Client) refusal(resp *http.Response) *RejectedError {
 	if rej.Reason == "" {
 		rej.Reason = http.StatusText(resp.StatusCode)
 	}
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
 		rej.Retry = tunnel.RetryNever
-	case http.StatusTooManyRequests:
+	case resp.StatusCode == http.StatusTooManyRequests:
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			rej.RetryAfter = time.Duration(s) * time.Second
 		}
-	case http.StatusNotFound:
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(rej.Reason, "HTTP request to an HTTPS server"):
 		rej.Retry = tunnel.RetryNever
-		rej.Reason += " (is " + c.url + " an inlets control plane?)"
+		rej.Reason += " (the server speaks HTTPS on this port: use wss:// rather than ws://)"
+	case resp.StatusCode < 500 && !strings.HasPrefix(rej.Reason, "inlets:"):
+		// An answer that is not the inlets handler's: another site,
+		// another path.
+		rej.Retry = tunnel.RetryNever
+		rej.Reason = fmt.Sprintf("%s is not an inlets control plane (it answered HTTP %d): give --url the address of the site with the inlets directive (its path is %s unless you gave another)",
+			c.url, resp.StatusCode, tunnel.ConnectPath)
 	}
 	return rej
 }

@@ -2,10 +2,13 @@ package handler
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
 )
@@ -29,7 +32,8 @@ import (
 //		max_streams_per_client     <n>
 //		max_hosts_per_client       <n>
 //		max_ports_per_client       <n>
-//		stream_window              <bytes>
+//		stream_window              <size>
+//		max_unread                 <size>
 //		client_timeout             <duration>
 //		auth_failures              <n> [<window>]
 //		max_handshakes_per_address <n>
@@ -56,7 +60,8 @@ import (
 // and their visitors can make the server hold; auth_failures and
 // max_handshakes_per_address bound what one address can do to the
 // control plane. See the Handler's fields for each one's meaning and
-// default. stream_window takes a size such as 256KiB or 1MiB.
+// default. stream_window and max_unread take sizes such as 256KiB or
+// 1GiB.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
 	if d.NextArg() {
@@ -167,15 +172,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_ports_per_client":       &h.MaxPortsPerClient,
 				"max_handshakes_per_address": &h.MaxHandshakesPerAddress,
 			}[opt] = n
-		case "stream_window":
+		case "stream_window", "max_unread":
+			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size > 1<<30 {
-				return d.Errf("bad stream_window %q: want a size such as 256KiB or 1MiB", d.Val())
+			if err != nil || size > 1<<40 {
+				return d.Errf("bad %s %q: want a size such as 256KiB or 1GiB", opt, d.Val())
 			}
-			h.StreamWindow = int(size)
+			if opt == "stream_window" {
+				if size > 1<<30 {
+					return d.Errf("bad stream_window %q: at most 64MiB", d.Val())
+				}
+				h.StreamWindow = int(size)
+			} else {
+				h.MaxUnread = int64(size)
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -198,11 +211,36 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "tcp":
+			return d.Err("tcp is not an option of the inlets directive: the TCP data plane is configured in the global options, `{ inlets { tcp { ports ... } } }`, at the top of the Caddyfile")
 		default:
-			return d.Errf("unknown inlets option %q", d.Val())
+			return d.Errf("unknown inlets option %q; the options are: %s", d.Val(), strings.Join(caddyfileOptions, ", "))
 		}
 	}
 	return nil
+}
+
+// caddyfileOptions are the options of the directive, as its syntax lists
+// them.
+var caddyfileOptions = []string{
+	"token", "token_file", "allow_hosts", "pass_thru",
+	"lb_policy", "lb_retries", "lb_try_duration", "lb_try_interval", "stream_close_delay", "fail_duration",
+	"max_clients", "max_streams_per_client", "max_hosts_per_client", "max_ports_per_client",
+	"stream_window", "max_unread", "client_timeout", "auth_failures", "max_handshakes_per_address",
+}
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("inlets", parseCaddyfile)
+	// Before respond: a site's catch-all `respond` must not swallow
+	// /connect, and `inlets data { pass_thru }` can fall through to it.
+	httpcaddyfile.RegisterDirectiveOrder("inlets", httpcaddyfile.Before, "respond")
+}
+
+// parseCaddyfile sets up the handler of an `inlets` directive.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
 }
 
 // intArg reads the option's one argument, a positive number.

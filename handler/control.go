@@ -15,14 +15,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/internal/caddystatus"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/internal/version"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/status"
-	"github.com/caddy-inlets/caddy-inlets/status/caddystatus"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -49,7 +50,7 @@ var upgrader = websocket.Upgrader{
 // its X-Inlets-Mode header: the request is counted before the token is
 // known to be right, so that refused ones show up too.
 func (h *Handler) serveControl(w http.ResponseWriter, r *http.Request) error {
-	rec := newStatusRecorder(w)
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	code := h.answerControl(rec, r)
 	metrics.ControlPlaneRequest(r.Header.Get(tunnel.ModeHeader), r.URL.Path, code)
 	return nil
@@ -58,7 +59,7 @@ func (h *Handler) serveControl(w http.ResponseWriter, r *http.Request) error {
 // answerControl serves a control-plane request and returns the status it
 // answered with. An address that has failed to log in too often lately
 // is answered 429 without its token being looked at.
-func (h *Handler) answerControl(w *statusRecorder, r *http.Request) int {
+func (h *Handler) answerControl(w caddyhttp.ResponseRecorder, r *http.Request) int {
 	addr := addressOf(r)
 	if wait := controlGuard.limited(addr, h.guardLimits); wait > 0 {
 		tooMany(w, wait, "inlets: too many failed logins from your address: wait before trying again, with the right token")
@@ -87,7 +88,7 @@ func (h *Handler) answerControl(w *statusRecorder, r *http.Request) int {
 		}
 	}
 	// Nothing written: net/http answers 200.
-	return w.StatusOr(http.StatusOK)
+	return statusOr(w, http.StatusOK)
 }
 
 // allowGet answers 405 to anything but GET and HEAD.
@@ -105,7 +106,7 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 // goroutines of its own, which hold only the registry and the session:
 // it outlives this request and this config. It returns the status the
 // request was answered with.
-func (h *Handler) serveConnect(w *statusRecorder, r *http.Request, addr netip.Prefix) int {
+func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, addr netip.Prefix) int {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "inlets: "+tunnel.ConnectPath+" expects a WebSocket upgrade over HTTP/1.1 from an inlets client", http.StatusBadRequest)
 		return http.StatusBadRequest
@@ -120,7 +121,7 @@ func (h *Handler) serveConnect(w *statusRecorder, r *http.Request, addr netip.Pr
 	if err != nil {
 		// The upgrader has answered the client already.
 		h.logger.Warn("upgrading client connection", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
-		return w.StatusOr(http.StatusBadRequest)
+		return statusOr(w, http.StatusBadRequest)
 	}
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
@@ -137,6 +138,7 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
 		StreamWindow:  uint32(h.StreamWindow),
 		ProbeAfter:    time.Duration(h.ClientTimeout) * 2 / 5,
 		AnswerTimeout: time.Duration(h.ClientTimeout) * 3 / 5,
+		Budget:        h.reg.Budget(),
 		Logger:        yamuxLogger{h.reg},
 	})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -104,6 +106,14 @@ type Handler struct {
 	// (256 KiB).
 	StreamWindow int `json:"stream_window,omitempty"`
 
+	// The data clients have sent on streams that no visitor has read
+	// yet, in bytes, all clients together: past it, the streams holding
+	// the most unread data, the visitors who stopped reading, are reset
+	// until it is back under 90%. Below it, a slow reader slows only its
+	// own stream. One limit serves the whole process: the control plane
+	// provisioned last sets it. Default: 268435456 (256 MiB).
+	MaxUnread int64 `json:"max_unread,omitempty"`
+
 	// How long a client may leave the server's data unanswered before its
 	// session is ended: its visitors are then served by other clients.
 	// The server pings a client silent for 40% of it. Default: 2s.
@@ -157,14 +167,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.reg = reg
 
+	if err := h.checkPlaneOptions(); err != nil {
+		return err
+	}
 	h.setDefaults()
 	if h.control {
+		if err := registry.NoteControlPlane(ctx); err != nil {
+			return err
+		}
 		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles); err != nil {
 			return err
 		}
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
 			return err
 		}
+		h.reg.Budget().SetLimit(h.MaxUnread)
 		// The config's registry: Caddy's metrics and inlets', as the
 		// admin endpoint's /metrics and the metrics directive serve them.
 		h.metricsHandler = promhttp.HandlerFor(ctx.GetMetricsRegistry(), promhttp.HandlerOpts{
@@ -189,6 +206,42 @@ const (
 	DefaultClientTimeout       = tunnel.DefaultProbeAfter + tunnel.DefaultAnswerTimeout
 )
 
+// checkPlaneOptions refuses options that have no effect on the plane the
+// handler serves: a token on a data plane, which takes no clients, would
+// otherwise look like protection it is not.
+func (h *Handler) checkPlaneOptions() error {
+	set := func(fields map[string]bool) []string {
+		var names []string
+		for name, isSet := range fields {
+			if isSet {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	if !h.control {
+		if names := set(map[string]bool{
+			"token": len(h.Tokens) > 0, "token_file": len(h.TokenFiles) > 0, "allow_hosts": len(h.AllowHosts) > 0,
+			"max_clients": h.MaxClients != 0, "max_streams_per_client": h.MaxStreamsPerClient != 0,
+			"max_hosts_per_client": h.MaxHostsPerClient != 0, "max_ports_per_client": h.MaxPortsPerClient != 0,
+			"stream_window": h.StreamWindow != 0, "max_unread": h.MaxUnread != 0, "client_timeout": h.ClientTimeout != 0,
+			"auth_failures": h.AuthFailures != 0 || h.AuthFailureWindow != 0, "max_handshakes_per_address": h.MaxHandshakesPerAddress != 0,
+			"fail_duration": h.FailDuration != 0,
+		}); len(names) > 0 {
+			return fmt.Errorf("%s: no effect in `inlets data`, which takes no clients: these options belong with the control plane (`inlets control`, or `inlets` serving both planes), where clients connect", strings.Join(names, ", "))
+		}
+	}
+	if !h.data {
+		if names := set(map[string]bool{
+			"pass_thru": h.PassThru, "load_balancing (lb_*)": h.LoadBalancing != nil, "stream_close_delay": h.StreamCloseDelay != 0,
+		}); len(names) > 0 {
+			return fmt.Errorf("%s: no effect in `inlets control`, which serves no visitors: these options belong with the data plane (`inlets data`, or `inlets` serving both planes)", strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
 // setDefaults fills in the limits left unset.
 func (h *Handler) setDefaults() {
 	def := func(v *int, d int) {
@@ -203,6 +256,9 @@ func (h *Handler) setDefaults() {
 	def(&h.StreamWindow, tunnel.MinStreamWindow)
 	def(&h.AuthFailures, DefaultAuthFailures)
 	def(&h.MaxHandshakesPerAddress, DefaultHandshakesPerAddress)
+	if h.MaxUnread == 0 {
+		h.MaxUnread = registry.DefaultMaxUnread
+	}
 	if h.ClientTimeout == 0 {
 		h.ClientTimeout = caddy.Duration(DefaultClientTimeout)
 	}
@@ -270,6 +326,9 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("%s %s must be positive", d.name, time.Duration(d.value))
 		}
 	}
+	if h.MaxUnread < 1<<20 {
+		return fmt.Errorf("max_unread %d must be at least 1 MiB", h.MaxUnread)
+	}
 	if h.control && len(h.tokens) == 0 {
 		return fmt.Errorf("the inlets control plane needs a token, so that only your clients can connect: " +
 			"add `token {env.INLETS_TOKEN}` (or `token_file /path/to/token`) to the inlets directive, " +
@@ -318,7 +377,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// Every route of a lookup has the same pattern: the one that matched.
 	host := routes[0].Host()
-	rec := newStatusRecorder(w)
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := h.proxy.ServeHTTP(rec, r, next)
 	metrics.HTTPRequest(responseStatus(rec, err), host, r.Method, time.Since(start))
 	return err
@@ -327,18 +386,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // responseStatus is the status a proxied request was answered with. When
 // reverse_proxy fails before writing (no client could take the request),
 // Caddy answers with the status its error carries.
-func responseStatus(rec *statusRecorder, err error) int {
+func responseStatus(rec caddyhttp.ResponseRecorder, err error) int {
 	if err == nil {
-		return rec.StatusOr(http.StatusOK)
+		return statusOr(rec, http.StatusOK)
 	}
-	if rec.status != 0 {
-		return rec.status
+	if rec.Status() != 0 {
+		return rec.Status()
 	}
 	var he caddyhttp.HandlerError
 	if errors.As(err, &he) && he.StatusCode != 0 {
 		return he.StatusCode
 	}
 	return http.StatusInternalServerError
+}
+
+// statusOr is the status a response was given so far, or def when none
+// was: net/http answers 200 to a handler that writes nothing.
+func statusOr(rec caddyhttp.ResponseRecorder, def int) int {
+	if s := rec.Status(); s != 0 {
+		return s
+	}
+	return def
 }
 
 // promLogger sends the metrics handler's errors to the handler's log.

@@ -15,10 +15,10 @@ import (
 
 // Streaming and websockets need the Flusher and Hijacker beneath the
 // recorder; the status must still be noted.
-func TestStatusRecorderKeepsFlushAndHijack(t *testing.T) {
+func TestResponseRecorderKeepsFlushAndHijackAndNotesTheStatus(t *testing.T) {
 	codes := make(chan int, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := newStatusRecorder(w)
+		rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 		switch r.URL.Path {
 		case "/flush":
 			rec.WriteHeader(http.StatusAccepted)
@@ -37,12 +37,12 @@ func TestStatusRecorderKeepsFlushAndHijack(t *testing.T) {
 			brw.Flush()
 			conn.Close()
 		case "/implicit":
-			rec.ReadFrom(strings.NewReader("body"))
+			rec.(io.ReaderFrom).ReadFrom(strings.NewReader("body"))
 		case "/early-hints":
 			rec.WriteHeader(http.StatusEarlyHints)
 			rec.WriteHeader(http.StatusNotFound)
 		}
-		codes <- rec.StatusOr(0)
+		codes <- statusOr(rec, 0)
 	}))
 	defer srv.Close()
 
@@ -81,7 +81,7 @@ func TestStatusRecorderKeepsFlushAndHijack(t *testing.T) {
 }
 
 func TestResponseStatusOfAFailedProxyIsTheErrorsStatus(t *testing.T) {
-	rec := newStatusRecorder(httptest.NewRecorder())
+	rec := caddyhttp.NewResponseRecorder(httptest.NewRecorder(), nil, nil)
 	if got := responseStatus(rec, caddyhttp.Error(http.StatusBadGateway, errors.New("dial failed"))); got != 502 {
 		t.Errorf("handler error 502: got %d", got)
 	}

@@ -405,42 +405,74 @@ func TestCaddyBinaryRunsTheClientAndStopsCleanlyOnSignal(t *testing.T) {
 	}
 }
 
+// reverse_proxy composed by hand with the inlets source and transport
+// takes its own options: with least_conn and two clients, while one holds
+// a download, every other request goes to the other.
 func TestReverseProxyComposedWithTheInletsSourceAndTransport(t *testing.T) {
-	up := newUpstream(t, "composed")
+	upA, upB := newUpstream(t, "a"), newUpstream(t, "b")
 	addr, _ := server(t, "inlets control {\n\t\ttoken "+testenv.Token+"\n\t}\n\treverse_proxy {\n\t\tdynamic inlets\n\t\ttransport inlets {\n\t\t\tkeepalive 30s\n\t\t}\n\t\tlb_policy least_conn\n\t}")
-	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", upA.URL))
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", upB.URL))
 
-	code, e := request(t, http.MethodPost, addr, "app.example.com", "/composed", strings.NewReader("body"))
-	if code != http.StatusOK || e.Upstream != "composed" || e.Path != "/composed" || e.Host != "app.example.com" {
-		t.Fatalf("through reverse_proxy { dynamic inlets; transport inlets }: %d %+v", code, e)
-	}
-}
-
-func TestClientVanishingMidRequestCutsOnlyThatRequest(t *testing.T) {
-	const size = 4 << 20
-	up := newUpstream(t, "app")
-	addr, _ := server(t, inletsBoth)
-	cl := testenv.Client(t, testenv.HTTPClient("ws://"+addr, "app.example.com", up.URL))
-
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/held?size=%d", addr, size), nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/held?size=100000", nil)
 	req.Host = "app.example.com"
-	resp, err := http.DefaultClient.Do(req)
+	held, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if _, err := io.CopyN(io.Discard, resp.Body, size/2); err != nil {
-		t.Fatal(err)
+	defer held.Body.Close()
+	busy := held.Header.Get("X-Upstream")
+	for range 6 {
+		code, e := request(t, http.MethodPost, addr, "app.example.com", "/composed", strings.NewReader("body"))
+		if code != http.StatusOK || e.Upstream == busy || e.Path != "/composed" || e.Host != "app.example.com" {
+			t.Fatalf("least_conn with client %q busy: %d %+v, want the other client", busy, code, e)
+		}
 	}
+	close(upA.release)
+	close(upB.release)
+}
 
-	cl.Stop() // the client goes away with the response half sent
-	n, err := io.Copy(io.Discard, resp.Body)
-	if err == nil {
-		t.Fatalf("the visitor got a clean end after %d more bytes of a cut response", n)
+// A client that goes away mid-response cuts that response only: another
+// client's download in flight completes intact, and later requests are
+// served by the clients still there.
+func TestClientVanishingMidRequestCutsOnlyThatRequest(t *testing.T) {
+	const size = 4 << 20
+	upA, upB := newUpstream(t, "a"), newUpstream(t, "b")
+	addr, _ := server(t, inletsBoth)
+	a := testenv.Client(t, testenv.HTTPClient("ws://"+addr, "a.example.com", upA.URL))
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "b.example.com", upB.URL))
+
+	download := func(host string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/held?size=%d", addr, size), nil)
+		req.Host = host
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		// Both halves come from one deterministic stream: read the first.
+		if _, err := io.CopyN(io.Discard, resp.Body, size/2); err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	code, body := testenv.Get(t, addr, "app.example.com", "/")
+	respA, respB := download("a.example.com"), download("b.example.com")
+
+	a.Stop() // client a goes away with its response half sent
+	if n, err := io.Copy(io.Discard, respA.Body); err == nil {
+		t.Fatalf("the visitor of a got a clean end after %d more bytes of a cut response", n)
+	}
+	close(upB.release)
+	rest, err := io.ReadAll(respB.Body)
+	if err != nil || len(rest) != size-size/2 {
+		t.Fatalf("b's download in flight: %d more bytes, %v; want the other %d", len(rest), err, size-size/2)
+	}
+	if code, e := request(t, http.MethodGet, addr, "b.example.com", "/after", nil); code != http.StatusOK || e.Upstream != "b" {
+		t.Fatalf("b after a left: %d %+v", code, e)
+	}
+	code, body := testenv.Get(t, addr, "a.example.com", "/")
 	if code != http.StatusBadGateway || !strings.Contains(body, "no tunnel client") {
-		t.Fatalf("after the client left: %d %q", code, body)
+		t.Fatalf("a after its client left: %d %q", code, body)
 	}
 }
 

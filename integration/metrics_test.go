@@ -374,15 +374,30 @@ func TestMetricsSurviveReloads(t *testing.T) {
 	}
 }
 
+// Caddy's metrics directive serves the inlets metrics of the config, the
+// data plane's included: requests through the tunnel are counted there.
 func TestMetricsDirectiveServesTheInletsMetrics(t *testing.T) {
+	up := newUpstream(t, "app")
 	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
 	testenv.StartCaddy(t, adminPort, "", fmt.Sprintf(":%d {\n\t%s\n}\n:%d {\n\tmetrics\n}", port, inletsBoth, metricsPort))
-	m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "")
-	for _, name := range []string{"http_controlplane_connected_gauge", "tcp_controlplane_connected_gauge"} {
-		if m[name] == nil {
-			t.Errorf("the metrics directive does not serve %s", name)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	host := fmt.Sprintf("directive-%d.example.com", time.Now().UnixNano())
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, host, up.URL))
+	for range 3 {
+		if code, _ := request(t, http.MethodGet, addr, host, "/", nil); code != http.StatusOK {
+			t.Fatalf("request: %d", code)
 		}
 	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "")
+		if got := m.value("http_dataplane_requests_total", "code", "200", "host", host, "method", "GET"); got != 3 {
+			return fmt.Errorf("the metrics directive counts %v requests for %s, want 3", got, host)
+		}
+		if got := m.value("http_controlplane_connected_gauge"); got < 1 {
+			return fmt.Errorf("the metrics directive says %v clients connected", got)
+		}
+		return nil
+	})
 }
 
 func TestControlPlaneMetricsNeedTheToken(t *testing.T) {

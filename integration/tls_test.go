@@ -64,10 +64,11 @@ func TestWSSThroughCaddysAutomaticHTTPS(t *testing.T) {
 
 // TestUpstreamsWithHTTPSAndPathPrefix serves one host from an https://
 // upstream (self-signed, so the client skips verification) and another
-// from an upstream URL with a path prefix.
+// from an upstream URL with a path prefix: each request reaches its own
+// upstream, the first over TLS, the second under the prefix.
 func TestUpstreamsWithHTTPSAndPathPrefix(t *testing.T) {
 	plain := newUpstream(t, "prefixed")
-	secure := httptest.NewTLSServer(plain.Config.Handler)
+	secure := httptest.NewTLSServer(newUpstream(t, "secure").Config.Handler)
 	t.Cleanup(secure.Close)
 	addr, _ := server(t, inletsBoth)
 
@@ -78,12 +79,12 @@ func TestUpstreamsWithHTTPSAndPathPrefix(t *testing.T) {
 	testenv.Client(t, cfg)
 
 	code, e := request(t, http.MethodGet, addr, "secure.example.com", "/items", nil)
-	if code != http.StatusOK || e.Path != "/items" || e.Host != "secure.example.com" {
-		t.Errorf("https upstream: %d %+v", code, e)
+	if code != http.StatusOK || e.Upstream != "secure" || !e.TLS || e.Path != "/items" || e.Host != "secure.example.com" {
+		t.Errorf("https upstream: %d %+v, want the secure upstream, over TLS", code, e)
 	}
 	code, e = request(t, http.MethodGet, addr, "prefixed.example.com", "/items?id=7", nil)
-	if code != http.StatusOK || e.Path != "/api/v1/items" || e.Host != "prefixed.example.com" || e.XFF != "127.0.0.1" {
-		t.Errorf("path prefix upstream: %d %+v", code, e)
+	if code != http.StatusOK || e.Upstream != "prefixed" || e.TLS || e.Path != "/api/v1/items" || e.Host != "prefixed.example.com" || e.XFF != "127.0.0.1" {
+		t.Errorf("path prefix upstream: %d %+v, want the prefixed upstream under /api/v1", code, e)
 	}
 	ws := dialWebsocket(t, addr, "prefixed.example.com", "/ws")
 	echoOnce(t, ws, "prefixed", "through the prefix proxy")

@@ -26,6 +26,8 @@ type echo struct {
 	XFHost    string `json:"xfhost"`
 	BodyBytes int64  `json:"bodyBytes"`
 	BodySHA   string `json:"bodySHA"`
+	// TLS is set when the request reached the upstream over TLS.
+	TLS bool `json:"tls"`
 }
 
 // upstream is a test service behind a tunnel client.
@@ -55,7 +57,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 		json.NewEncoder(w).Encode(echo{
 			Upstream: name, Method: r.Method, Path: r.URL.Path, Host: r.Host,
 			XFF: r.Header.Get("X-Forwarded-For"), XFProto: r.Header.Get("X-Forwarded-Proto"),
-			XFHost: r.Header.Get("X-Forwarded-Host"), BodyBytes: n, BodySHA: hex.EncodeToString(h.Sum(nil)),
+			XFHost: r.Header.Get("X-Forwarded-Host"), BodyBytes: n, BodySHA: hex.EncodeToString(h.Sum(nil)), TLS: r.TLS != nil,
 		})
 	})
 	upgrader := websocket.Upgrader{}
@@ -112,7 +114,11 @@ func newUpstream(t *testing.T, name string) *upstream {
 		}
 		io.Copy(w, body)
 	})
-	u.Server = httptest.NewServer(mux)
+	// Every answer says which upstream gave it.
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", name)
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(u.Close)
 	return u
 }

@@ -169,6 +169,10 @@ func validateBind(bind string) error {
 // with the reason, rather than failing the reload of a whole config over
 // one client's announcement.
 func (a *App) Start() error {
+	if !registry.HasControlPlane(a.ctx) {
+		a.logger.Warn("this config has a TCP data plane (the inlets global option's tcp block) but no inlets control plane: no client can connect to announce ports; " +
+			"add `inlets { token ... }` or `inlets control { token ... }` to a site")
+	}
 	a.mu.Lock()
 	a.listeners = make(map[int]*portListener)
 	// Installed before reading the announced ports: a client admitted from

@@ -2,11 +2,65 @@ package layer4
 
 import (
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 )
 
+func init() {
+	httpcaddyfile.RegisterGlobalOption("inlets", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the apps configured by the `inlets` global
+// option. Syntax:
+//
+//	{
+//		inlets {
+//			tcp {
+//				bind           <host>
+//				ports          <port|first-last>...
+//				proxy_protocol v1|v2
+//				idle_timeout   <duration>
+//				lb_policy      round_robin|least_conn
+//			}
+//		}
+//	}
+//
+// The tcp block is the TCP data plane, the inlets_tcp app; see
+// layer4.App's UnmarshalCaddyfile for its options. Without it the server
+// refuses TCP clients.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // the option's name
+	if existing != nil {
+		return nil, d.Err("the inlets global option is given twice: merge its blocks into one")
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	var tcp *App
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "tcp":
+			if tcp != nil {
+				return nil, d.Err("the inlets global option has two tcp blocks: merge them into one")
+			}
+			tcp = new(App)
+			if err := tcp.UnmarshalCaddyfile(d); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("unknown inlets global option %q: want tcp", d.Val())
+		}
+	}
+	if tcp == nil {
+		return nil, nil
+	}
+	return httpcaddyfile.App{Name: "inlets_tcp", Value: caddyconfig.JSON(tcp, nil)}, nil
+}
+
 // UnmarshalCaddyfile sets up the app from the `tcp` block of the `inlets`
-// global option. Syntax:
+// global option; its values are checked once, when the config is loaded
+// (Provision and Validate). Syntax:
 //
 //	tcp {
 //		bind           <host>
@@ -39,23 +93,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			switch opt {
 			case "bind":
-				if err := validateBind(val); err != nil {
-					return d.Err(err.Error())
-				}
 				a.Bind = val
 			case "proxy_protocol":
-				if val != "v1" && val != "v2" {
-					return d.Errf("proxy_protocol %q: want v1 or v2", val)
-				}
 				a.ProxyProtocol = val
 			case "lb_policy":
-				if val != PolicyRoundRobin && val != PolicyLeastConn {
-					return d.Errf("lb_policy %q: want %s or %s", val, PolicyRoundRobin, PolicyLeastConn)
-				}
 				a.LBPolicy = val
 			case "idle_timeout":
 				dur, err := caddy.ParseDuration(val)
 				if err != nil || dur <= 0 {
+					// 0 would read as the default in JSON.
 					return d.Errf("idle_timeout %q: want a positive duration such as 30m or 2h", val)
 				}
 				a.IdleTimeout = caddy.Duration(dur)
@@ -64,11 +110,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			specs := d.RemainingArgs()
 			if len(specs) == 0 {
 				return d.ArgErr()
-			}
-			for _, spec := range specs {
-				if _, err := parsePortRange(spec); err != nil {
-					return d.Err(err.Error())
-				}
 			}
 			a.Ports = append(a.Ports, specs...)
 		default:

@@ -16,6 +16,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		name, input string
 		want        *App
 		wantErr     string
+		// loadErr is an error of a value, which loading the config
+		// (Provision and Validate) finds: the Caddyfile is only parsed.
+		loadErr string
 	}{
 		{
 			name:  "everything",
@@ -28,13 +31,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "empty block", input: "tcp {\n}", want: &App{}},
 		{name: "argument", input: "tcp 2222", wantErr: "wrong argument count"},
 		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout or lb_policy`},
-		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", wantErr: `"99999" is not a port or a range`},
-		{name: "bad range", input: "tcp {\n ports 9000-8000\n}", wantErr: `"9000-8000" is not a port or a range`},
+		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", loadErr: `"99999" is not a port or a range`},
+		{name: "bad range", input: "tcp {\n ports 9000-8000\n}", loadErr: `"9000-8000" is not a port or a range`},
 		{name: "no ports", input: "tcp {\n ports\n}", wantErr: "wrong argument count"},
-		{name: "bind with port", input: "tcp {\n bind 0.0.0.0:2222\n}", wantErr: "without a port"},
+		{name: "bind with port", input: "tcp {\n bind 0.0.0.0:2222\n ports 2222\n}", loadErr: "without a port"},
 		{name: "two binds", input: "tcp {\n bind 0.0.0.0 ::\n}", wantErr: "wrong argument count"},
-		{name: "proxy protocol v3", input: "tcp {\n proxy_protocol v3\n}", wantErr: `proxy_protocol "v3": want v1 or v2`},
-		{name: "lb policy", input: "tcp {\n lb_policy random\n}", wantErr: `lb_policy "random": want round_robin or least_conn`},
+		{name: "proxy protocol v3", input: "tcp {\n proxy_protocol v3\n ports 2222\n}", loadErr: `proxy_protocol "v3": want v1 or v2`},
+		{name: "lb policy", input: "tcp {\n lb_policy random\n ports 2222\n}", loadErr: `lb_policy "random": want round_robin or least_conn`},
 		{name: "idle timeout", input: "tcp {\n idle_timeout soon\n}", wantErr: "want a positive duration"},
 		{name: "zero idle timeout", input: "tcp {\n idle_timeout 0s\n}", wantErr: "want a positive duration"},
 	} {
@@ -51,6 +54,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.loadErr != "" {
+				got.allowed, err = parsePorts(got.Ports)
+				if err == nil {
+					err = got.Validate()
+				}
+				if err == nil || !strings.Contains(err.Error(), tt.loadErr) {
+					t.Fatalf("loading: got error %v, want one containing %q", err, tt.loadErr)
+				}
+				return
 			}
 			if !reflect.DeepEqual(got.Bind, tt.want.Bind) || !reflect.DeepEqual(got.Ports, tt.want.Ports) ||
 				got.ProxyProtocol != tt.want.ProxyProtocol || got.IdleTimeout != tt.want.IdleTimeout || got.LBPolicy != tt.want.LBPolicy {

@@ -73,7 +73,7 @@ func Fetch(ctx context.Context, client *http.Client, rawURL, token string) (Stat
 		if errors.As(err, &uerr) {
 			err = uerr.Err // its message repeats the method and URL
 		}
-		return s, nil, fmt.Errorf("cannot reach %s: %v", target, err)
+		return s, nil, fmt.Errorf("cannot reach %s: %w", target, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusSize))
@@ -83,6 +83,8 @@ func Fetch(ctx context.Context, client *http.Client, rawURL, token string) (Stat
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return s, nil, fmt.Errorf("%s refused the token (HTTP 401): give the server's token with --token or --token-file", target)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return s, nil, fmt.Errorf("%s refuses this address for now, after too many wrong tokens (HTTP 429): wait %ss, then try again with the right token", target, resp.Header.Get("Retry-After"))
 	case resp.StatusCode != http.StatusOK:
 		return s, nil, fmt.Errorf("%s is not an inlets control plane: it answered HTTP %d (is --url the address clients connect to?)", target, resp.StatusCode)
 	}

@@ -6,7 +6,7 @@
 // This package links no Caddy, because the standalone `inlets` client
 // imports it. Building a Status from the live sessions, and the
 // admin.api.inlets module, need Caddy and the session registry: they are
-// in status/caddystatus.
+// in internal/caddystatus.
 package status
 
 import (

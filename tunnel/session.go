@@ -39,6 +39,10 @@ type ServerConfig struct {
 	// DefaultAnswerTimeout.
 	ProbeAfter, AnswerTimeout time.Duration
 
+	// Budget, if set, bounds the data clients have sent that no visitor
+	// has read yet, with the other sessions that share it.
+	Budget *Budget
+
 	// Logger receives yamux's log lines; nil discards them.
 	Logger yamux.Logger
 }
@@ -81,6 +85,7 @@ func ServerSession(conn *Conn, cfg ServerConfig) (*Session, error) {
 	s := &Session{conn: conn}
 	conn.SetIdleTimeout(PeerSilenceTimeout)
 	conn.inspect = newClientPolice().inspect
+	conn.budget = cfg.Budget
 	probe, answer := cfg.ProbeAfter, cfg.AnswerTimeout
 	if probe <= 0 {
 		probe = DefaultProbeAfter
@@ -128,13 +133,18 @@ func (s *Session) Err() error {
 	return s.conn.inspectErr()
 }
 
-// Open opens a stream (the server's side).
+// Open opens a stream (the server's side). A data stream (any but the
+// first, the control stream) counts in the session's budget.
 func (s *Session) Open() (*Stream, error) {
 	st, err := s.mux.OpenStream()
 	if err != nil {
 		return nil, err
 	}
-	return newStream(st, s.conn), nil
+	stream := newStream(st, s.conn)
+	if st.StreamID() != controlStreamID {
+		s.conn.track(stream)
+	}
+	return stream, nil
 }
 
 // Accept waits for the next stream the server opens (the client's side).

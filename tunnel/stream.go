@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,15 @@ import (
 type Stream struct {
 	st   *yamux.Stream
 	conn *Conn
+
+	// budget, when set, counts what the stream holds unread: unread,
+	// while counted, both guarded by budgetMu. lastRead is when its
+	// reader last took something, in UnixNano.
+	budget   *Budget
+	budgetMu sync.Mutex
+	unread   int64
+	counted  bool
+	lastRead atomic.Int64
 
 	// eof is set once Read has returned io.EOF, the peer's FIN.
 	eof atomic.Bool
@@ -44,6 +54,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := s.st.Read(p)
+	if n > 0 && s.budget != nil {
+		s.budget.consumed(s, int64(n))
+		s.lastRead.Store(time.Now().UnixNano())
+	}
 	return n, s.note(err)
 }
 
@@ -85,8 +99,10 @@ func (s *Stream) Close() error {
 	switch {
 	case s.peerReset.Load():
 		// yamux has forgotten it already.
+		s.conn.untrack(s)
 	case s.eof.Load():
 		s.st.Close()
+		s.conn.untrack(s)
 	default:
 		s.Reset()
 	}
@@ -97,6 +113,7 @@ func (s *Stream) Close() error {
 // wakes whoever waits on it.
 func (s *Stream) Reset() {
 	s.closed.Store(true)
+	s.conn.untrack(s)
 	s.conn.ResetStream(s.ID())
 	// Take out what yamux holds for the stream now; the window updates
 	// its reads would send are dropped by the Conn.

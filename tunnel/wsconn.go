@@ -72,6 +72,12 @@ type Conn struct {
 	// watch tells whether the peer still answers; nil when not watched.
 	watch *watchdog
 
+	// budget, when set, counts the data the peer sends on the streams in
+	// tracked (by ID, guarded by trackMu) until it is read.
+	budget  *Budget
+	trackMu sync.Mutex
+	tracked map[uint32]*Stream
+
 	// writeMu serialises writers and guards what follows.
 	writeMu sync.Mutex
 	// out follows the frames yamux writes. Its header is held back, once
@@ -150,6 +156,33 @@ func (c *Conn) control(opcode int, payload []byte) {
 	}
 }
 
+// track counts what st holds unread in the Conn's budget, if it has one.
+func (c *Conn) track(st *Stream) {
+	if c.budget == nil {
+		return
+	}
+	st.budget = c.budget
+	st.lastRead.Store(time.Now().UnixNano())
+	c.trackMu.Lock()
+	if c.tracked == nil {
+		c.tracked = make(map[uint32]*Stream)
+	}
+	c.tracked[st.ID()] = st
+	c.trackMu.Unlock()
+	c.budget.add(st)
+}
+
+// untrack takes st out of the budget.
+func (c *Conn) untrack(st *Stream) {
+	if st.budget == nil {
+		return
+	}
+	c.trackMu.Lock()
+	delete(c.tracked, st.ID())
+	c.trackMu.Unlock()
+	st.budget.remove(st)
+}
+
 // inspectErr is the error with which inspect ended the session, or nil.
 func (c *Conn) inspectErr() error {
 	if p := c.inspectFailed.Load(); p != nil {
@@ -189,6 +222,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.in.scan(p[:n], func(h *yamuxHeader) {
 			if c.inspect != nil && ierr == nil {
 				ierr = c.inspect(h)
+			}
+			if c.budget != nil && h.typ() == yamuxTypeData && h.length() > 0 {
+				c.trackMu.Lock()
+				st := c.tracked[h.streamID()]
+				c.trackMu.Unlock()
+				if st != nil {
+					c.budget.received(st, int64(h.length()))
+				}
 			}
 		})
 		if ierr != nil {
@@ -507,6 +548,15 @@ func (c *Conn) Close() error {
 	}
 	if c.watch != nil {
 		c.watch.stop()
+	}
+	if first && c.budget != nil {
+		c.trackMu.Lock()
+		streams := c.tracked
+		c.tracked = nil
+		c.trackMu.Unlock()
+		for _, st := range streams {
+			c.budget.remove(st)
+		}
 	}
 	c.writeMu.Lock()
 	if c.flushing {

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,14 +24,33 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
-const usage = `Usage:
-  %[1]s http client --url URL --token TOKEN --upstream [HOST=]URL[,...]
-  %[1]s tcp client  --url URL --token TOKEN --upstream HOST --ports PORT[:LOCAL][,...]
-  %[1]s status      --url URL --token TOKEN [--json]
-  %[1]s version
+// commands are the commands, as their usage lists them.
+var commands = []struct {
+	name, summary string
+}{
+	{"http client", "expose HTTP services of this network, routed by host name, through a caddy-inlets server"},
+	{"tcp client", "expose TCP ports of this network through a caddy-inlets server"},
+	{"status", "show a caddy-inlets server's clients"},
+	{"version", "print the version"},
+}
 
-Run '%[1]s http client -h', '%[1]s tcp client -h' or '%[1]s status -h' for the flags.
-`
+// usage is the program's own help.
+func usage(w io.Writer, name string) {
+	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\n%s is the tunnel client of caddy-inlets: it connects to the Caddy server's\ncontrol plane and serves its visitors from this network.\n\nCommands:\n", name, name)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s <command> --help' for the command's flags and examples; '%s --version' prints the version.\n", name, name)
+}
+
+// commandNames lists the commands, for an error.
+func commandNames() string {
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
 
 // Main runs the command line args (without the program name) and returns
 // the exit status. name is how the program is invoked ("inlets" or
@@ -38,19 +59,25 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := strings.Join(args[:min(2, len(args))], " ")
 	switch {
 	case cmd == "http client":
-		return runClient(name+" http client", tunnel.ModeHTTP, args[2:], stderr)
+		return runClient(name+" http client", tunnel.ModeHTTP, args[2:], stdout, stderr)
 	case cmd == "tcp client":
-		return runClient(name+" tcp client", tunnel.ModeTCP, args[2:], stderr)
-	case len(args) > 0 && args[0] == "status":
+		return runClient(name+" tcp client", tunnel.ModeTCP, args[2:], stdout, stderr)
+	case len(args) == 0:
+		usage(stderr, name)
+		return 2
+	case args[0] == "status":
 		return runStatus(name+" status", args[1:], stdout, stderr)
-	case len(args) > 0 && args[0] == "version":
+	case args[0] == "version" || args[0] == "--version" || args[0] == "-version":
 		fmt.Fprintf(stdout, "%s %s (%s)\n", name, version.Version(), version.SHA())
 		return 0
-	case len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
-		fmt.Fprintf(stdout, usage, name)
+	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
+		usage(stdout, name)
 		return 0
+	case args[0] == "http" || args[0] == "tcp":
+		fmt.Fprintf(stderr, "%s: unknown command %q: did you mean '%s %s client'? The commands are: %s\n", name, cmd, name, args[0], commandNames())
+		return 2
 	default:
-		fmt.Fprintf(stderr, usage, name)
+		fmt.Fprintf(stderr, "%s: unknown command %q; the commands are: %s (run '%s --help')\n", name, args[0], commandNames(), name)
 		return 2
 	}
 }
@@ -62,31 +89,82 @@ type clientFlags struct {
 	upstreamInsecure bool
 }
 
-func (f *clientFlags) register(fs *flag.FlagSet) {
-	f.serverFlags.register(fs, "server control plane: ws://HOST:PORT or wss://HOST (path defaults to "+tunnel.ConnectPath+")")
-	fs.StringVar(&f.id, "id", "", "client ID shown in the server's status (default: random)")
-	fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
+func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
+	f.serverFlags.register(fs, "ws://HOST:PORT, or wss://HOST for a server with HTTPS; the path defaults to "+tunnel.ConnectPath, mode == tunnel.ModeHTTP)
+	fs.StringVar(&f.id, "id", "", "the client's `ID` in the server's status (default: random); replicas of one service may share one")
+	if mode == tunnel.ModeHTTP {
+		fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
+	}
 }
 
-func runClient(name, mode string, args []string, stderr io.Writer) int {
+// clientHelp is each client command's help: what it does, its required
+// flags, and examples.
+var clientHelp = map[string]struct{ synopsis, about, examples string }{
+	tunnel.ModeHTTP: {
+		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream [HOST=]URL[,...] [flags]",
+		about:    "Exposes HTTP services of this network through a caddy-inlets server: the server's\nvisitors asking for HOST are served by URL. HOST is app.example.com,\n*.example.com or * (a bare URL means *); URL is http:// or https://, with an\noptional path prefix. The client reconnects until it is stopped (Ctrl-C, SIGTERM).",
+		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream app.example.com=http://127.0.0.1:3000\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret \\\n      --upstream grafana.example.com=http://10.0.0.5:3000,http://127.0.0.1:8080",
+	},
+	tunnel.ModeTCP: {
+		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream HOST --ports PORT[:LOCAL][,...] [flags]",
+		about:    "Exposes TCP ports of this network through a caddy-inlets server: a visitor's\nconnection to the server's PORT is relayed to HOST:LOCAL (LOCAL defaults to\nPORT). The server must allow the ports (its inlets { tcp { ports ... } }). The\nclient reconnects until it is stopped (Ctrl-C, SIGTERM).",
+		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 127.0.0.1 --ports 2222:22\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --upstream 192.168.0.10 --ports 8000-8010",
+	},
+}
+
+// setUsage gives fs a conventional help: a usage line, what the command
+// does, its flags (the required ones first, and marked), and examples.
+func setUsage(fs *flag.FlagSet, synopsis, about, examples string, required ...string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\n", fs.Name(), synopsis, about)
+		show := func(f *flag.Flag) {
+			arg, help := flag.UnquoteUsage(f)
+			if arg != "" {
+				arg = " " + arg
+			}
+			fmt.Fprintf(w, "  --%s%s\n      %s\n", f.Name, arg, help)
+		}
+		fmt.Fprintln(w, "Required flags:")
+		for _, name := range required {
+			show(fs.Lookup(name))
+		}
+		fmt.Fprintln(w, "\nFlags:")
+		fs.VisitAll(func(f *flag.Flag) {
+			if !slices.Contains(required, f.Name) {
+				show(f)
+			}
+		})
+		fmt.Fprintln(w)
+		if examples != "" {
+			fmt.Fprintf(w, "Examples:\n"+examples+"\n", fs.Name())
+		}
+	}
+}
+
+func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var common clientFlags
-	common.register(fs)
+	common.register(fs, mode)
 	var upstreams, ports []string
 	fs.Func("upstream", upstreamHelp(mode), func(s string) error {
 		upstreams = append(upstreams, splitList(s)...)
 		return nil
 	})
+	required := []string{"url", "token", "upstream"}
 	if mode == tunnel.ModeTCP {
 		addPorts := func(s string) error {
 			ports = append(ports, splitList(s)...)
 			return nil
 		}
-		fs.Func("ports", "public ports to serve, comma-separated: PORT or PORT:LOCALPORT (e.g. 2222:22,8000)", addPorts)
-		fs.Func("port", "a public port to serve (repeatable alias of --ports)", addPorts)
+		fs.Func("ports", "the `PORTS` to serve, comma-separated: PORT, PORT:LOCALPORT or a range FIRST-LAST (e.g. 2222:22,8000-8010)", addPorts)
+		fs.Func("port", "a public `PORT` to serve (a repeatable alias of --ports)", addPorts)
+		required = append(required, "ports")
 	}
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	help := clientHelp[mode]
+	setUsage(fs, help.synopsis, help.about, help.examples, required...)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	cfg, err := common.config()
@@ -119,9 +197,9 @@ func runClient(name, mode string, args []string, stderr io.Writer) int {
 
 func upstreamHelp(mode string) string {
 	if mode == tunnel.ModeTCP {
-		return "the host (name or IP) the ports are relayed to"
+		return "the `HOST` (a name or an IP address, without a port) the ports are relayed to"
 	}
-	return "HOST=URL to serve, repeatable and comma-separated; a bare URL serves every host (*). HOST may be app.example.com, *.example.com or *"
+	return "`HOST=URL` to serve, repeatable and comma-separated; a bare URL serves every host (*). HOST may be app.example.com, *.example.com or *"
 }
 
 // config turns the shared flags into a client config. The CA of --tls-ca
@@ -161,17 +239,35 @@ func parseHTTPUpstreams(items []string) ([]tunnel.HTTPUpstream, error) {
 	return out, nil
 }
 
-// parseTCPUpstreams parses --upstream HOST with --ports PORT[:LOCAL].
+// parseTCPUpstreams parses --upstream HOST with --ports PORT[:LOCAL] or
+// FIRST-LAST.
 func parseTCPUpstreams(hosts, ports []string) ([]tunnel.TCPUpstream, error) {
 	if len(hosts) != 1 {
-		return nil, errors.New("give one --upstream HOST, the host the ports are relayed to (e.g. 127.0.0.1)")
+		return nil, errors.New("give one --upstream HOST, the host the ports are relayed to (e.g. --upstream 127.0.0.1)")
+	}
+	host := hosts[0]
+	if err := checkTCPHost(host); err != nil {
+		return nil, err
 	}
 	if len(ports) == 0 {
 		return nil, errors.New("--ports is required, e.g. --ports 2222:22,8000")
 	}
-	host := hosts[0]
 	var out []tunnel.TCPUpstream
 	for _, p := range ports {
+		if first, last, ok := strings.Cut(p, "-"); ok {
+			lo, err1 := strconv.Atoi(first)
+			hi, err2 := strconv.Atoi(last)
+			if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+				return nil, fmt.Errorf("--ports %s: a range is FIRST-LAST, both between 1 and 65535 and FIRST not above LAST", p)
+			}
+			if hi-lo >= maxPortRange {
+				return nil, fmt.Errorf("--ports %s: a range may hold at most %d ports", p, maxPortRange)
+			}
+			for port := lo; port <= hi; port++ {
+				out = append(out, tunnel.TCPUpstream{Port: port, Upstream: joinHostPort(host, port)})
+			}
+			continue
+		}
 		public, local, found := strings.Cut(p, ":")
 		if !found {
 			local = public
@@ -179,11 +275,34 @@ func parseTCPUpstreams(hosts, ports []string) ([]tunnel.TCPUpstream, error) {
 		pub, err1 := strconv.Atoi(public)
 		loc, err2 := strconv.Atoi(local)
 		if err1 != nil || err2 != nil || pub < 1 || pub > 65535 || loc < 1 || loc > 65535 {
-			return nil, fmt.Errorf("--ports %s: want PORT or PORT:LOCALPORT, each between 1 and 65535", p)
+			return nil, fmt.Errorf("--ports %s: want PORT, PORT:LOCALPORT or FIRST-LAST, each port between 1 and 65535", p)
 		}
 		out = append(out, tunnel.TCPUpstream{Port: pub, Upstream: joinHostPort(host, loc)})
 	}
 	return out, nil
+}
+
+// maxPortRange bounds one --ports range: a server takes 64 ports from a
+// client by default.
+const maxPortRange = 1024
+
+// checkTCPHost holds a TCP --upstream to a host name or an IP address:
+// the mistakes of a user who gives a URL or a host:port get the fix.
+func checkTCPHost(host string) error {
+	if scheme, rest, ok := strings.Cut(host, "://"); ok {
+		return fmt.Errorf("--upstream %s: give the host alone, without %s:// (TCP is relayed byte for byte): --upstream %s", host, scheme, strings.TrimSuffix(rest, "/"))
+	}
+	bare := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if net.ParseIP(bare) != nil {
+		return nil
+	}
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		return fmt.Errorf("--upstream %s: give the host without a port; the ports come from --ports PORT:LOCALPORT, e.g. --upstream %s --ports 2222:%s", host, h, port)
+	}
+	if host == "" || strings.ContainsAny(host, "/:[] @") {
+		return fmt.Errorf("--upstream %q: want a host name or an IP address, such as 127.0.0.1 or db.lan", host)
+	}
+	return nil
 }
 
 func joinHostPort(host string, port int) string {

@@ -47,6 +47,9 @@ func TestParseTCPUpstreams(t *testing.T) {
 	if got, _ := parseTCPUpstreams([]string{"::1"}, []string{"5432"}); got[0].Upstream != "[::1]:5432" {
 		t.Errorf("IPv6 upstream: %s", got[0].Upstream)
 	}
+	if got, err := parseTCPUpstreams([]string{"10.0.0.2"}, []string{"8000-8002"}); err != nil || len(got) != 3 || got[2] != (tunnel.TCPUpstream{Port: 8002, Upstream: "10.0.0.2:8002"}) {
+		t.Errorf("a range of ports: %+v, %v", got, err)
+	}
 	for _, tt := range []struct {
 		hosts, ports []string
 		msg          string
@@ -55,6 +58,10 @@ func TestParseTCPUpstreams(t *testing.T) {
 		{[]string{"h"}, nil, "--ports is required"},
 		{[]string{"h"}, []string{"70000"}, "between 1 and 65535"},
 		{[]string{"h"}, []string{"22:ssh"}, "PORT:LOCALPORT"},
+		{[]string{"h"}, []string{"9000-8000"}, "a range is FIRST-LAST"},
+		{[]string{"h"}, []string{"1-5000"}, "at most 1024 ports"},
+		{[]string{"h:22"}, []string{"22"}, "give the host without a port"},
+		{[]string{"tcp://h"}, []string{"22"}, "give the host alone, without tcp://"},
 	} {
 		if _, err := parseTCPUpstreams(tt.hosts, tt.ports); err == nil || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%v %v: got %v, want %q", tt.hosts, tt.ports, err, tt.msg)
@@ -84,14 +91,17 @@ func TestMainExitCodesAndMessages(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{}, 2, "Usage:"},
+		{[]string{}, 2, "Usage: inlets <command> [flags]"},
 		{[]string{"help"}, 0, "Usage:"},
 		{[]string{"version"}, 0, "inlets "},
 		{[]string{"http", "client"}, 2, "--url is required"},
 		{[]string{"http", "client", "--url", "ws://127.0.0.1:1"}, 2, "a token is required"},
-		{[]string{"http", "client", "--url", "http://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "must start with ws:// or wss://"},
+		{[]string{"http", "client", "--url", "http://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "the client speaks WebSocket: write ws://x"},
+		{[]string{"http", "client", "--url", "ftp://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "must start with ws:// or wss://"},
 		{[]string{"http", "client", "--url", "ws://x", "--token", "t"}, 2, "--upstream is required"},
-		{[]string{"http", "client", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"http", "client", "--bogus"}, 2, "unknown flag --bogus (run 'inlets http client --help' for the flags)"},
+		{[]string{"http", "client", "--url"}, 2, "flag --url needs a value"},
+		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "db.lan", "--ports", "8000-8010", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "h"}, 2, "--ports is required"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -18,11 +18,15 @@ type serverFlags struct {
 	insecure                     bool
 }
 
-func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string) {
-	fs.StringVar(&f.url, "url", "", urlHelp)
-	fs.StringVar(&f.token, "token", "", "the server's token")
-	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the server's token")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of a private CA to trust for wss:// and https://")
+func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string, upstreamsToo bool) {
+	fs.StringVar(&f.url, "url", "", "the server's control plane `URL`: "+urlHelp)
+	fs.StringVar(&f.token, "token", "", "the server's `TOKEN` (or --token-file)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "a `FILE` holding the server's token")
+	ca := "a PEM `FILE` of a private CA to trust for the server's wss://"
+	if upstreamsToo {
+		ca += " and for https:// upstreams"
+	}
+	fs.StringVar(&f.tlsCA, "tls-ca", "", ca)
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the server's certificate (testing only)")
 }
 
@@ -89,18 +93,40 @@ func readToken(token, file string) (string, error) {
 }
 
 // parseFlags parses a command's flags. When the command must not go on, it
-// returns false and the exit status: 0 after -h, 2 after a usage error
-// (which the flag package or this function has printed).
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
+// returns false and the exit status: 0 after --help (printed on stdout),
+// 2 after a usage error, which it prints in one line with the way to the
+// help.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package's own messages are replaced below
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, false
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %s (run '%s --help' for the flags)\n", fs.Name(), flagError(err), fs.Name())
 		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: every value follows its flag, e.g. --upstream VALUE (run '%s --help')\n", fs.Name(), fs.Arg(0), fs.Name())
 		return 2, false
 	}
 	return 0, true
+}
+
+// flagError words the flag package's errors with the double dash the help
+// shows.
+func flagError(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + name
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return "flag --" + name + " needs a value"
+	}
+	return msg
 }

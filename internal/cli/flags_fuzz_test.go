@@ -101,7 +101,7 @@ func FuzzClientFlags(f *testing.F) {
 			fs := flag.NewFlagSet("inlets "+mode+" client", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
 			var common clientFlags
-			common.register(fs)
+			common.register(fs, mode)
 			var upstreams, ports []string
 			fs.Func("upstream", upstreamHelp(mode), func(s string) error {
 				upstreams = append(upstreams, fuzzSplitList(t, s)...)
@@ -115,7 +115,7 @@ func FuzzClientFlags(f *testing.F) {
 				fs.Func("ports", "", addPorts)
 				fs.Func("port", "", addPorts)
 			}
-			code, ok := parseFlags(fs, args, io.Discard)
+			code, ok := parseFlags(fs, args, io.Discard, io.Discard)
 			if !ok {
 				if code != 0 && code != 2 {
 					t.Fatalf("parseFlags(%q) exits with %d", args, code)

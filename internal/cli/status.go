@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/status"
 )
 
@@ -23,9 +24,12 @@ func runStatus(name string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var server serverFlags
-	server.register(fs, "the server's control plane as clients are given it (ws://HOST:PORT, wss://HOST) or its http(s):// twin; the status is read from /status there")
+	server.register(fs, "as clients are given it (ws://HOST:PORT, wss://HOST) or its http(s):// twin; the status is read from /status there", false)
 	asJSON := fs.Bool("json", false, "print the server's JSON instead of the table")
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	setUsage(fs, "--url URL (--token TOKEN | --token-file FILE) [--json]",
+		"Prints the clients connected to a caddy-inlets server, as a table (or the server's\nJSON): their IDs, addresses, upstreams and how long they have been connected.",
+		"  %[1]s --url wss://tunnel.example.com --token-file ./token\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --json", "url", "token")
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	tok, roots, err := server.resolve()
@@ -33,14 +37,18 @@ func runStatus(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	client := &http.Client{Transport: &http.Transport{
+	httpClient := &http.Client{Transport: &http.Transport{
 		Proxy:           http.ProxyFromEnvironment,
 		TLSClientConfig: server.tlsConfig(roots),
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
-	st, raw, err := status.Fetch(ctx, client, server.url, tok)
+	st, raw, err := status.Fetch(ctx, httpClient, server.url, tok)
 	if err != nil {
+		if hint := client.Hint(err); hint != "" {
+			fmt.Fprintf(stderr, "%s: %v: %s\n", name, err, hint)
+			return 1
+		}
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // App is the inlets app: the registry of connected tunnel clients, shared by
@@ -19,10 +20,13 @@ func init() {
 type App struct {
 	reg *Registry
 	ctx caddy.Context
+	// controlPlanes counts the config's handlers serving a control plane.
+	controlPlanes atomic.Int32
 }
 
-// CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+// CaddyModule returns the Caddy module information. Its receiver is a
+// pointer because App holds an atomic counter, which must not be copied.
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "inlets",
 		New: func() caddy.Module { return new(App) },
@@ -65,6 +69,24 @@ func FromContext(ctx caddy.Context) (*Registry, error) {
 		return nil, fmt.Errorf("loading the inlets app: %w", err)
 	}
 	return app.(*App).reg, nil
+}
+
+// NoteControlPlane records that a handler of ctx's config serves the
+// control plane.
+func NoteControlPlane(ctx caddy.Context) error {
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return fmt.Errorf("loading the inlets app: %w", err)
+	}
+	app.(*App).controlPlanes.Add(1)
+	return nil
+}
+
+// HasControlPlane reports whether a handler of ctx's config serves the
+// control plane, once the config is provisioned.
+func HasControlPlane(ctx caddy.Context) bool {
+	app, err := ctx.App("inlets")
+	return err == nil && app.(*App).controlPlanes.Load() > 0
 }
 
 // Interface guards

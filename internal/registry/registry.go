@@ -45,13 +45,46 @@ type Registry struct {
 
 	// watchers are told when a session is added or removed.
 	watchers sync.Map // *func(*Session)
+
+	// budget bounds what clients have sent and visitors not read yet,
+	// across every session.
+	budget *tunnel.Budget
+	// shedLog bounds the log lines about streams the budget resets.
+	shedLog struct {
+		sync.Mutex
+		last       time.Time
+		suppressed int
+	}
 }
+
+// DefaultMaxUnread is the budget's limit unless a control plane sets it.
+const DefaultMaxUnread = 256 << 20
 
 // New returns an empty registry.
 func New() *Registry {
-	r := &Registry{started: time.Now()}
+	r := &Registry{started: time.Now(), budget: tunnel.NewBudget(DefaultMaxUnread)}
 	r.logger.Store(zap.NewNop())
+	r.budget.OnShed = r.logShed
 	return r
+}
+
+// Budget is the budget of data clients have sent and visitors not read
+// yet, shared by every session.
+func (r *Registry) Budget() *tunnel.Budget { return r.budget }
+
+// logShed logs a stream the budget reset, at most once a second.
+func (r *Registry) logShed(_ *tunnel.Stream, unread int64, idle time.Duration) {
+	r.shedLog.Lock()
+	defer r.shedLog.Unlock()
+	if time.Since(r.shedLog.last) < time.Second {
+		r.shedLog.suppressed++
+		return
+	}
+	r.shedLog.last = time.Now()
+	r.Logger().Warn("data that visitors do not read passed max_unread: cutting the visitors who read least",
+		zap.Int64("unread_bytes", unread), zap.Duration("reader_idle", idle),
+		zap.Int64("max_unread", r.budget.Limit()), zap.Int("streams_cut_since_last_line", r.shedLog.suppressed))
+	r.shedLog.suppressed = 0
 }
 
 // Started is when the registry was created: the server's start time as

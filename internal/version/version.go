@@ -12,11 +12,19 @@ import (
 const ModulePath = "github.com/caddy-inlets/caddy-inlets"
 
 var read = sync.OnceValues(func() (version, sha string) {
-	version, sha = "dev", "unknown"
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return
+		return "dev", "unknown"
 	}
+	return fromBuildInfo(info)
+})
+
+// fromBuildInfo finds this module's version and commit in a binary's
+// build information: the main module's when this is it, else its
+// dependency entry's (a binary built with xcaddy, whose own commit is
+// not ours).
+func fromBuildInfo(info *debug.BuildInfo) (version, sha string) {
+	version, sha = "dev", "unknown"
 	mod := &info.Main
 	if mod.Path != ModulePath {
 		// Built into another binary (xcaddy): use our dependency entry.
@@ -39,13 +47,16 @@ var read = sync.OnceValues(func() (version, sha string) {
 			sha = version[i+1:]
 		}
 	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" {
-			sha = s.Value
+	// The VCS stamp is the main module's: ours only when we are it.
+	if info.Main.Path == ModulePath {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				sha = s.Value
+			}
 		}
 	}
 	return
-})
+}
 
 // Version is the module version of caddy-inlets in this binary, or "dev".
 func Version() string { v, _ := read(); return v }
