@@ -117,7 +117,10 @@ func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, ad
 		return http.StatusTooManyRequests
 	}
 	defer done()
-	ws, err := upgrader.Upgrade(hijacker{w}, r, nil)
+	// Hijack beneath the recorder: Caddy's wraps the hijacked connection
+	// in one that counts bytes and holds on to the response, and with it
+	// the request's buffers, 12 KiB or so, for the session's life.
+	ws, err := upgrader.Upgrade(hijacker{w.(interface{ Unwrap() http.ResponseWriter }).Unwrap()}, r, nil)
 	if err != nil {
 		// The upgrader has answered the client already.
 		h.logger.Warn("upgrading client connection", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))

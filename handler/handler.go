@@ -101,9 +101,9 @@ type Handler struct {
 	// The receive window of each stream, in bytes: how much a client may
 	// send on a stream that Caddy has not passed on to the visitor yet,
 	// and so Caddy's memory for a visitor that does not read (twice this
-	// at most, with the buffer's growth). A stream carries at most this
-	// much per round trip to the client. Default and minimum: 262144
-	// (256 KiB).
+	// at most, with the buffer's growth; all streams together are bounded
+	// by max_unread). A stream carries at most this much per round trip to
+	// the client. Default: 1048576 (1 MiB); minimum: 262144 (256 KiB).
 	StreamWindow int `json:"stream_window,omitempty"`
 
 	// The data clients have sent on streams that no visitor has read
@@ -253,7 +253,7 @@ func (h *Handler) setDefaults() {
 	def(&h.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
 	def(&h.MaxHostsPerClient, DefaultMaxHostsPerClient)
 	def(&h.MaxPortsPerClient, DefaultMaxPortsPerClient)
-	def(&h.StreamWindow, tunnel.MinStreamWindow)
+	def(&h.StreamWindow, tunnel.DefaultStreamWindow)
 	def(&h.AuthFailures, DefaultAuthFailures)
 	def(&h.MaxHandshakesPerAddress, DefaultHandshakesPerAddress)
 	if h.MaxUnread == 0 {

@@ -202,7 +202,9 @@ func TestAbandonedDownloadsLeaveNoMemoryOrUpstreamSockets(t *testing.T) {
 // window (yamux's buffer, as it grows) and reverse_proxy's 32 KiB buffer.
 func TestVisitorsThatReadNothingHoldAtMostTheDocumentedBound(t *testing.T) {
 	up := newEndless(t)
-	addr, _ := server(t, inletsBoth)
+	// The smallest window, so that the streams' bound, not max_unread's,
+	// is the one reached.
+	addr, _ := server(t, "inlets {\n\t\ttoken "+testenv.Token+"\n\t\tstream_window 256KiB\n\t}")
 	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--url", "ws://"+addr, "--token", testenv.Token,
 		"--id", "unread", "--upstream", "big.example.com=http://"+up.HTTP)
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -259,4 +261,83 @@ func TestVisitorsThatReadNothingHoldAtMostTheDocumentedBound(t *testing.T) {
 		c.Close()
 	}
 	heapBackWithin(t, base, 32<<20, up)
+}
+
+// All visitors together cannot pin more than max_unread of unread data
+// (about twice that of heap): past it, the visitors who read least are
+// cut, while one who reads goes on at full speed.
+func TestMaxUnreadCutsTheVisitorsWhoReadLeast(t *testing.T) {
+	const maxUnread = 16 << 20
+	up := newEndless(t)
+	addr, _ := server(t, fmt.Sprintf("inlets {\n\t\ttoken %s\n\t\tmax_unread %d\n\t}", testenv.Token, maxUnread))
+	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--url", "ws://"+addr, "--token", testenv.Token,
+		"--id", "budget", "--upstream", "big.example.com=http://"+up.HTTP)
+	waitSessions(t, "budget", 1)
+	if err := abandonHTTP(addr, "big.example.com", 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	heapBackWithin(t, math.Inf(1), 0, up)
+	base := heapInUse(t)
+
+	// A visitor who reads all the while.
+	reader, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	fmt.Fprintf(reader, "GET /big HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
+	var read atomic.Int64
+	readErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := reader.Read(buf)
+			read.Add(int64(n))
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	// 100 who read nothing: up to 1 MiB each in their windows, six
+	// times the budget.
+	var stalled []net.Conn
+	for range 100 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		stalled = append(stalled, c)
+		fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
+	}
+	defer func() {
+		for _, c := range stalled {
+			c.Close()
+		}
+	}()
+	// Some are cut: their upstream connections close.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := up.open.Load(); n > 60 {
+			return fmt.Errorf("%d upstream connections still open; max_unread should have cut some of the 100 that read nothing", n)
+		}
+		return nil
+	})
+	held := heapInUse(t) - base
+	t.Logf("with 100 visitors that read nothing and max_unread 16 MiB: Caddy's heap holds %.1f MiB more; %d upstream connections left", held/(1<<20), up.open.Load())
+	if bound := float64(2*maxUnread + 100*(64<<10) + 16<<20); held > bound {
+		t.Fatalf("Caddy's heap holds %.0f MiB more with max_unread %d MiB, over the %.0f MiB allowed", held/(1<<20), maxUnread>>20, bound/(1<<20))
+	}
+	before := read.Load()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		select {
+		case err := <-readErr:
+			return fmt.Errorf("the visitor who reads was cut: %v", err)
+		default:
+		}
+		if read.Load() < before+64<<20 {
+			return fmt.Errorf("the visitor who reads got %d MiB since", (read.Load()-before)>>20)
+		}
+		return nil
+	})
 }

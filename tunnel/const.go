@@ -141,8 +141,12 @@ const (
 
 	// MinStreamWindow is yamux's initial stream window, which a peer may
 	// fill before any window update: the smallest receive window a stream
-	// can have, and the default of both sides.
+	// can have, and the client's.
 	MinStreamWindow = 256 << 10
+
+	// DefaultStreamWindow is the server's default receive window per
+	// stream (ServerConfig.StreamWindow).
+	DefaultStreamWindow = 1 << 20
 
 	// DefaultProbeAfter and DefaultAnswerTimeout are the server's defaults
 	// for ServerConfig.ProbeAfter and AnswerTimeout: a client that stops

@@ -59,8 +59,9 @@
 // refuses such streams at the client's end.
 //
 // Each side's receive window on a stream starts at yamux's 256 KiB
-// ([MinStreamWindow]); the server may grant more (its stream_window),
-// never less. The client sends a yamux ping every [KeepAliveInterval], and
+// ([MinStreamWindow]), which is the client's; the server grants more
+// ([DefaultStreamWindow], its stream_window). The server may reset streams
+// whose visitors do not read, to keep the data it holds for them bounded. The client sends a yamux ping every [KeepAliveInterval], and
 // ends the session when one goes unanswered for [ConnectionWriteTimeout].
 // The server does not ping an idle client: it ends a session from which
 // nothing has arrived for [PeerSilenceTimeout]. When it has sent a client

@@ -27,8 +27,8 @@ type ServerConfig struct {
 	// StreamWindow is the receive window of each stream: how many bytes
 	// the client may send on a stream that the server has not read yet.
 	// It bounds the server's memory per stream, and one stream's
-	// throughput to StreamWindow per round trip. Default and minimum:
-	// MinStreamWindow.
+	// throughput to StreamWindow per round trip. Default:
+	// DefaultStreamWindow; minimum: MinStreamWindow.
 	StreamWindow uint32
 
 	// ProbeAfter and AnswerTimeout bound how long a client that stops
@@ -96,7 +96,11 @@ func ServerSession(conn *Conn, cfg ServerConfig) (*Session, error) {
 	conn.Watch(probe, answer, func() {
 		s.end(fmt.Errorf("the client answered nothing for %s", probe+answer))
 	})
-	mc := muxConfig(cfg.StreamWindow, cfg.Logger)
+	window := cfg.StreamWindow
+	if window == 0 {
+		window = DefaultStreamWindow
+	}
+	mc := muxConfig(window, cfg.Logger)
 	mc.EnableKeepAlive = false
 	mux, err := yamux.Client(conn, mc)
 	if err != nil {

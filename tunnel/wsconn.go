@@ -450,10 +450,8 @@ func (c *Conn) appendFrame(a, b []byte) { c.appendWSFrame(finalBinaryFrame, a, b
 // appendWSFrame appends a and b, concatenated, to pending as one frame
 // whose first byte (FIN bit and opcode) is first.
 func (c *Conn) appendWSFrame(first byte, a, b []byte) {
-	if c.pending == nil {
-		c.pending = frameBuffers.Get().(*[]byte)
-	}
 	n := len(a) + len(b)
+	c.reserve(maxFrameHeaderSize + n)
 	buf := append(*c.pending, first, 0)
 	lenByte := len(buf) - 1
 	switch {
@@ -480,6 +478,28 @@ func (c *Conn) appendWSFrame(first byte, a, b []byte) {
 	*c.pending = buf
 }
 
+// reserve makes room in pending for n more bytes. A session's small
+// frames (a pong, a window update, a short answer) take a small buffer,
+// which moves to a large one only when data comes: an idle session, whose
+// only frames are answers to its client's pings, should not hold a 64 KiB
+// buffer each time it writes.
+func (c *Conn) reserve(n int) {
+	if c.pending == nil {
+		if n <= smallBufferSize {
+			c.pending = smallBuffers.Get().(*[]byte)
+		} else {
+			c.pending = frameBuffers.Get().(*[]byte)
+		}
+		return
+	}
+	if buf := *c.pending; cap(buf) == smallBufferSize && len(buf)+n > smallBufferSize {
+		big := frameBuffers.Get().(*[]byte)
+		*big = append((*big)[:0], buf...)
+		putBuffer(c.pending)
+		c.pending = big
+	}
+}
+
 // startFlusher starts the flusher if frames wait and none runs. The caller
 // holds writeMu.
 func (c *Conn) startFlusher() {
@@ -499,27 +519,44 @@ func (c *Conn) flush() {
 		c.flushed.Broadcast()
 		c.writeMu.Unlock()
 		_, err := c.nc.Write(*buf)
-		*buf = (*buf)[:0]
-		frameBuffers.Put(buf)
+		putBuffer(buf)
 		c.writeMu.Lock()
 		if err != nil && c.werr == nil {
 			c.werr = err
 		}
 	}
 	if c.pending != nil {
-		*c.pending = (*c.pending)[:0]
-		frameBuffers.Put(c.pending)
+		putBuffer(c.pending)
 		c.pending = nil
 	}
 	c.flushing = false
 	c.flushed.Broadcast()
 }
 
-// frameBuffers hold the frames waiting for a flusher.
-var frameBuffers = sync.Pool{New: func() any {
-	b := make([]byte, 0, 64<<10)
-	return &b
-}}
+// frameBuffers and smallBuffers hold the frames waiting for a flusher:
+// large ones for data, small ones for a few control frames.
+var (
+	frameBuffers = sync.Pool{New: func() any {
+		b := make([]byte, 0, 64<<10)
+		return &b
+	}}
+	smallBuffers = sync.Pool{New: func() any {
+		b := make([]byte, 0, smallBufferSize)
+		return &b
+	}}
+)
+
+const smallBufferSize = 512
+
+// putBuffer returns a pending buffer to its pool.
+func putBuffer(b *[]byte) {
+	*b = (*b)[:0]
+	if cap(*b) == smallBufferSize {
+		smallBuffers.Put(b)
+	} else {
+		frameBuffers.Put(b)
+	}
+}
 
 // maskBytes XORs b with the repeated key (RFC 6455, section 5.3), eight
 // bytes at a time.
