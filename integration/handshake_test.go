@@ -189,3 +189,42 @@ func TestSilentClientIsDroppedAfterTheHandshakeTimeout(t *testing.T) {
 		t.Fatalf("the server dropped a silent client after %s, want about %s", waited, tunnel.HandshakeTimeout)
 	}
 }
+
+// RFC 6455, section 5.5, on the real control plane: a raw WebSocket
+// client's Ping gets a Pong, and its Close a Close.
+func TestControlPlaneAnswersWebSocketPingAndClose(t *testing.T) {
+	addr, _ := server(t, inletsBoth)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	pongs, closes := make(chan string, 1), make(chan int, 1)
+	ws.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	ws.SetCloseHandler(func(code int, _ string) error { closes <- code; return nil })
+	go func() {
+		for {
+			if _, _, err := ws.NextReader(); err != nil {
+				return
+			}
+		}
+	}()
+	ws.WriteControl(websocket.PingMessage, []byte("load balancer"), time.Now().Add(time.Second))
+	select {
+	case got := <-pongs:
+		if got != "load balancer" {
+			t.Errorf("pong %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong from the control plane")
+	}
+	ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	select {
+	case code := <-closes:
+		if code != websocket.CloseNormalClosure {
+			t.Errorf("close code %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close from the control plane")
+	}
+}

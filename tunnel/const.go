@@ -141,11 +141,11 @@ const (
 
 	// MinStreamWindow is yamux's initial stream window, which a peer may
 	// fill before any window update: the smallest receive window a stream
-	// can have, and the client's.
+	// can have.
 	MinStreamWindow = 256 << 10
 
-	// DefaultStreamWindow is the server's default receive window per
-	// stream (ServerConfig.StreamWindow).
+	// DefaultStreamWindow is the client's receive window per stream, and
+	// the server's default (ServerConfig.StreamWindow).
 	DefaultStreamWindow = 1 << 20
 
 	// DefaultProbeAfter and DefaultAnswerTimeout are the server's defaults

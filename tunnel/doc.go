@@ -59,8 +59,8 @@
 // refuses such streams at the client's end.
 //
 // Each side's receive window on a stream starts at yamux's 256 KiB
-// ([MinStreamWindow]), which is the client's; the server grants more
-// ([DefaultStreamWindow], its stream_window). The server may reset streams
+// ([MinStreamWindow]); both grant more, the client [DefaultStreamWindow],
+// the server its stream_window (the same by default). The server may reset streams
 // whose visitors do not read, to keep the data it holds for them bounded. The client sends a yamux ping every [KeepAliveInterval], and
 // ends the session when one goes unanswered for [ConnectionWriteTimeout].
 // The server does not ping an idle client: it ends a session from which

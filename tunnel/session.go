@@ -112,7 +112,7 @@ func ServerSession(conn *Conn, cfg ServerConfig) (*Session, error) {
 
 // ClientSession starts the client's side of a session over conn.
 func ClientSession(conn *Conn, logger yamux.Logger) (*Session, error) {
-	mux, err := yamux.Server(conn, muxConfig(MinStreamWindow, logger))
+	mux, err := yamux.Server(conn, muxConfig(DefaultStreamWindow, logger))
 	if err != nil {
 		return nil, err
 	}
