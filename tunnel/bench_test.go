@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"io"
-	"net"
 	"testing"
 )
 
@@ -80,8 +79,9 @@ func BenchmarkStreamThroughput(b *testing.B) {
 }
 
 // BenchmarkStreamOpen opens a stream with a header, has the client read
-// the header and answer one byte, and closes it: the fixed cost of each
-// tunneled connection.
+// the header and answer with its reply, as a client does once it has
+// connected the upstream, and closes it: the fixed cost of each tunneled
+// connection.
 func BenchmarkStreamOpen(b *testing.B) {
 	server, client := muxPair(b)
 	go func() {
@@ -90,17 +90,18 @@ func BenchmarkStreamOpen(b *testing.B) {
 			if err != nil {
 				return
 			}
-			go func(st net.Conn) {
+			go func(st *Stream) {
 				var h StreamHeader
 				if ReadFrame(st, MaxStreamHeaderSize, &h) == nil {
-					st.Write([]byte{1})
+					WriteFrame(st, StreamReply{})
 				}
+				// The server closes the stream once it has the reply.
+				io.Copy(io.Discard, st)
 				st.Close()
 			}(st)
 		}
 	}()
 	hdr := StreamHeader{Kind: KindTCP, Port: 2222, RemoteAddr: "203.0.113.7:51000", LocalAddr: "192.0.2.1:2222"}
-	one := make([]byte, 1)
 	b.ReportAllocs()
 	for b.Loop() {
 		st, err := server.Open()
@@ -110,8 +111,8 @@ func BenchmarkStreamOpen(b *testing.B) {
 		if err := WriteFrame(st, hdr); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := io.ReadFull(st, one); err != nil {
-			b.Fatal(err)
+		if r, err := ReadReply(st); err != nil || r.Error != "" {
+			b.Fatal(r, err)
 		}
 		st.Close()
 	}
