@@ -108,8 +108,8 @@ type Handler struct {
 
 	// The data clients have sent on streams that no visitor has read
 	// yet, in bytes, all clients together: past it, the streams holding
-	// the most unread data, the visitors who stopped reading, are reset
-	// until it is back under 90%. Below it, a slow reader slows only its
+	// unread data whose visitors have not read for longest, the visitors
+	// who stopped reading, are reset until it is back under 90%. Below it, a slow reader slows only its
 	// own stream. One limit serves the whole process: the control plane
 	// provisioned last sets it. Default: 268435456 (256 MiB).
 	MaxUnread int64 `json:"max_unread,omitempty"`

@@ -11,9 +11,9 @@ import (
 // shares it: what a visitor who does not read pins in the server's memory.
 // Each stream holds at most its window; while the sum stays under the
 // limit, a slow reader slows only its own stream. Once the sum passes the
-// limit, the streams holding the most unread data, and among them those
-// whose reader has waited longest, are reset until it is back under 90%
-// of the limit: the visitors who stopped reading are cut, not the others.
+// limit, the streams holding unread data whose reader has waited longest
+// are reset, one after the other, until it is back under 90% of the
+// limit: the visitors who stopped reading are cut, not the others.
 type Budget struct {
 	limit atomic.Int64
 	used  atomic.Int64
@@ -120,12 +120,19 @@ func (b *Budget) sweep() {
 				b.mu.Unlock()
 				return
 			}
+			// The reader that has waited longest goes first: a stream
+			// being read can hold as much as a stalled one for a moment.
 			var victim *Stream
 			var most int64
+			var oldest int64
 			for st := range b.streams {
 				n := st.unreadOf()
-				if n > most || n == most && victim != nil && st.lastRead.Load() < victim.lastRead.Load() {
-					victim, most = st, n
+				if n == 0 {
+					continue
+				}
+				last := st.lastRead.Load()
+				if victim == nil || last < oldest || last == oldest && n > most {
+					victim, most, oldest = st, n, last
 				}
 			}
 			b.mu.Unlock()
