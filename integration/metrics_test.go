@@ -450,3 +450,38 @@ func isReferenceGaugeName(line string) bool {
 	}
 	return false
 }
+
+// The series of a host go from /metrics when its last client leaves, so
+// that clients announcing ever new hosts cannot grow it without bound.
+func TestSeriesOfHostsWhoseClientsLeftAreGone(t *testing.T) {
+	up := newUpstream(t, "app")
+	addr, _ := server(t, inletsBoth)
+	stamp := time.Now().UnixNano()
+	var clients []*testenv.RunningClient
+	var hosts []string
+	for i := range 20 {
+		host := fmt.Sprintf("gone-%d-%d.example.com", stamp, i)
+		hosts = append(hosts, host)
+		clients = append(clients, testenv.Client(t, testenv.HTTPClient("ws://"+addr, host, up.URL)))
+		if code, _ := request(t, http.MethodGet, addr, host, "/", nil); code != http.StatusOK {
+			t.Fatalf("%s: %d", host, code)
+		}
+	}
+	if got := adminMetrics(t).labelValues("http_dataplane_requests_total", "host"); !contains(got, hosts[0]) || !contains(got, hosts[19]) {
+		t.Fatalf("with their clients connected, /metrics lacks the hosts' series: %v", got)
+	}
+	for _, c := range clients {
+		c.Stop()
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		m := adminMetrics(t)
+		for _, name := range []string{"http_dataplane_requests_total", "http_dataplane_request_duration_seconds"} {
+			for _, h := range m.labelValues(name, "host") {
+				if strings.HasPrefix(h, fmt.Sprintf("gone-%d-", stamp)) {
+					return fmt.Errorf("%s still has a series of %s after its client left", name, h)
+				}
+			}
+		}
+		return nil
+	})
+}
