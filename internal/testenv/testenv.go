@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -89,15 +90,55 @@ func (c *Caddy) Load(caddyfile string) error {
 	return nil
 }
 
-// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago and
+// that this process has not been given before. It picks below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), as scripts/lib.sh does:
+// a port from that range can be taken meanwhile as the local end of any
+// outgoing connection on the machine (a keep-alive HTTP connection of
+// another test, say), and a tunnel that announces it then cannot listen.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for range 1000 {
+		port := freePortFloor + rand.IntN(low-freePortFloor)
+		if freePorts.given[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		freePorts.given[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free TCP port on 127.0.0.1 in %d-%d", freePortFloor, low-1)
+	return 0
+}
+
+// freePortFloor is the lowest port FreePort gives: above the ports that
+// services on a developer's machine usually take.
+const freePortFloor = 20000
+
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 32768
+// (Linux's default) when it cannot be read or leaves too little below it.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if low, err := strconv.Atoi(f[0]); err == nil && low > freePortFloor+1000 {
+				return low
+			}
+		}
+	}
+	return 32768
 }
 
 // Eventually polls cond every 10ms until it returns nil or timeout passes,
