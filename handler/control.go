@@ -65,7 +65,8 @@ func (h *Handler) answerControl(w caddyhttp.ResponseRecorder, r *http.Request) i
 		tooMany(w, wait, "inlets: too many failed logins from your address: wait before trying again, with the right token")
 		return http.StatusTooManyRequests
 	}
-	if !h.tokens.authorized(r) {
+	tunnelName, ok := h.authenticate(r)
+	if !ok {
 		fix := "send the server's token as `Authorization: Bearer <token>`"
 		if r.URL.Path == tunnel.ConnectPath {
 			fix = "give the client the server's token with --token or --token-file"
@@ -77,18 +78,49 @@ func (h *Handler) answerControl(w caddyhttp.ResponseRecorder, r *http.Request) i
 	}
 	switch r.URL.Path {
 	case tunnel.ConnectPath:
-		return h.serveConnect(w, r, addr)
+		return h.serveConnect(w, r, addr, tunnelName)
 	case tunnel.StatusPath:
 		if allowGet(w, r) {
-			status.ServeJSON(w, caddystatus.Of(h.reg))
+			st := caddystatus.Of(h.reg)
+			if tunnelName.name != registry.Unnamed {
+				st = caddystatus.OfTunnel(st, tunnelName.name)
+			}
+			status.ServeJSON(w, st)
 		}
 	case tunnel.MetricsPath:
 		if allowGet(w, r) {
-			h.metricsHandler.ServeHTTP(w, r)
+			if tunnelName.name != registry.Unnamed {
+				h.tunnelMetrics(tunnelName.name).ServeHTTP(w, r)
+			} else {
+				h.metricsHandler.ServeHTTP(w, r)
+			}
 		}
 	}
 	// Nothing written: net/http answers 200.
 	return statusOr(w, http.StatusOK)
+}
+
+// identity is who a request's token says it is: a named tunnel, or
+// Unnamed for the handler's own tokens, with the token's digest.
+type identity struct {
+	name   string
+	digest [sha256.Size]byte
+}
+
+// authenticate finds the tunnel of r's bearer token: a named tunnel's of
+// the server (one map lookup of the token's digest, whatever the number
+// of tunnels), else the handler's own. The token itself is never kept.
+func (h *Handler) authenticate(r *http.Request) (identity, bool) {
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || given == "" {
+		return identity{}, false
+	}
+	id := identity{digest: sha256.Sum256([]byte(given))}
+	if name, ok := h.reg.Tenancy().Authenticate(id.digest, time.Now()); ok {
+		id.name = name
+		return id, true
+	}
+	return id, h.tokens.contains(id.digest)
 }
 
 // allowGet answers 405 to anything but GET and HEAD.
@@ -106,7 +138,7 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 // goroutines of its own, which hold only the registry and the session:
 // it outlives this request and this config. It returns the status the
 // request was answered with.
-func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, addr netip.Prefix) int {
+func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, addr netip.Prefix, id identity) int {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "inlets: "+tunnel.ConnectPath+" expects a WebSocket upgrade over HTTP/1.1 from an inlets client", http.StatusBadRequest)
 		return http.StatusBadRequest
@@ -129,13 +161,13 @@ func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, ad
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
-	h.serveSession(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr)
+	h.serveSession(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr, id)
 	return http.StatusSwitchingProtocols
 }
 
 // serveSession performs the server's half of the handshake over conn and
 // admits the client, or tells it why not. It owns conn.
-func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
+func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity) {
 	logger := h.reg.Logger()
 	sess, err := tunnel.ServerSession(conn, tunnel.ServerConfig{
 		StreamWindow:  uint32(h.StreamWindow),
@@ -155,21 +187,31 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
 			tunnel.RejectClient(ctrl, rej)
 		}
 		sess.Close()
-		logger.Warn("client rejected", zap.String("remote_addr", remoteAddr), zap.Error(err))
+		fields := []zap.Field{zap.String("remote_addr", remoteAddr), zap.Error(err)}
+		if id.name != registry.Unnamed {
+			fields = append(fields, zap.String("tunnel", id.name))
+		}
+		logger.Warn("client rejected", fields...)
 	}
 	ctrl, hello, protocol, err := tunnel.ReadHello(sess)
 	if err != nil {
 		refuse(nil, err)
 		return
 	}
-	if err := h.checkAnnouncement(&hello); err != nil {
+	if err := h.checkAnnouncement(id.name, &hello); err != nil {
 		refuse(ctrl, err)
 		return
 	}
-	s := h.reg.NewSession(sess, ctrl, hello, protocol, remoteAddr, registry.Limits{
+	limits := registry.Limits{
+		Tunnel:       id.name,
+		TokenDigest:  id.digest,
 		MaxStreams:   h.MaxStreamsPerClient,
 		FailDuration: time.Duration(h.FailDuration),
-	})
+	}
+	if sc := h.reg.Tenancy().Scope(id.name); sc != nil && sc.MaxStreamsPerClient > 0 {
+		limits.MaxStreams = sc.MaxStreamsPerClient
+	}
+	s := h.reg.NewSession(sess, ctrl, hello, protocol, remoteAddr, limits)
 	if err := h.reg.Admit(s, h.MaxClients); err != nil {
 		refuse(ctrl, err)
 		return
@@ -181,6 +223,7 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
 	}
 	logger.Info("client connected",
 		zap.String("remote_addr", remoteAddr),
+		zap.String("tunnel", id.name),
 		zap.String("client_id", hello.ClientID),
 		zap.Uint64("session", s.ID),
 		zap.String("mode", hello.Mode),
@@ -190,16 +233,21 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string) {
 }
 
 // checkAnnouncement holds a client's announcement to this handler's
-// allow-list and limits.
-func (h *Handler) checkAnnouncement(hello *tunnel.Hello) error {
+// limits, and to its tunnel's scope: a named tunnel's hosts and ports, or
+// for the handler's own token, the handler's allow_hosts less what a
+// named tunnel owns.
+func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) error {
 	if n := len(hello.HTTP); n > h.MaxHostsPerClient {
 		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d hosts, and this server takes at most %d from one client (its max_hosts_per_client)", n, h.MaxHostsPerClient)
 	}
 	if n := len(hello.TCP); n > h.MaxPortsPerClient {
 		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d ports, and this server takes at most %d from one client (its max_ports_per_client)", n, h.MaxPortsPerClient)
 	}
+	if err := h.reg.Tenancy().CheckAnnouncement(tunnelName, hello); err != nil {
+		return err
+	}
 	for _, up := range hello.HTTP {
-		if h.allow != nil && !h.allow(up.Host) {
+		if tunnelName == registry.Unnamed && h.allow != nil && !h.allow(up.Host) {
 			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
 				up.Host, strings.Join(h.AllowHosts, " "))
 		}
@@ -257,14 +305,9 @@ func loadTokens(tokens, files []string) (tokenSet, error) {
 	return set, nil
 }
 
-// authorized reports whether r carries an accepted bearer token. Every
+// contains reports whether sum is the digest of an accepted token. Every
 // token is compared, so the time taken does not tell which one matched.
-func (ts tokenSet) authorized(r *http.Request) bool {
-	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || given == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(given))
+func (ts tokenSet) contains(sum [sha256.Size]byte) bool {
 	match := 0
 	for i := range ts {
 		match |= subtle.ConstantTimeCompare(sum[:], ts[i][:])

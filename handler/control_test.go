@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 )
 
 func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
@@ -39,7 +41,8 @@ func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
 		if tt.header != "" {
 			r.Header.Set("Authorization", tt.header)
 		}
-		if got := set.authorized(r); got != tt.ok {
+		h := &Handler{tokens: set, reg: registry.New()}
+		if _, got := h.authenticate(r); got != tt.ok {
 			t.Errorf("Authorization %q: authorized %v, want %v", tt.header, got, tt.ok)
 		}
 	}

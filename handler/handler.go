@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
@@ -134,9 +135,12 @@ type Handler struct {
 	allow          func(string) bool
 	proxy          *reverseproxy.Handler
 	metricsHandler http.Handler
+	gatherer       prometheus.Gatherer
 	logger         *zap.Logger
 	control        bool
 	data           bool
+	// tunnels is the number of the config's named tunnels.
+	tunnels int
 }
 
 // CaddyModule returns the Caddy module information.
@@ -181,10 +185,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
 			return err
 		}
+		tenancy, err := registry.TenancyOf(ctx)
+		if err != nil {
+			return err
+		}
+		h.tunnels = tenancy.Len()
 		h.reg.Budget().SetLimit(h.MaxUnread)
 		// The config's registry: Caddy's metrics and inlets', as the
 		// admin endpoint's /metrics and the metrics directive serve them.
-		h.metricsHandler = promhttp.HandlerFor(ctx.GetMetricsRegistry(), promhttp.HandlerOpts{
+		h.gatherer = ctx.GetMetricsRegistry()
+		h.metricsHandler = promhttp.HandlerFor(h.gatherer, promhttp.HandlerOpts{
 			ErrorLog:          promLogger{h.logger},
 			EnableOpenMetrics: true,
 		})
@@ -329,9 +339,10 @@ func (h *Handler) Validate() error {
 	if h.MaxUnread < 1<<20 {
 		return fmt.Errorf("max_unread %d must be at least 1 MiB", h.MaxUnread)
 	}
-	if h.control && len(h.tokens) == 0 {
+	if h.control && len(h.tokens) == 0 && h.tunnels == 0 {
 		return fmt.Errorf("the inlets control plane needs a token, so that only your clients can connect: " +
 			"add `token {env.INLETS_TOKEN}` (or `token_file /path/to/token`) to the inlets directive, " +
+			"declare tunnels with their tokens in the global `inlets` option, " +
 			"or serve only the data plane with `inlets data`")
 	}
 	return nil

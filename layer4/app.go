@@ -79,6 +79,9 @@ type App struct {
 	logger  *zap.Logger
 	reg     *registry.Registry
 	allowed portSet
+	// tenancy is the config's tunnels: a named tunnel's tcp_ports are
+	// served to its clients, in addition to allowed.
+	tenancy *registry.Tenancy
 	fwd     forwarding
 
 	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
@@ -109,6 +112,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.reg = reg
+	if a.tenancy, err = registry.TenancyOf(ctx); err != nil {
+		return err
+	}
 	if a.allowed, err = parsePorts(a.Ports); err != nil {
 		return err
 	}
@@ -127,7 +133,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the config's values.
 func (a *App) Validate() error {
-	if len(a.allowed) == 0 {
+	if len(a.allowed) == 0 && !a.tenancy.HasPorts() {
 		return fmt.Errorf("inlets tcp: no ports: list the ports clients may open, e.g. `ports 2222 8000-8100` (JSON: \"ports\": [\"2222\", \"8000-8100\"])")
 	}
 	if err := validateBind(a.Bind); err != nil {
@@ -182,7 +188,7 @@ func (a *App) Start() error {
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
 	unbound := make(map[int]error)
 	for _, port := range slices.Sorted(slices.Values(a.reg.Ports())) {
-		if !a.allowed.contains(port) || a.listeners[port] != nil {
+		if !a.allowed.contains(port) && a.tenancy.PortOwner(port) == registry.Unnamed || a.listeners[port] != nil {
 			continue
 		}
 		l, err := a.listen(port)
@@ -210,7 +216,7 @@ func (a *App) withdrawUnserved(unbound map[int]error) {
 		reasons := make(map[int]string)
 		for _, up := range s.Hello.TCP {
 			switch {
-			case !a.allowed.contains(up.Port):
+			case !a.allows(s.Tunnel, up.Port):
 				reasons[up.Port] = disallowed
 			case unbound[up.Port] != nil:
 				reasons[up.Port] = unbound[up.Port].Error()
@@ -280,11 +286,14 @@ func (a *App) OpenPorts(s *registry.Session) error {
 	}
 	var refused []int
 	for _, up := range s.Hello.TCP {
-		if !a.allowed.contains(up.Port) {
+		if !a.allows(s.Tunnel, up.Port) {
 			refused = append(refused, up.Port)
 		}
 	}
 	if len(refused) > 0 {
+		if len(a.allowed) == 0 {
+			return tunnel.Reject(tunnel.RejectPortNotAllowed, "%s not among this server's TCP ports: it serves only its tunnels' ports, to their tokens", portsPhrase(refused))
+		}
 		return tunnel.Reject(tunnel.RejectPortNotAllowed, "%s not in the server's allowed ports %s", portsPhrase(refused), a.allowed)
 	}
 	var opened []int
@@ -306,6 +315,16 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		opened = append(opened, up.Port)
 	}
 	return nil
+}
+
+// allows reports whether this config serves port to clients of tunnel:
+// a named tunnel's own ports, or for the Unnamed one, the allowed ports
+// that no named tunnel owns.
+func (a *App) allows(tunnel string, port int) bool {
+	if owner := a.tenancy.PortOwner(port); owner != registry.Unnamed {
+		return owner == tunnel
+	}
+	return tunnel == registry.Unnamed && a.allowed.contains(port)
 }
 
 func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {

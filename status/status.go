@@ -64,6 +64,9 @@ type Client struct {
 	// Ports are the public ports a TCP client announced, in the order of
 	// its TCP upstreams.
 	Ports []int `json:"ports,omitempty"`
+	// Tunnel is the name of the tunnel whose token the client presented;
+	// absent for the server's own token.
+	Tunnel string `json:"tunnel,omitempty"`
 }
 
 // ModeNone is Info.Mode while no client is connected.

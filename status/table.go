@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,8 +38,21 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 	}
 	fmt.Fprintln(w, "Connected clients:")
 	rows := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	// The Tunnel column appears when some client belongs to a named
+	// tunnel: a server with one token prints inlets' own table.
+	tunnels := slices.ContainsFunc(s.Clients, func(c Client) bool { return c.Tunnel != "" })
+	if tunnels {
+		fmt.Fprint(rows, "Tunnel\t")
+	}
 	fmt.Fprintln(rows, "Client ID\tRemote Address\tConnected\tUpstreams")
 	for _, c := range s.Clients {
+		if tunnels {
+			name := c.Tunnel
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(rows, "%s\t", name)
+		}
 		fmt.Fprintf(rows, "%s\t%s\t%s\t%s\n", c.ClientID, c.RemoteAddr, Ago(c.Since, now), strings.Join(c.Upstreams, ", "))
 	}
 	return rows.Flush()

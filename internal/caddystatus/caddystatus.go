@@ -34,6 +34,7 @@ func Of(reg *registry.Registry) status.Status {
 			Upstreams:  s.Upstreams(),
 			Mode:       s.Hello.Mode,
 			Version:    s.Hello.Version,
+			Tunnel:     s.Tunnel,
 		}
 		for _, up := range s.Hello.TCP {
 			c.Ports = append(c.Ports, up.Port)
@@ -41,4 +42,17 @@ func Of(reg *registry.Registry) status.Status {
 		clients = append(clients, c)
 	}
 	return status.New(reg.Started(), clients)
+}
+
+// OfTunnel is st with only the clients of the named tunnel: what that
+// tunnel's token may see.
+func OfTunnel(st status.Status, name string) status.Status {
+	own := make([]status.Client, 0, len(st.Clients))
+	for _, c := range st.Clients {
+		if c.Tunnel == name {
+			own = append(own, c)
+		}
+	}
+	st.Clients = own
+	return st
 }

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -14,12 +16,25 @@ func init() {
 }
 
 // App is the inlets app: the registry of connected tunnel clients, shared by
-// every inlets handler and the TCP data plane of a config. It has no
-// settings; handlers load it on demand. The registry itself outlives the
-// app: a config reload hands the same sessions to the new config.
+// every inlets handler and the TCP data plane of a config, and the
+// server's tunnels. Handlers load it on demand when a config does not
+// have it. The registry itself outlives the app: a config reload hands the
+// same sessions to the new config, and disconnects only the clients that
+// the new config's tunnels no longer admit.
 type App struct {
-	reg *Registry
-	ctx caddy.Context
+	// The tunnels, by name: tenants of the server, each with its tokens
+	// and what its clients may serve. The admin API edits them at
+	// /config/apps/inlets/tunnels/<name>; see Tunnel.
+	Tunnels map[string]*Tunnel `json:"tunnels,omitempty"`
+
+	// The TCP data plane, as the inlets_tcp app takes it (the Caddyfile's
+	// global `inlets { tcp { ... } }` puts it here). Give it here or as
+	// the inlets_tcp app, not both.
+	TCP json.RawMessage `json:"tcp,omitempty"`
+
+	reg     *Registry
+	ctx     caddy.Context
+	tenancy *Tenancy
 	// controlPlanes counts the config's handlers serving a control plane.
 	controlPlanes atomic.Int32
 }
@@ -41,13 +56,34 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	var err error
+	if a.tenancy, err = CompileTunnels(a.Tunnels); err != nil {
+		return err
+	}
 	a.reg = Load()
+	if a.TCP != nil {
+		// Loading an app module makes it one of the config's apps, which
+		// Caddy starts and stops; it finds this app, provisioned so far,
+		// with ctx.App.
+		if _, err := ctx.AppIfConfigured(tcpApp); err == nil {
+			return fmt.Errorf("the TCP data plane is configured twice, as the inlets app's tcp and as the %s app: keep one", tcpApp)
+		} else if !errors.Is(err, caddy.ErrNotConfigured) {
+			return err
+		}
+		if _, err := ctx.LoadModuleByID(tcpApp, a.TCP); err != nil {
+			return fmt.Errorf("tcp: %w", err)
+		}
+	}
 	return nil
 }
 
-// Start makes this config's logger the registry's.
+// tcpApp is the ID of the TCP data plane's app (package layer4).
+const tcpApp = "inlets_tcp"
+
+// Start makes this config's logger and tunnels the registry's.
 func (a *App) Start() error {
 	a.reg.SetLogger(a.ctx.Logger())
+	a.reg.SetTenancy(a.tenancy)
 	return nil
 }
 
@@ -95,3 +131,12 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// TenancyOf returns the tunnels of ctx's config.
+func TenancyOf(ctx caddy.Context) (*Tenancy, error) {
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return nil, fmt.Errorf("loading the inlets app: %w", err)
+	}
+	return app.(*App).tenancy, nil
+}

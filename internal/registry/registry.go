@@ -35,8 +35,17 @@ type Registry struct {
 	// count is the number of sessions in byID.
 	count atomic.Int64
 	// byID maps a session's ID to the session.
-	byID   sync.Map // uint64 -> *Session
-	routes routes
+	byID sync.Map // uint64 -> *Session
+	// routes are those of the Unnamed tunnel's clients; tenants holds
+	// each named tunnel's, so that a lookup only ever sees the clients of
+	// the tunnel that owns a host or port.
+	routes  routes
+	tenants sync.Map // tunnel name -> *routes
+
+	// tenancy is the tunnels of the config that started last; expiry
+	// rechecks the sessions when the next token expires.
+	tenancy atomic.Pointer[Tenancy]
+	expiry  *time.Timer
 
 	// openersMu guards openers: the TCP data planes installed by the TCP
 	// apps that run, oldest first (see SetPortOpener).
@@ -142,9 +151,15 @@ func (r *Registry) add(s *Session, maxClients int) error {
 		r.mu.Unlock()
 		return tunnel.Reject(tunnel.RejectServerFull, "the server has %d clients, as many as it takes (its max_clients): try again later, or ask its operator to raise the limit", maxClients)
 	}
+	rs := r.tenantForWrite(s.Tunnel)
+	if sc := r.Tenancy().Scope(s.Tunnel); sc != nil && sc.MaxClients > 0 && rs.clients.Load() >= int64(sc.MaxClients) {
+		r.mu.Unlock()
+		return tunnel.Reject(tunnel.RejectServerFull, "tunnel %s has %d clients connected, as many as it takes (its max_clients): disconnect one, or ask the server's operator to raise the limit", s.Tunnel, sc.MaxClients)
+	}
 	r.byID.Store(s.ID, s)
 	r.count.Add(1)
-	r.routes.add(s)
+	rs.clients.Add(1)
+	rs.add(s)
 	r.mu.Unlock()
 	metrics.ClientConnected(s.Hello.Mode)
 	r.notify(s)
@@ -157,7 +172,9 @@ func (r *Registry) remove(s *Session) {
 	_, ok := r.byID.LoadAndDelete(s.ID)
 	if ok {
 		r.count.Add(-1)
-		r.routes.remove(s)
+		rs := r.tenant(s.Tunnel)
+		rs.clients.Add(-1)
+		rs.remove(s)
 	}
 	r.mu.Unlock()
 	if ok {

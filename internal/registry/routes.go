@@ -36,6 +36,8 @@ type routes struct {
 	wildcard sync.Map // "*.example.com" is keyed "example.com"; -> []Route
 	any      atomic.Pointer[[]Route]
 	ports    sync.Map // port -> []*Session
+	// clients counts the sessions, for a tunnel's max_clients.
+	clients atomic.Int64
 }
 
 // hostKey is where a host pattern's routes are kept.
@@ -109,28 +111,78 @@ func (rs *routes) remove(s *Session) {
 	}
 }
 
+// tenant returns the routes of a tunnel, or nil if none of its clients
+// was ever connected.
+func (r *Registry) tenant(name string) *routes {
+	if name == Unnamed {
+		return &r.routes
+	}
+	v, ok := r.tenants.Load(name)
+	if !ok {
+		return nil
+	}
+	return v.(*routes)
+}
+
+// tenantForWrite returns the routes of a tunnel, creating them. The
+// registry's mu must be held.
+func (r *Registry) tenantForWrite(name string) *routes {
+	if rs := r.tenant(name); rs != nil {
+		return rs
+	}
+	rs := new(routes)
+	r.tenants.Store(name, rs)
+	return rs
+}
+
 // Lookup returns the routes serving a request's Host (any case, with or
-// without a port): those of the exact name if any, else those of the
-// one-label wildcard that matches, else the catch-all's.
+// without a port), among the clients of the tunnel that owns the host
+// only: those of the exact name if any, else those of the one-label
+// wildcard that matches, else the catch-all's.
 func (r *Registry) Lookup(host string) []Route {
 	host = tunnel.HostOnly(host)
-	if v, ok := r.routes.exact.Load(host); ok {
+	rs := r.tenant(r.Tenancy().Owner(host))
+	if rs == nil {
+		return nil
+	}
+	return rs.lookup(host)
+}
+
+// LookupExact returns the routes of clients that announce host itself
+// (an exact name, or "*.x" when host is that pattern), of the tunnel that
+// owns it.
+func (r *Registry) LookupExact(pattern string) []Route {
+	rs := r.tenant(r.Tenancy().OwnerOfPattern(pattern))
+	if rs == nil {
+		return nil
+	}
+	load, _ := rs.hostList(pattern)
+	return load()
+}
+
+func (rs *routes) lookup(host string) []Route {
+	if v, ok := rs.exact.Load(host); ok {
 		return v.([]Route)
 	}
 	if _, parent, ok := strings.Cut(host, "."); ok {
-		if v, ok := r.routes.wildcard.Load(parent); ok {
+		if v, ok := rs.wildcard.Load(parent); ok {
 			return v.([]Route)
 		}
 	}
-	if p := r.routes.any.Load(); p != nil {
+	if p := rs.any.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-// PortSessions returns the sessions serving a TCP port, by session ID.
+// PortSessions returns the sessions serving a TCP port, by session ID,
+// among the clients of the tunnel that owns the port.
 func (r *Registry) PortSessions(port int) []*Session {
-	v, _ := r.routes.ports.Load(port)
+	rs := r.tenant(r.Tenancy().PortOwner(port))
+	if rs == nil {
+		return nil
+	}
+	v, _ := rs.ports.Load(port)
 	l, _ := v.([]*Session)
 	return l
 }
@@ -138,9 +190,20 @@ func (r *Registry) PortSessions(port int) []*Session {
 // Ports returns every TCP port some session announces.
 func (r *Registry) Ports() []int {
 	var out []int
-	r.routes.ports.Range(func(k, _ any) bool {
-		out = append(out, k.(int))
+	r.eachTenant(func(rs *routes) {
+		rs.ports.Range(func(k, _ any) bool {
+			out = append(out, k.(int))
+			return true
+		})
+	})
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (r *Registry) eachTenant(f func(*routes)) {
+	f(&r.routes)
+	r.tenants.Range(func(_, v any) bool {
+		f(v.(*routes))
 		return true
 	})
-	return out
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -29,6 +30,12 @@ type Session struct {
 	RemoteAddr string
 	// Since is when the session was accepted.
 	Since time.Time
+	// Tunnel is the name of the tunnel whose token the client presented,
+	// or Unnamed for a handler's own token.
+	Tunnel string
+
+	// tokenDigest is the SHA-256 of the token the client presented.
+	tokenDigest [sha256.Size]byte
 
 	// dials holds, per announced HTTP host, the dial address the HTTP data
 	// plane gives reverse_proxy for this session (see DialAddress).
@@ -62,6 +69,11 @@ type Session struct {
 
 // Limits are what the accepting control plane allows a session.
 type Limits struct {
+	// Tunnel is the tunnel the client authenticated as, and TokenDigest
+	// the SHA-256 of the token it presented.
+	Tunnel      string
+	TokenDigest [sha256.Size]byte
+
 	// MaxStreams bounds the session's open data streams; 0: no bound.
 	MaxStreams int
 	// FailDuration is how long an upstream that the client could not
@@ -79,15 +91,17 @@ func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello t
 		limits.FailDuration = DefaultFailDuration
 	}
 	s := &Session{
-		ID:         r.nextID.Add(1),
-		Hello:      hello,
-		Protocol:   protocol,
-		RemoteAddr: remoteAddr,
-		Since:      time.Now(),
-		sess:       sess,
-		control:    ctrl,
-		limits:     limits,
-		down:       make([]atomic.Int64, len(hello.HTTP)+len(hello.TCP)),
+		ID:          r.nextID.Add(1),
+		Hello:       hello,
+		Protocol:    protocol,
+		RemoteAddr:  remoteAddr,
+		Since:       time.Now(),
+		Tunnel:      limits.Tunnel,
+		tokenDigest: limits.TokenDigest,
+		sess:        sess,
+		control:     ctrl,
+		limits:      limits,
+		down:        make([]atomic.Int64, len(hello.HTTP)+len(hello.TCP)),
 	}
 	for i := range hello.HTTP {
 		s.dials = append(s.dials, DialAddress(s.ID, i))

@@ -1,0 +1,96 @@
+package inlets
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/layer4"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("inlets", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the inlets app from the `inlets` global
+// option: the server's tunnels and its TCP data plane. It lives here, not
+// in a module's package, because it configures two: the registry's
+// tunnels and layer4's TCP data plane. Syntax:
+//
+//	{
+//		inlets {
+//			tunnel <name> {
+//				token_sha256 <hex>
+//				hosts        <pattern>...
+//				tcp_ports    <port|first-last>...
+//				...
+//			}
+//			tcp {
+//				bind           <host>
+//				ports          <port|first-last>...
+//				proxy_protocol v1|v2
+//				idle_timeout   <duration>
+//				lb_policy      round_robin|least_conn
+//			}
+//		}
+//	}
+//
+// Each tunnel block is a tenant (see registry.Tunnel's UnmarshalCaddyfile);
+// the tcp block is the TCP data plane (see layer4.App's). Without a tcp
+// block the server refuses TCP clients.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // the option's name
+	if existing != nil {
+		return nil, d.Err("the inlets global option is given twice: merge its blocks into one")
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	app := new(registry.App)
+	var tcp *layer4.App
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "tcp":
+			if tcp != nil {
+				return nil, d.Err("the inlets global option has two tcp blocks: merge them into one")
+			}
+			tcp = new(layer4.App)
+			if err := tcp.UnmarshalCaddyfile(d); err != nil {
+				return nil, err
+			}
+		case "tunnel":
+			if !d.NextArg() {
+				return nil, d.Err("tunnel needs a name: `tunnel <name> { ... }`")
+			}
+			name := d.Val()
+			if err := registry.ValidateTunnelName(name); err != nil {
+				return nil, d.Err(err.Error())
+			}
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if app.Tunnels[name] != nil {
+				return nil, d.Errf("tunnel %s is given twice: merge its blocks into one", name)
+			}
+			d.SetContext("inlets.tunnel", name)
+			tun := new(registry.Tunnel)
+			if err := tun.UnmarshalCaddyfile(d); err != nil {
+				return nil, err
+			}
+			if app.Tunnels == nil {
+				app.Tunnels = make(map[string]*registry.Tunnel)
+			}
+			app.Tunnels[name] = tun
+		default:
+			return nil, d.Errf("unknown inlets global option %q: want tunnel or tcp", d.Val())
+		}
+	}
+	if tcp != nil {
+		app.TCP = caddyconfig.JSON(tcp, nil)
+	}
+	if tcp == nil && app.Tunnels == nil {
+		return nil, nil
+	}
+	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(app, nil)}, nil
+}

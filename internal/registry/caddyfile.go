@@ -1,0 +1,134 @@
+package registry
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// UnmarshalCaddyfile sets up a tunnel from a `tunnel <name> { ... }`
+// block of the `inlets` global option; the dispenser is on the name.
+// Syntax:
+//
+//	tunnel <name> {
+//		token                  <token>
+//		token_file             <path>
+//		token_sha256           <hex digest>
+//		hosts                  <pattern>...
+//		tcp_ports              <port|first-last>...
+//		max_clients            <n>
+//		max_streams_per_client <n>
+//		on_demand_wildcards
+//	}
+//
+// At least one token, in any of the three forms (each may be repeated):
+// token takes placeholders such as {env.TOKEN} or {file./run/secrets/x},
+// expanded when the config loads; token_sha256 keeps only the digest in
+// the config (`printf %s "$TOKEN" | sha256sum`). hosts and tcp_ports may be
+// repeated. The values are checked when the config loads.
+func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "token", "token_file", "token_sha256":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			var tok Token
+			switch opt {
+			case "token":
+				tok.Value = d.Val()
+			case "token_file":
+				tok.File = d.Val()
+			default:
+				tok.SHA256 = strings.ToLower(d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			tun.Tokens = append(tun.Tokens, tok)
+		case "hosts":
+			hosts := d.RemainingArgs()
+			if len(hosts) == 0 {
+				return d.ArgErr()
+			}
+			tun.Hosts = append(tun.Hosts, hosts...)
+		case "tcp_ports":
+			specs := d.RemainingArgs()
+			if len(specs) == 0 {
+				return d.ArgErr()
+			}
+			for _, spec := range specs {
+				ports, err := ParsePortSpec(spec)
+				if err != nil {
+					return d.Errf("tcp_ports: %v", err)
+				}
+				tun.TCPPorts = append(tun.TCPPorts, ports...)
+			}
+		case "max_clients", "max_streams_per_client":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("%s %q: want a positive number", opt, d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "max_clients" {
+				tun.MaxClients = n
+			} else {
+				tun.MaxStreamsPerClient = n
+			}
+		case "on_demand_wildcards":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			tun.OnDemandWildcards = true
+		default:
+			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, max_clients, max_streams_per_client or on_demand_wildcards", opt, tunName(d))
+		}
+	}
+	return nil
+}
+
+// tunName is the name of the tunnel block being read, for messages.
+func tunName(d *caddyfile.Dispenser) string {
+	if name, ok := d.GetContext("inlets.tunnel").(string); ok {
+		return name
+	}
+	return ""
+}
+
+// ParsePortSpec parses "2201" or "3000-3010" (at most MaxTunnelPorts
+// ports).
+func ParsePortSpec(spec string) ([]int, error) {
+	first, last, isRange := strings.Cut(spec, "-")
+	lo, err1 := strconv.Atoi(first)
+	hi := lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(last)
+	}
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || hi < lo {
+		return nil, &portSpecError{spec}
+	}
+	if hi-lo+1 > MaxTunnelPorts {
+		return nil, &portSpecError{spec}
+	}
+	ports := make([]int, 0, hi-lo+1)
+	for p := lo; p <= hi; p++ {
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+type portSpecError struct{ spec string }
+
+func (e *portSpecError) Error() string {
+	return strconv.Quote(e.spec) + " is not a port (1-65535) or a range like 3000-3010 of at most " + strconv.Itoa(MaxTunnelPorts) + " ports"
+}
+
+var _ caddyfile.Unmarshaler = (*Tunnel)(nil)

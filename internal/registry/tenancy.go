@@ -1,0 +1,476 @@
+package registry
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+// Tunnel is a tenant of the server: the clients holding one of its tokens,
+// and what they may serve. Its name is its key in the inlets app's
+// tunnels.
+type Tunnel struct {
+	// The tokens its clients present as `Authorization: Bearer <token>`.
+	// At least one. No two tunnels share a token.
+	Tokens []Token `json:"tokens,omitempty"`
+
+	// The host patterns its clients may announce: "app.example.com",
+	// "*.example.com" (any name under example.com, at any depth) or "*"
+	// (any host, the catch-all included). Where two tunnels' patterns
+	// both match a name, the most specific pattern owns it: an exact name
+	// over a wildcard, a longer wildcard over a shorter one, any wildcard
+	// over "*". Visitors of a name only ever reach clients of the tunnel
+	// that owns it, and only that tunnel's clients may announce it. Two
+	// tunnels may not list the same pattern.
+	Hosts []string `json:"hosts,omitempty"`
+
+	// The TCP ports its clients may open. The TCP data plane (the inlets
+	// app's tcp, or the inlets_tcp app) must be configured; it listens on
+	// these in addition to its own ports. Two tunnels may not list the
+	// same port.
+	TCPPorts []int `json:"tcp_ports,omitempty"`
+
+	// How many of its clients may be connected at once. Default: no limit
+	// of its own (the control plane's max_clients still applies).
+	MaxClients int `json:"max_clients,omitempty"`
+
+	// The data streams open at once through one of its clients. Default:
+	// the control plane's max_streams_per_client.
+	MaxStreamsPerClient int `json:"max_streams_per_client,omitempty"`
+
+	// Let on-demand TLS (tls.permission.inlets) get certificates for any
+	// name under a wildcard its clients announce, "shop.example.com" for
+	// "*.example.com". Off by default: anyone can then make the server ask
+	// its CA for as many names as they like, and exhaust its rate limits.
+	OnDemandWildcards bool `json:"on_demand_wildcards,omitempty"`
+}
+
+// Token is one token of a tunnel, given in exactly one of three ways. A
+// config that holds the token itself puts it in Caddy's autosave; sha256
+// keeps only its digest there.
+type Token struct {
+	// The SHA-256 of the token, in hex: `printf %s "$TOKEN" | sha256sum`.
+	SHA256 string `json:"sha256,omitempty"`
+	// The token itself; placeholders ({env.VAR}, {file./path}) are
+	// expanded at provisioning.
+	Value string `json:"value,omitempty"`
+	// A file holding the token (surrounding white space is ignored).
+	File string `json:"file,omitempty"`
+	// When the token stops being accepted, and the clients that connected
+	// with it are disconnected: `caddy inlets tunnel rotate` sets it on
+	// the tokens it replaces. Default: never.
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// Unnamed is the tunnel name of clients that presented a handler's own
+// token: they serve what the handler's allow_hosts and the TCP data
+// plane's ports allow, and nothing that a named tunnel owns.
+const Unnamed = ""
+
+// MaxTunnelPorts bounds one tunnel's tcp_ports.
+const MaxTunnelPorts = 1024
+
+// Tenancy is the compiled form of a config's tunnels: who a token belongs
+// to and which tunnel owns a host or a port. It is immutable; the registry
+// holds the one of the config that started last.
+type Tenancy struct {
+	tunnels  map[string]*Scope
+	byDigest map[[sha256.Size]byte]tokenOf
+	// exact maps an exact host pattern to its tunnel; wildcard maps the
+	// parent of a "*.parent" pattern; any is the tunnel of "*", if any.
+	exact    map[string]string
+	wildcard map[string]string
+	any      string
+	hasAny   bool
+	ports    map[int]string
+}
+
+// Scope is one tunnel as the server enforces it.
+type Scope struct {
+	Name                string
+	Hosts               []string
+	Ports               []int
+	MaxClients          int
+	MaxStreamsPerClient int
+	OnDemandWildcards   bool
+}
+
+type tokenOf struct {
+	tunnel  string
+	expires time.Time // zero: never
+}
+
+// CompileTunnels checks tunnels and compiles them. Its errors name the
+// tunnel and the field at fault.
+func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
+	t := &Tenancy{
+		tunnels:  make(map[string]*Scope, len(tunnels)),
+		byDigest: make(map[[sha256.Size]byte]tokenOf, len(tunnels)),
+		exact:    map[string]string{},
+		wildcard: map[string]string{},
+		ports:    map[int]string{},
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for name := range tunnels {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	repl := caddy.NewReplacer()
+	for _, name := range names {
+		tun := tunnels[name]
+		if err := ValidateTunnelName(name); err != nil {
+			return nil, err
+		}
+		if tun == nil {
+			return nil, fmt.Errorf("tunnel %s: empty: give it a token and hosts or tcp_ports", name)
+		}
+		fail := func(field, format string, args ...any) error {
+			return fmt.Errorf("tunnel %s: %s: %s", name, field, fmt.Sprintf(format, args...))
+		}
+		if len(tun.Tokens) == 0 {
+			return nil, fail("tokens", "none given: add `token_sha256 <hex>`, `token {env.VAR}` or `token_file <path>` (or create it with `caddy inlets tunnel create %s`)", name)
+		}
+		for i, tok := range tun.Tokens {
+			digest, err := tok.digest(repl)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("token %d", i+1), "%v", err)
+			}
+			if other, ok := t.byDigest[digest]; ok {
+				if other.tunnel == name {
+					return nil, fail(fmt.Sprintf("token %d", i+1), "given twice")
+				}
+				return nil, fail(fmt.Sprintf("token %d", i+1), "tunnel %s has the same token: each tunnel needs a token of its own, or its clients could act as the other's", other.tunnel)
+			}
+			var exp time.Time
+			if tok.Expires != nil {
+				exp = *tok.Expires
+			}
+			t.byDigest[digest] = tokenOf{tunnel: name, expires: exp}
+		}
+		if len(tun.Hosts) == 0 && len(tun.TCPPorts) == 0 {
+			return nil, fail("hosts", "the tunnel has no hosts and no tcp_ports, so its clients could serve nothing: give it some")
+		}
+		for _, p := range tun.Hosts {
+			p = strings.ToLower(p)
+			if err := tunnel.ValidateHostPattern(p); err != nil {
+				return nil, fail("hosts", "%v", err)
+			}
+			m, key := t.exact, p
+			switch {
+			case p == "*":
+				if t.hasAny {
+					return nil, fail("hosts", `tunnel %s has "*" too: only one tunnel may hold the catch-all`, t.any)
+				}
+				t.any, t.hasAny = name, true
+				continue
+			case strings.HasPrefix(p, "*."):
+				m, key = t.wildcard, p[2:]
+			}
+			if other, ok := m[key]; ok {
+				if other == name {
+					return nil, fail("hosts", "%s is given twice", p)
+				}
+				return nil, fail("hosts", "tunnel %s has %s too: a pattern belongs to one tunnel (a more specific pattern in another tunnel is fine: it owns its names)", other, p)
+			}
+			m[key] = name
+		}
+		if len(tun.TCPPorts) > MaxTunnelPorts {
+			return nil, fail("tcp_ports", "%d ports; a tunnel takes at most %d", len(tun.TCPPorts), MaxTunnelPorts)
+		}
+		for _, port := range tun.TCPPorts {
+			if port < 1 || port > 65535 {
+				return nil, fail("tcp_ports", "%d is not a port (1-65535)", port)
+			}
+			if other, ok := t.ports[port]; ok {
+				if other == name {
+					return nil, fail("tcp_ports", "%d is given twice", port)
+				}
+				return nil, fail("tcp_ports", "tunnel %s has port %d too: a port belongs to one tunnel", other, port)
+			}
+			t.ports[port] = name
+		}
+		if tun.MaxClients < 0 || tun.MaxStreamsPerClient < 0 {
+			return nil, fail("max_clients", "limits must be positive")
+		}
+		t.tunnels[name] = &Scope{
+			Name:                name,
+			Hosts:               slices.Clone(tun.Hosts),
+			Ports:               slices.Sorted(slices.Values(tun.TCPPorts)),
+			MaxClients:          tun.MaxClients,
+			MaxStreamsPerClient: tun.MaxStreamsPerClient,
+			OnDemandWildcards:   tun.OnDemandWildcards,
+		}
+	}
+	return t, nil
+}
+
+// ValidateTunnelName checks that name can be a tunnel's name: a key of
+// the admin API's config paths and a metric label, so short and plain.
+func ValidateTunnelName(name string) error {
+	if name == "" || len(name) > 63 || strings.IndexFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) >= 0 {
+		return fmt.Errorf("tunnel name %q: use 1 to 63 lower-case letters, digits, '-', '_' or '.'", name)
+	}
+	return nil
+}
+
+// digest is the SHA-256 of the token.
+func (tok Token) digest(repl *caddy.Replacer) ([sha256.Size]byte, error) {
+	var zero [sha256.Size]byte
+	given := 0
+	for _, s := range []string{tok.SHA256, tok.Value, tok.File} {
+		if s != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return zero, fmt.Errorf("give exactly one of sha256, value or file")
+	}
+	switch {
+	case tok.SHA256 != "":
+		b, err := hex.DecodeString(tok.SHA256)
+		if err != nil || len(b) != sha256.Size {
+			// Not echoed: it may be the token itself, pasted here.
+			return zero, fmt.Errorf("sha256 is not a SHA-256 digest in hex (64 characters; this has %d): if it is the token itself, put its digest here instead, from `printf %%s \"$TOKEN\" | sha256sum`", len(tok.SHA256))
+		}
+		return [sha256.Size]byte(b), nil
+	case tok.Value != "":
+		v, err := repl.ReplaceOrErr(tok.Value, true, true)
+		if err != nil {
+			return zero, fmt.Errorf("%w (is the environment variable set, or the file readable?)", err)
+		}
+		if v = strings.TrimSpace(v); v == "" {
+			return zero, fmt.Errorf("the token is empty")
+		}
+		return sha256.Sum256([]byte(v)), nil
+	default:
+		data, err := os.ReadFile(tok.File)
+		if err != nil {
+			return zero, fmt.Errorf("reading the token file: %w", err)
+		}
+		v := strings.TrimSpace(string(data))
+		if v == "" {
+			return zero, fmt.Errorf("token file %s is empty", tok.File)
+		}
+		return sha256.Sum256([]byte(v)), nil
+	}
+}
+
+// Len is the number of tunnels.
+func (t *Tenancy) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.tunnels)
+}
+
+// Scope returns the named tunnel, or nil.
+func (t *Tenancy) Scope(name string) *Scope {
+	if t == nil {
+		return nil
+	}
+	return t.tunnels[name]
+}
+
+// Authenticate returns the tunnel whose token has the given digest, and
+// whether the token is accepted now. It costs one map lookup whatever the
+// number of tunnels: the digest, not the token, is what is compared, so
+// the time taken tells nothing of the token.
+func (t *Tenancy) Authenticate(digest [sha256.Size]byte, now time.Time) (tunnel string, ok bool) {
+	if t == nil {
+		return "", false
+	}
+	tok, found := t.byDigest[digest]
+	if !found || !tok.expires.IsZero() && !now.Before(tok.expires) {
+		return "", false
+	}
+	return tok.tunnel, true
+}
+
+// TokenAccepted reports whether a session of tunnel name that presented
+// digest may stay connected at now.
+func (t *Tenancy) TokenAccepted(name string, digest [sha256.Size]byte, now time.Time) bool {
+	got, ok := t.Authenticate(digest, now)
+	return ok && got == name
+}
+
+// NextExpiry is the earliest time a token expires after now, or zero.
+func (t *Tenancy) NextExpiry(now time.Time) time.Time {
+	var next time.Time
+	if t == nil {
+		return next
+	}
+	for _, tok := range t.byDigest {
+		if !tok.expires.IsZero() && tok.expires.After(now) && (next.IsZero() || tok.expires.Before(next)) {
+			next = tok.expires
+		}
+	}
+	return next
+}
+
+// Owner returns the tunnel that owns a visitor's host (a name, lower
+// case, no port): the one with the most specific pattern that matches
+// it, or Unnamed.
+func (t *Tenancy) Owner(host string) string {
+	if t == nil {
+		return Unnamed
+	}
+	if name, ok := t.exact[host]; ok {
+		return name
+	}
+	return t.ownerUnder(host)
+}
+
+// ownerUnder is the owner of names under host by wildcard: the tunnel of
+// the longest "*.parent" with parent a proper suffix of host, else that
+// of "*".
+func (t *Tenancy) ownerUnder(host string) string {
+	for rest := host; ; {
+		_, parent, ok := strings.Cut(rest, ".")
+		if !ok {
+			break
+		}
+		if name, ok := t.wildcard[parent]; ok {
+			return name
+		}
+		rest = parent
+	}
+	if t.hasAny {
+		return t.any
+	}
+	return Unnamed
+}
+
+// OwnerOfPattern returns the tunnel that owns an announced host pattern:
+// for "*.x", the owner of the names under x that no more specific pattern
+// takes; for "*", the tunnel holding "*".
+func (t *Tenancy) OwnerOfPattern(p string) string {
+	if t == nil {
+		return Unnamed
+	}
+	switch {
+	case p == "*":
+		if t.hasAny {
+			return t.any
+		}
+		return Unnamed
+	case strings.HasPrefix(p, "*."):
+		if name, ok := t.wildcard[p[2:]]; ok {
+			return name
+		}
+		return t.ownerUnder(p[2:])
+	}
+	return t.Owner(p)
+}
+
+// HasPorts reports whether some tunnel has tcp_ports.
+func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports) > 0 }
+
+// PortOwner returns the tunnel that owns a TCP port, or Unnamed.
+func (t *Tenancy) PortOwner(port int) string {
+	if t == nil {
+		return Unnamed
+	}
+	if name, ok := t.ports[port]; ok {
+		return name
+	}
+	return Unnamed
+}
+
+// CheckAnnouncement refuses what a client of tunnel name announces that
+// the tunnel does not own, with the reason to give the client.
+func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
+	for _, up := range hello.HTTP {
+		if owner := t.OwnerOfPattern(up.Host); owner != name {
+			if name == Unnamed {
+				return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Host)
+			}
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Host, name, strings.Join(t.tunnels[name].Hosts, " "))
+		}
+	}
+	for _, up := range hello.TCP {
+		if owner := t.PortOwner(up.Port); owner != name {
+			if name == Unnamed {
+				return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
+			}
+			return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d is not in tunnel %s's tcp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(t.tunnels[name].Ports))
+		}
+	}
+	return nil
+}
+
+func portsString(ports []int) string {
+	if len(ports) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		parts[i] = strconv.Itoa(p)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Tenancy returns the tunnels of the config that started last; nil (no
+// named tunnel) until one starts.
+func (r *Registry) Tenancy() *Tenancy { return r.tenancy.Load() }
+
+// SetTenancy makes t the server's tunnels, as the inlets app of a config
+// does when it starts, and disconnects the clients it no longer admits: a
+// deleted tunnel's, those whose token it dropped or that has expired, and
+// those announcing what their tunnel no longer owns. It is called again
+// when the next token expires.
+func (r *Registry) SetTenancy(t *Tenancy) {
+	r.mu.Lock()
+	r.tenancy.Store(t)
+	if r.expiry != nil {
+		r.expiry.Stop()
+		r.expiry = nil
+	}
+	now := time.Now()
+	if next := t.NextExpiry(now); !next.IsZero() {
+		r.expiry = time.AfterFunc(next.Sub(now), func() {
+			if r.Tenancy() == t {
+				r.SetTenancy(t)
+			}
+		})
+	}
+	r.mu.Unlock()
+	for _, s := range r.Sessions() {
+		if reason := t.refuses(s, now); reason != "" {
+			r.Logger().Info("disconnecting a client its tunnel no longer admits",
+				zap.String("tunnel", s.Tunnel), zap.String("client_id", s.Hello.ClientID),
+				zap.String("remote_addr", s.RemoteAddr), zap.String("reason", reason))
+			s.Close()
+		}
+	}
+}
+
+// refuses says why a connected session would not be admitted under t
+// now, or "".
+func (t *Tenancy) refuses(s *Session, now time.Time) string {
+	if s.Tunnel != Unnamed {
+		if t.Scope(s.Tunnel) == nil {
+			return "the tunnel was deleted"
+		}
+		if !t.TokenAccepted(s.Tunnel, s.tokenDigest, now) {
+			return "its token was replaced or has expired"
+		}
+	}
+	if err := t.CheckAnnouncement(s.Tunnel, &s.Hello); err != nil {
+		return err.Error()
+	}
+	return ""
+}
