@@ -269,3 +269,18 @@ func writeListenerCerts(t testing.TB, dir string) (caFile, certFile, keyFile str
 	}
 	return caFile, certFile, keyFile
 }
+
+// IssuerRootFile writes the root of IssuerRoots to a PEM file in
+// t.TempDir() and returns its path: curl's --cacert.
+func (p *Pebble) IssuerRootFile(t testing.TB) string {
+	t.Helper()
+	var body []byte
+	if err := p.get("root", p.mgmt+"/roots/0", &body); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pebble-root.pem")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
