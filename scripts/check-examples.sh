@@ -7,7 +7,7 @@ caddy=${CADDY:-bin/caddy}
 [ -x "$caddy" ] || go build -o "$caddy" ./cmd/caddy
 
 # Placeholders the examples use, so that provisioning (validation) succeeds.
-export INLETS_TOKEN=example-token
+export INLETS_TOKEN=example-token INLETS_LAB_TOKEN=example-lab-token
 
 status=0
 for caddyfile in examples/*.Caddyfile; do

@@ -29,7 +29,7 @@ git -C "$repo" worktree add -q --detach "$work/caddy-inlets" HEAD 2>/dev/null ||
 cleanup_worktree() { git -C "$repo" worktree remove --force "$work/caddy-inlets" 2>/dev/null || true; }
 trap 'cleanup_worktree; cleanup' EXIT
 
-want="admin.api.inlets http.handlers.inlets http.reverse_proxy.transport.inlets http.reverse_proxy.upstreams.inlets inlets inlets_tcp"
+want="admin.api.inlets http.handlers.inlets http.reverse_proxy.transport.inlets http.reverse_proxy.upstreams.inlets inlets inlets_tcp tls.permission.inlets"
 modules() { "$1" list-modules | grep inlets | tr '\n' ' ' | sed 's/ $//'; }
 
 echo "-- xcaddy build v2.11.9 --with github.com/caddy-inlets/caddy-inlets@v0.0.0-...=./caddy-inlets"
