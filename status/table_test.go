@@ -60,3 +60,28 @@ func TestAgoInWords(t *testing.T) {
 		}
 	}
 }
+
+// With a tunnel's client among them, the table leads with a Tunnel
+// column, "-" for the server token's clients.
+func TestTableHasATunnelColumnWhenClientsBelongToTunnels(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	s := Status{
+		Info: Info{Version: "1.0.0", Mode: "http", StartTime: now.Add(-time.Hour), Hostname: "h"},
+		Clients: []Client{
+			{ClientID: "a1", RemoteAddr: "10.0.0.1:1", Since: now.Add(-time.Minute), Upstreams: []string{"shop.acme.example.com=http://127.0.0.1:3000"}, Tunnel: "acme"},
+			{ClientID: "own", RemoteAddr: "10.0.0.2:2", Since: now.Add(-time.Minute), Upstreams: []string{"app.example.com=http://127.0.0.1:3001"}},
+		},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected clients:
+Tunnel Client ID Remote Address Connected Upstreams
+acme   a1        10.0.0.1:1     1 minute  shop.acme.example.com=http://127.0.0.1:3000
+-      own       10.0.0.2:2     1 minute  app.example.com=http://127.0.0.1:3001
+`
+	if !strings.HasSuffix(b.String(), want) {
+		t.Errorf("got:\n%s\nwant it to end with:\n%s", b.String(), want)
+	}
+}

@@ -35,6 +35,10 @@ type App struct {
 	reg     *Registry
 	ctx     caddy.Context
 	tenancy *Tenancy
+	// replaced is the tunnels this config's start replaced, which its
+	// stop puts back if no later config has started: Caddy stops the
+	// apps of a config that fails to start, and the old one runs on.
+	replaced *Tenancy
 	// controlPlanes counts the config's handlers serving a control plane.
 	controlPlanes atomic.Int32
 }
@@ -83,12 +87,20 @@ const tcpApp = "inlets_tcp"
 // Start makes this config's logger and tunnels the registry's.
 func (a *App) Start() error {
 	a.reg.SetLogger(a.ctx.Logger())
+	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
 	return nil
 }
 
-// Stop does nothing: sessions belong to the registry, not to a config.
-func (a *App) Stop() error { return nil }
+// Stop leaves the sessions alone: they belong to the registry, not to a
+// config. If no config started after this one (this one failed to start,
+// and the one before runs on), it puts back the tunnels it replaced.
+func (a *App) Stop() error {
+	if a.replaced != nil && a.reg.Tenancy() == a.tenancy && !caddy.Exiting() {
+		a.reg.SetTenancy(a.replaced)
+	}
+	return nil
+}
 
 // Cleanup drops the reference; the last one closes every session.
 func (a *App) Cleanup() error {

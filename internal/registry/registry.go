@@ -195,6 +195,9 @@ func (r *Registry) notify(s *Session) {
 func (r *Registry) Destruct() error {
 	r.mu.Lock()
 	r.closed = true
+	if r.expiry != nil {
+		r.expiry.Stop()
+	}
 	r.mu.Unlock()
 	for _, s := range r.Sessions() {
 		s.Close()
