@@ -190,6 +190,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		h.tunnels = tenancy.Len()
+		for i, digest := range h.tokens {
+			if name, ok := tenancy.TunnelOf(digest); ok {
+				return fmt.Errorf("token %d of this inlets handler is also tunnel %s's: its clients would be that tunnel's, not the server's; give each its own token", i+1, name)
+			}
+		}
 		h.reg.Budget().SetLimit(h.MaxUnread)
 		// The config's registry: Caddy's metrics and inlets', as the
 		// admin endpoint's /metrics and the metrics directive serve them.

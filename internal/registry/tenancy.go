@@ -300,6 +300,16 @@ func (t *Tenancy) Authenticate(digest [sha256.Size]byte, now time.Time) (tunnel 
 	return tok.tunnel, true
 }
 
+// TunnelOf returns the tunnel that has a token with the given digest,
+// expired or not.
+func (t *Tenancy) TunnelOf(digest [sha256.Size]byte) (string, bool) {
+	if t == nil {
+		return "", false
+	}
+	tok, ok := t.byDigest[digest]
+	return tok.tunnel, ok
+}
+
 // TokenAccepted reports whether a session of tunnel name that presented
 // digest may stay connected at now.
 func (t *Tenancy) TokenAccepted(name string, digest [sha256.Size]byte, now time.Time) bool {
