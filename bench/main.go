@@ -35,20 +35,24 @@ type params struct {
 	restarts      int           // Caddy restarts in the reconnect scenario
 	scale         []int         // clients at each step of the scale scenario
 	memorySamples int           // a second apart, of which the median is taken
+	tunnels       []int         // configured tunnels at each step of the tenants scenario
+	otherTunnels  int           // configured besides the one that small requests go through
+	configChanges int           // reloads, and tunnels created, at each step
+	authRequests  int           // GET /status with a tunnel's token, at each step
 }
 
 var (
 	fullParams = params{runs: 3, wrk: 10 * time.Second, warmup: 2 * time.Second, hey: 5 * time.Second,
 		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5,
-		scale: []int{1000, 2000, 5000}}
+		scale: []int{1000, 2000, 5000}, tunnels: []int{1, 1000, 10000}, otherTunnels: 1000, configChanges: 5, authRequests: 5000}
 	// quickParams keeps every code path and finishes in about two minutes,
 	// for CI: its figures mean nothing.
 	quickParams = params{runs: 1, wrk: 2 * time.Second, warmup: time.Second, hey: time.Second,
 		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2,
-		scale: []int{20, 100}}
+		scale: []int{20, 100}, tunnels: []int{1, 100}, otherTunnels: 100, configChanges: 3, authRequests: 500}
 )
 
-// scenario is one of the six measurements.
+// scenario is one of the harness's measurements.
 type scenario struct {
 	name string
 	run  func(*harness, context.Context) error
@@ -64,6 +68,7 @@ var scenarios = []scenario{
 	{"concurrency", (*harness).concurrency, false},
 	{"reconnect", (*harness).reconnect, false},
 	{"scale", (*harness).scale, false},
+	{"tenants", (*harness).tenants, false},
 }
 
 // harness is one run of the benchmarks.

@@ -219,11 +219,12 @@ func (u *upstream) connections() (float64, error) {
 	return strconv.ParseFloat(string(b), 64)
 }
 
-// caddy is a Caddy process and the Caddyfile it runs.
+// caddy is a Caddy process and the config it runs.
 type caddy struct {
 	*proc
-	admin  string // host:port of the admin endpoint
-	config string // path of the Caddyfile
+	admin   string // host:port of the admin endpoint
+	config  string // path of the config
+	adapter string // of the config: "caddyfile", or "" for JSON
 }
 
 // caddyfile is the harness's server config: the tunnel's control plane
@@ -263,14 +264,30 @@ func (e *env) startCaddy(cfg caddyfile) (*caddy, error) {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		return nil, err
 	}
-	c := &caddy{admin: fmt.Sprintf("127.0.0.1:%d", cfg.admin), config: path}
+	c := &caddy{admin: fmt.Sprintf("127.0.0.1:%d", cfg.admin), config: path, adapter: "caddyfile"}
+	return c, e.restartCaddy(c)
+}
+
+// startCaddyJSON writes a JSON config, whose admin endpoint is on
+// 127.0.0.1:admin, to a file of its own and runs Caddy with it until the
+// admin endpoint answers.
+func (e *env) startCaddyJSON(admin int, cfg []byte) (*caddy, error) {
+	path := filepath.Join(e.dir, fmt.Sprintf("caddy-%d.json", admin))
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		return nil, err
+	}
+	c := &caddy{admin: fmt.Sprintf("127.0.0.1:%d", admin), config: path}
 	return c, e.restartCaddy(c)
 }
 
 // restartCaddy starts c's process (again) with its config; it returns
 // once the admin endpoint answers.
 func (e *env) restartCaddy(c *caddy) error {
-	p, err := e.start("caddy", filepath.Join(e.bin, "caddy"), "run", "--config", c.config, "--adapter", "caddyfile")
+	args := []string{"run", "--config", c.config}
+	if c.adapter != "" {
+		args = append(args, "--adapter", c.adapter)
+	}
+	p, err := e.start("caddy", filepath.Join(e.bin, "caddy"), args...)
 	if err != nil {
 		return err
 	}
@@ -298,6 +315,32 @@ func (c *caddy) get(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, body)
 	}
 	return body, nil
+}
+
+// change sends a JSON body to a path of the admin API that changes the
+// config (POST /load, PUT or DELETE under /config/). The change is made
+// even when the config it gives is the one running (Cache-Control:
+// must-revalidate), so that a reload is always a reload.
+func (c *caddy) change(method, path string, body []byte) error {
+	req, err := http.NewRequest(method, "http://"+c.admin+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, answer)
+	}
+	return nil
 }
 
 // clients counts the connected clients, from the admin status route.
@@ -433,10 +476,16 @@ func goroutineTotal(profile string) (float64, error) {
 	return strconv.ParseFloat(n, 64)
 }
 
-// httpClientProc runs `inlets http client` for host → the upstream.
+// httpClientProc runs `inlets http client` for host → the upstream, with
+// the server's token.
 func (e *env) httpClientProc(tunnelPort int, host string, up *upstream) (*proc, error) {
+	return e.httpClientProcAs(tunnelPort, e.token, host, up)
+}
+
+// httpClientProcAs is httpClientProc presenting token: a tunnel's.
+func (e *env) httpClientProcAs(tunnelPort int, token, host string, up *upstream) (*proc, error) {
 	return e.start("http-client", filepath.Join(e.bin, "inlets"), "http", "client",
-		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", e.token, "--id", "bench-http",
+		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", token, "--id", "bench-http",
 		"--upstream", fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http))
 }
 

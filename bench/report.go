@@ -53,6 +53,9 @@ type results struct {
 	conc      []concResult
 	reconnect []reconnectResult
 	scale     [][]scaleStep // per run, per step
+	tenants   [][]tenantStep
+	// tenantSmall is scenario 8's small requests, per subject, per run.
+	tenantSmall map[string][]httpLoad
 }
 
 func newResults() *results {
@@ -61,6 +64,8 @@ func newResults() *results {
 		smallHey: map[string][]httpLoad{},
 		bulk:     map[bulkKey][]iperfResult{},
 		bodies:   map[bodyKey][]float64{},
+
+		tenantSmall: map[string][]httpLoad{},
 	}
 }
 
@@ -84,7 +89,7 @@ func loadavg() string {
 // connections.
 func (r *results) errorCount() float64 {
 	var n float64
-	for _, runs := range [](map[string][]httpLoad){r.small, r.smallHey} {
+	for _, runs := range [](map[string][]httpLoad){r.small, r.smallHey, r.tenantSmall} {
 		for _, ls := range runs {
 			for _, l := range ls {
 				n += l.errors()
@@ -294,6 +299,7 @@ is listed.
 	r.writeConc(w)
 	r.writeReconnect(w)
 	r.writeScale(w)
+	r.writeTenants(w)
 	return b.String()
 }
 
@@ -619,5 +625,5 @@ func (r *results) targets() []target {
 		service, _ := r.reconnectMedians()
 		ts = append(ts, target{"back in service ≤ 1s (median) after a Caddy restart", seconds(service), service <= 1})
 	}
-	return append(ts, r.scaleTargets()...)
+	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets())
 }

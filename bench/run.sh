@@ -6,7 +6,8 @@
 #   bench/run.sh --quick --out FILE  one short run of each scenario (about 2
 #                                    minutes), to check they all work (CI)
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
-#                                    bodies, idle, concurrency, reconnect)
+#                                    bodies, idle, concurrency, reconnect,
+#                                    scale, tenants)
 #
 # Needs Go, and wrk, hey and iperf3 from Debian's packages.
 set -euo pipefail
