@@ -282,9 +282,9 @@ func loadTokens(tokens, files []string) (tokenSet, error) {
 	repl := caddy.NewReplacer()
 	var set tokenSet
 	for i, t := range tokens {
-		expanded, err := repl.ReplaceOrErr(t, true, true)
+		expanded, err := registry.ExpandToken(repl, t)
 		if err != nil {
-			return nil, fmt.Errorf("token %d: %w (is the environment variable set, or the file readable?)", i+1, err)
+			return nil, fmt.Errorf("token %d: %w", i+1, err)
 		}
 		if strings.TrimSpace(expanded) == "" {
 			return nil, fmt.Errorf("token %d is empty", i+1)

@@ -176,13 +176,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.setDefaults()
 	if h.control {
-		if err := registry.NoteControlPlane(ctx); err != nil {
-			return err
-		}
 		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles); err != nil {
 			return err
 		}
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
+			return err
+		}
+		if err := registry.NoteControlPlane(ctx, registry.Plane{Digests: h.tokens, Allow: h.allow}); err != nil {
 			return err
 		}
 		tenancy, err := registry.TenancyOf(ctx)

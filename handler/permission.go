@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,8 +30,10 @@ func init() {
 // announces it as an exact host. A name under a wildcard a client
 // announces ("shop.example.com" under "*.example.com", one label, as
 // visitors are routed) is allowed only if that tunnel has
-// on_demand_wildcards: otherwise anyone could make the server ask its CA
-// for as many names as they like and exhaust its rate limits. The
+// on_demand_wildcards and lists that very wildcard in its hosts (not
+// merely a pattern that covers it, such as "*"): otherwise anyone could
+// make the server ask its CA for as many names as they like and exhaust
+// its rate limits. The
 // catch-all "*" never allows a name. Caddy also asks before loading a
 // certificate from storage, so a name whose client has left gets no
 // certificate, new or stored, until a client announces it again.
@@ -73,10 +76,11 @@ func (p *Permission) CertificateAllowed(_ context.Context, name string) error {
 		pattern := "*." + parent
 		if routes := p.reg.LookupExact(pattern); len(routes) > 0 {
 			owner := p.reg.Tenancy().OwnerOfPattern(pattern)
-			if sc := p.reg.Tenancy().Scope(owner); sc != nil && sc.OnDemandWildcards && p.reg.Tenancy().Owner(name) == owner {
+			sc := p.reg.Tenancy().Scope(owner)
+			if sc != nil && sc.OnDemandWildcards && slices.Contains(sc.Hosts, pattern) && p.reg.Tenancy().Owner(name) == owner {
 				return nil
 			}
-			return fmt.Errorf("%w: inlets: %s is served only under the wildcard %s, and its tunnel does not take on_demand_wildcards", caddytls.ErrPermissionDenied, name, pattern)
+			return fmt.Errorf("%w: inlets: %s is served only under the wildcard %s, which is not one of the hosts of a tunnel with on_demand_wildcards", caddytls.ErrPermissionDenied, name, pattern)
 		}
 	}
 	return fmt.Errorf("%w: inlets: no connected client announces %s", caddytls.ErrPermissionDenied, name)

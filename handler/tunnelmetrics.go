@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 )
 
 // tunnelMetrics serves /metrics to a named tunnel's token: the data-plane
@@ -68,7 +69,9 @@ func (tg tunnelGatherer) owns(t *registry.Tenancy, m *dto.Metric, label string) 
 			port, err := strconv.Atoi(lp.GetValue())
 			return err == nil && t.PortOwner(port) == tg.tunnel
 		}
-		return t.OwnerOfPattern(lp.GetValue()) == tg.tunnel
+		// Requests for hosts no client served are counted under no
+		// host: whose they were is not known, so no tunnel sees them.
+		return lp.GetValue() != metrics.NoHost && t.OwnerOfPattern(lp.GetValue()) == tg.tunnel
 	}
 	return false
 }

@@ -43,7 +43,13 @@ func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
 // that sends a hello frame and reads the answer.
 func rawSession(t *testing.T, addr string) (*yamux.Session, net.Conn, func(frame []byte) tunnel.Message) {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
+	return rawSessionWith(t, addr, testenv.Token)
+}
+
+// rawSessionWith is rawSession with the given token.
+func rawSessionWith(t *testing.T, addr, token string) (*yamux.Session, net.Conn, func(frame []byte) tunnel.Message) {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
 		t.Fatal(err)
 	}

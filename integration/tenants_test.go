@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/status"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // Tokens of the tenant tests' tunnels.
@@ -212,4 +213,84 @@ func TestAWrongTokenIsRefusedWhateverTheTunnels(t *testing.T) {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// tenantGlobals is the inlets global option with tunnel acme holding
+// token, and a TCP data plane.
+func tenantGlobals(token string, extra ...string) string {
+	return fmt.Sprintf("\tinlets {\n\t\ttunnel acme {\n\t\t\ttoken %s\n\t\t\thosts *.acme.example.com\n%s\t\t}\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n\t\t}\n\t}",
+		token, strings.Join(extra, ""))
+}
+
+// A client whose token is replaced between its upgrade and its hello, as
+// a rotation or a deletion does while it connects, is refused for good:
+// the token was checked when the request came in, and again on admission.
+func TestAHandshakeThatStraddlesATokenChangeIsRefused(t *testing.T) {
+	waitNoSessions(t)
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	c := testenv.StartCaddy(t, adminPort, tenantGlobals(acmeToken), site)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	_, _, hello := rawSessionWith(t, addr, acmeToken)
+	if err := c.Load(testenv.Caddyfile(adminPort, tenantGlobals("acme-replaced-token"), site)); err != nil {
+		t.Fatal(err)
+	}
+	answer := hello(frame(`{"clientID":"late","protocol":2,"mode":"http","http":[{"host":"a.acme.example.com","url":"http://127.0.0.1:9"}]}`))
+	if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectTokenRefused || answer.Retry != tunnel.RetryNever || !strings.Contains(answer.Reason, "the token of tunnel acme was replaced or has expired") {
+		t.Fatalf("a hello after the token changed: %+v, want a token-refused rejection", answer)
+	}
+	if n := len(sessionsOf("late")); n != 0 {
+		t.Fatalf("%d sessions of the late client", n)
+	}
+}
+
+// A client of the server's own token is disconnected by a reload that
+// drops the token, or that no longer allows its host: rotating a leaked
+// server token cuts whoever holds it.
+func TestAReloadWithoutTheServerTokenDisconnectsItsClients(t *testing.T) {
+	waitNoSessions(t)
+	up := newUpstream(t, "app")
+	port := testenv.FreePort(t)
+	site := func(token, allow string) string {
+		return fmt.Sprintf(":%d {\n\tinlets {\n\t\ttoken %s\n\t\tallow_hosts %s\n\t}\n}", port, token, allow)
+	}
+	c := testenv.StartCaddy(t, adminPort, "", site(testenv.Token, "*.example.com"))
+	url := fmt.Sprintf("ws://127.0.0.1:%d", port)
+	kept := testenv.Client(t, testenv.HTTPClient(url, "kept.example.com", up.URL))
+	narrowed := testenv.Client(t, testenv.HTTPClient(url, "other.example.com", up.URL))
+
+	// The same token, a narrower allow_hosts: the client whose host is
+	// no longer allowed goes, the other stays.
+	if err := c.Load(testenv.Caddyfile(adminPort, "", site(testenv.Token, "kept.example.com"))); err != nil {
+		t.Fatal(err)
+	}
+	waitSessions(t, narrowed.ID(), 0)
+	if n := len(sessionsOf(kept.ID())); n != 1 {
+		t.Fatalf("the client whose host is still allowed has %d sessions", n)
+	}
+	// A new token: the old token's client goes.
+	if err := c.Load(testenv.Caddyfile(adminPort, "", site("a-new-server-token", "kept.example.com"))); err != nil {
+		t.Fatal(err)
+	}
+	waitSessions(t, kept.ID(), 0)
+	if code, _ := request(t, http.MethodGet, fmt.Sprintf("127.0.0.1:%d", port), "kept.example.com", "/", nil); code != http.StatusBadGateway {
+		t.Errorf("the old token's host after the rotation: %d, want 502", code)
+	}
+}
+
+// A tunnel's tcp_ports may not include a port Caddy's own sites listen
+// on: its clients would receive that site's connections.
+func TestATunnelPortThatIsCaddysOwnIsRefused(t *testing.T) {
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	c := testenv.StartCaddy(t, adminPort, tenantGlobals(acmeToken), site)
+	err := c.Load(testenv.Caddyfile(adminPort, tenantGlobals(acmeToken, fmt.Sprintf("\t\t\ttcp_ports %d\n", port)), site))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("tunnel acme: tcp_ports: %d is a port of Caddy's own (Caddy's server srv0 listens on :%d)", port, port)) {
+		t.Fatalf("a tunnel port that is the site's: %v", err)
+	}
+	// The running config is untouched: the site still answers.
+	if code, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/status", port), testenv.Token); code != http.StatusOK {
+		t.Fatalf("the site after the refused config: %d", code)
+	}
 }

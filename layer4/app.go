@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -82,7 +83,10 @@ type App struct {
 	// tenancy is the config's tunnels: a named tunnel's tcp_ports are
 	// served to its clients, in addition to allowed.
 	tenancy *registry.Tenancy
-	fwd     forwarding
+	// reserved maps the ports Caddy's own HTTP servers listen on to the
+	// server's name, as Start finds them: never a tunnel's.
+	reserved map[int]string
+	fwd      forwarding
 
 	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
 	// the whole announcement, so that announcements and session changes
@@ -133,9 +137,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the config's values.
 func (a *App) Validate() error {
-	if len(a.allowed) == 0 && !a.tenancy.HasPorts() {
-		return fmt.Errorf("inlets tcp: no ports: list the ports clients may open, e.g. `ports 2222 8000-8100` (JSON: \"ports\": [\"2222\", \"8000-8100\"])")
-	}
 	if err := validateBind(a.Bind); err != nil {
 		return err
 	}
@@ -175,9 +176,15 @@ func validateBind(bind string) error {
 // with the reason, rather than failing the reload of a whole config over
 // one client's announcement.
 func (a *App) Start() error {
+	if len(a.allowed) == 0 && !a.tenancy.HasPorts() {
+		a.logger.Warn("the TCP data plane has no ports of its own and no tunnel has tcp_ports: it opens no port until one does (`caddy inlets tunnel create NAME --tcp-port N`), or until its `ports` lists some")
+	}
 	if !registry.HasControlPlane(a.ctx) {
 		a.logger.Warn("this config has a TCP data plane (the inlets global option's tcp block) but no inlets control plane: no client can connect to announce ports; " +
 			"add `inlets { token ... }` or `inlets control { token ... }` to a site")
+	}
+	if err := a.reserveCaddysPorts(); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	a.listeners = make(map[int]*portListener)
@@ -201,6 +208,39 @@ func (a *App) Start() error {
 	}
 	a.mu.Unlock()
 	a.withdrawUnserved(unbound)
+	return nil
+}
+
+// reserveCaddysPorts records the ports of the config's HTTP servers,
+// which no client may open (a range in ports, such as 1-65535, may cover
+// them), and refuses a config that gives one to a tunnel: its clients
+// would receive that site's visitors, and the tokens of the clients
+// connecting to its control plane.
+func (a *App) reserveCaddysPorts() error {
+	a.reserved = make(map[int]string)
+	app, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	httpApp, ok := app.(*caddyhttp.App)
+	if !ok {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(httpApp.Servers)) {
+		for _, addr := range httpApp.Servers[name].Listen {
+			na, err := caddy.ParseNetworkAddress(addr)
+			if err != nil || !strings.HasPrefix(na.Network, "tcp") {
+				continue
+			}
+			for port := int(na.StartPort); port <= int(na.EndPort) && port > 0; port++ {
+				what := fmt.Sprintf("Caddy's server %s listens on %s", name, addr)
+				a.reserved[port] = what
+				if owner := a.tenancy.PortOwner(port); owner != registry.Unnamed {
+					return fmt.Errorf("tunnel %s: tcp_ports: %d is a port of Caddy's own (%s): its clients would receive that server's connections; remove it from one of them", owner, port, what)
+				}
+			}
+		}
+	}
 	return nil
 }
 

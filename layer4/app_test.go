@@ -19,7 +19,9 @@ func TestValidateNamesTheFix(t *testing.T) {
 		{name: "fine", app: &App{Ports: []string{"2222"}}},
 		{name: "everything", app: &App{Bind: "::", Ports: []string{"2222", "8000-8100"}, ProxyProtocol: "v1", IdleTimeout: caddy.Duration(time.Minute), LBPolicy: "round_robin"}},
 		{name: "host name bind", app: &App{Bind: "localhost", Ports: []string{"2222"}}},
-		{name: "no ports", app: &App{}, wantErr: "no ports: list the ports clients may open"},
+		// No ports of its own: it serves tunnels' tcp_ports, and says so
+		// at start when there are none.
+		{name: "no ports", app: &App{}},
 		{name: "bind with port", app: &App{Bind: "0.0.0.0:22", Ports: []string{"2222"}}, wantErr: "without a port"},
 		{name: "bind with network", app: &App{Bind: "tcp4/0.0.0.0", Ports: []string{"2222"}}, wantErr: "want an IP address or a host name"},
 		{name: "proxy protocol", app: &App{Ports: []string{"2222"}, ProxyProtocol: "2"}, wantErr: `proxy_protocol "2": want v1 or v2`},

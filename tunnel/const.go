@@ -72,6 +72,10 @@ const (
 	// RejectPortUnavailable: an allowed port cannot be opened now, for
 	// example because another program holds it (RetryLater).
 	RejectPortUnavailable = "port-unavailable"
+	// RejectTokenRefused: the token the client authenticated with is no
+	// longer accepted (its tunnel was deleted, or the token replaced or
+	// expired) by the time the server would admit it (RetryNever).
+	RejectTokenRefused = "token-refused"
 	// RejectShuttingDown: the server is stopping or reloading; its
 	// successor takes clients at once (RetryNow).
 	RejectShuttingDown = "shutting-down"

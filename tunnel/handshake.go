@@ -30,7 +30,7 @@ func Reject(code, format string, args ...any) *Rejection {
 // this package does not know.
 func RetryOf(code string) string {
 	switch code {
-	case RejectBadHello, RejectProtocol, RejectHostNotAllowed, RejectPortNotAllowed, RejectNoTCP, RejectTooLarge:
+	case RejectBadHello, RejectProtocol, RejectHostNotAllowed, RejectPortNotAllowed, RejectNoTCP, RejectTooLarge, RejectTokenRefused:
 		return RetryNever
 	case RejectShuttingDown:
 		return RetryNow

@@ -54,5 +54,7 @@ func OfTunnel(st status.Status, name string) status.Status {
 		}
 	}
 	st.Clients = own
+	// The server's mode would tell of other tunnels' clients.
+	st.Info.Mode = status.Mode(own)
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,8 +40,11 @@ type App struct {
 	// stop puts back if no later config has started: Caddy stops the
 	// apps of a config that fails to start, and the old one runs on.
 	replaced *Tenancy
-	// controlPlanes counts the config's handlers serving a control plane.
+	// controlPlanes counts the config's handlers serving a control
+	// plane; planes holds what each admits with its own tokens.
 	controlPlanes atomic.Int32
+	planesMu      sync.Mutex
+	planes        []Plane
 }
 
 // CaddyModule returns the Caddy module information. Its receiver is a
@@ -87,8 +91,16 @@ const tcpApp = "inlets_tcp"
 // Start makes this config's logger and tunnels the registry's.
 func (a *App) Start() error {
 	a.reg.SetLogger(a.ctx.Logger())
+	a.planesMu.Lock()
+	a.tenancy.SetPlanes(a.planes)
+	a.planesMu.Unlock()
 	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
+	if a.tenancy.HasPorts() && a.TCP == nil {
+		if _, err := a.ctx.AppIfConfigured(tcpApp); errors.Is(err, caddy.ErrNotConfigured) {
+			a.ctx.Logger().Warn("tunnels have tcp_ports, but this config has no TCP data plane: their TCP clients are refused; add `inlets { tcp { bind <address> } }` to the global options")
+		}
+	}
 	return nil
 }
 
@@ -104,7 +116,12 @@ func (a *App) Stop() error {
 
 // Cleanup drops the reference; the last one closes every session.
 func (a *App) Cleanup() error {
-	Release()
+	// Caddy cleans up a module whose provisioning failed too; only a
+	// reference taken is dropped, or a refused config would take the
+	// running config's reference, and the registry, with it.
+	if a.reg != nil {
+		Release()
+	}
 	return nil
 }
 
@@ -120,13 +137,19 @@ func FromContext(ctx caddy.Context) (*Registry, error) {
 }
 
 // NoteControlPlane records that a handler of ctx's config serves the
-// control plane.
-func NoteControlPlane(ctx caddy.Context) error {
+// control plane, admitting p with its own tokens: when the config starts,
+// the clients of those tokens that no handler of it admits any more are
+// disconnected.
+func NoteControlPlane(ctx caddy.Context, p Plane) error {
 	app, err := ctx.App("inlets")
 	if err != nil {
 		return fmt.Errorf("loading the inlets app: %w", err)
 	}
-	app.(*App).controlPlanes.Add(1)
+	a := app.(*App)
+	a.controlPlanes.Add(1)
+	a.planesMu.Lock()
+	a.planes = append(a.planes, p)
+	a.planesMu.Unlock()
 	return nil
 }
 

@@ -51,7 +51,7 @@ func (r *Registry) portOpener() PortOpener {
 	return r.openers[len(r.openers)-1]
 }
 
-var errNoTCP = tunnel.Reject(tunnel.RejectNoTCP, "this server does not serve TCP tunnels: its Caddyfile needs a global `inlets { tcp { ports ... } }` block")
+var errNoTCP = tunnel.Reject(tunnel.RejectNoTCP, "this server does not serve TCP tunnels: its Caddyfile needs a global `inlets { tcp { ... } }` block")
 
 // maxOpenAttempts bounds the retries after ErrOpenerStopped; each one
 // means a reload happened during the call, so a few is plenty.

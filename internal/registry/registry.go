@@ -151,6 +151,14 @@ func (r *Registry) add(s *Session, maxClients int) error {
 		r.mu.Unlock()
 		return tunnel.Reject(tunnel.RejectServerFull, "the server has %d clients, as many as it takes (its max_clients): try again later, or ask its operator to raise the limit", maxClients)
 	}
+	if t := r.Tenancy(); t != nil {
+		// The token was checked when the request came in; the config
+		// may have changed during the handshake.
+		if err := t.admits(s, time.Now()); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+	}
 	rs := r.tenantForWrite(s.Tunnel)
 	if sc := r.Tenancy().Scope(s.Tunnel); sc != nil && sc.MaxClients > 0 && rs.clients.Load() >= int64(sc.MaxClients) {
 		r.mu.Unlock()

@@ -49,9 +49,10 @@ type Tunnel struct {
 	MaxStreamsPerClient int `json:"max_streams_per_client,omitempty"`
 
 	// Let on-demand TLS (tls.permission.inlets) get certificates for any
-	// name under a wildcard its clients announce, "shop.example.com" for
-	// "*.example.com". Off by default: anyone can then make the server ask
-	// its CA for as many names as they like, and exhaust its rate limits.
+	// name under a wildcard its clients announce that is one of its hosts,
+	// "shop.example.com" for "*.example.com". Off by default: anyone can
+	// then make the server ask its CA for as many names as they like, and
+	// exhaust its rate limits.
 	OnDemandWildcards bool `json:"on_demand_wildcards,omitempty"`
 }
 
@@ -93,6 +94,12 @@ type Tenancy struct {
 	any      string
 	hasAny   bool
 	ports    map[int]string
+
+	// planes are the control-plane handlers of the config, once it
+	// starts: a session of the handlers' own tokens stays only while one
+	// of them still holds its token and allows its hosts.
+	planes    []Plane
+	planesSet bool
 }
 
 // Scope is one tunnel as the server enforces it.
@@ -103,6 +110,22 @@ type Scope struct {
 	MaxClients          int
 	MaxStreamsPerClient int
 	OnDemandWildcards   bool
+}
+
+// Plane is what a control-plane handler admits with its own tokens: the
+// digests of those tokens, and its allow_hosts (nil: any host).
+type Plane struct {
+	Digests [][sha256.Size]byte
+	Allow   func(host string) bool
+}
+
+func (p Plane) holds(digest [sha256.Size]byte) bool {
+	for _, d := range p.Digests {
+		if d == digest {
+			return true
+		}
+	}
+	return false
 }
 
 type tokenOf struct {
@@ -206,7 +229,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		}
 		t.tunnels[name] = &Scope{
 			Name:                name,
-			Hosts:               slices.Clone(tun.Hosts),
+			Hosts:               lower(tun.Hosts),
 			Ports:               slices.Sorted(slices.Values(tun.TCPPorts)),
 			MaxClients:          tun.MaxClients,
 			MaxStreamsPerClient: tun.MaxStreamsPerClient,
@@ -219,10 +242,13 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 // ValidateTunnelName checks that name can be a tunnel's name: a key of
 // the admin API's config paths and a metric label, so short and plain.
 func ValidateTunnelName(name string) error {
-	if name == "" || len(name) > 63 || strings.IndexFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	alnum := func(r rune) bool { return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' }
+	if name == "" || len(name) > 63 || !alnum(rune(name[0])) || strings.IndexFunc(name, func(r rune) bool {
+		return !alnum(r) && r != '-' && r != '_' && r != '.'
 	}) >= 0 {
-		return fmt.Errorf("tunnel name %q: use 1 to 63 lower-case letters, digits, '-', '_' or '.'", name)
+		// A name of dots would be a relative path in the admin API's
+		// /config/apps/inlets/tunnels/<name>.
+		return fmt.Errorf("tunnel name %q: use 1 to 63 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit", name)
 	}
 	return nil
 }
@@ -248,9 +274,9 @@ func (tok Token) digest(repl *caddy.Replacer) ([sha256.Size]byte, error) {
 		}
 		return [sha256.Size]byte(b), nil
 	case tok.Value != "":
-		v, err := repl.ReplaceOrErr(tok.Value, true, true)
+		v, err := ExpandToken(repl, tok.Value)
 		if err != nil {
-			return zero, fmt.Errorf("%w (is the environment variable set, or the file readable?)", err)
+			return zero, err
 		}
 		if v = strings.TrimSpace(v); v == "" {
 			return zero, fmt.Errorf("the token is empty")
@@ -267,6 +293,20 @@ func (tok Token) digest(repl *caddy.Replacer) ([sha256.Size]byte, error) {
 		}
 		return sha256.Sum256([]byte(v)), nil
 	}
+}
+
+// ExpandToken expands the placeholders of a token given by value. Its
+// error repeats the token only when the token is one placeholder (such as
+// {env.TOKEN}): a token that merely contains braces is a secret.
+func ExpandToken(repl *caddy.Replacer, token string) (string, error) {
+	v, err := repl.ReplaceOrErr(token, true, true)
+	if err != nil {
+		if strings.HasPrefix(token, "{") && strings.HasSuffix(token, "}") && strings.Count(token, "{") == 1 {
+			return "", fmt.Errorf("%w (is the environment variable set, or the file readable?)", err)
+		}
+		return "", fmt.Errorf("a placeholder in the token cannot be expanded (an environment variable not set, or a file not readable?); a token that contains { or } must be given with token_file or token_sha256")
+	}
+	return v, nil
 }
 
 // Len is the number of tunnels.
@@ -403,12 +443,16 @@ func (t *Tenancy) PortOwner(port int) string {
 // CheckAnnouncement refuses what a client of tunnel name announces that
 // the tunnel does not own, with the reason to give the client.
 func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
+	sc := t.Scope(name)
+	if name != Unnamed && sc == nil {
+		return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", name)
+	}
 	for _, up := range hello.HTTP {
 		if owner := t.OwnerOfPattern(up.Host); owner != name {
 			if name == Unnamed {
 				return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Host)
 			}
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Host, name, strings.Join(t.tunnels[name].Hosts, " "))
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Host, name, strings.Join(sc.Hosts, " "))
 		}
 	}
 	for _, up := range hello.TCP {
@@ -416,10 +460,18 @@ func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
 			if name == Unnamed {
 				return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
 			}
-			return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d is not in tunnel %s's tcp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(t.tunnels[name].Ports))
+			return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d is not in tunnel %s's tcp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(sc.Ports))
 		}
 	}
 	return nil
+}
+
+func lower(hosts []string) []string {
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		out[i] = strings.ToLower(h)
+	}
+	return out
 }
 
 func portsString(ports []int) string {
@@ -459,28 +511,57 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 	}
 	r.mu.Unlock()
 	for _, s := range r.Sessions() {
-		if reason := t.refuses(s, now); reason != "" {
-			r.Logger().Info("disconnecting a client its tunnel no longer admits",
+		if err := t.admits(s, now); err != nil {
+			r.Logger().Info("disconnecting a client the configuration no longer admits",
 				zap.String("tunnel", s.Tunnel), zap.String("client_id", s.Hello.ClientID),
-				zap.String("remote_addr", s.RemoteAddr), zap.String("reason", reason))
+				zap.String("remote_addr", s.RemoteAddr), zap.Error(err))
 			s.Close()
 		}
 	}
 }
 
-// refuses says why a connected session would not be admitted under t
-// now, or "".
-func (t *Tenancy) refuses(s *Session, now time.Time) string {
+// SetPlanes records the control-plane handlers of the config; its app
+// does so when it starts, before the tenancy is the registry's.
+func (t *Tenancy) SetPlanes(planes []Plane) {
+	t.planes, t.planesSet = planes, true
+}
+
+// admits returns nil if s may be connected under t at now, else the
+// rejection to give it: the registry asks when it adds a session (its
+// token may have been replaced during the handshake) and, for every
+// connected session, when t becomes the server's tunnels.
+func (t *Tenancy) admits(s *Session, now time.Time) error {
 	if s.Tunnel != Unnamed {
 		if t.Scope(s.Tunnel) == nil {
-			return "the tunnel was deleted"
+			return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", s.Tunnel)
 		}
 		if !t.TokenAccepted(s.Tunnel, s.tokenDigest, now) {
-			return "its token was replaced or has expired"
+			return tunnel.Reject(tunnel.RejectTokenRefused, "the token of tunnel %s was replaced or has expired: get the current one from the server's operator", s.Tunnel)
+		}
+	} else if t.planesSet {
+		held := false
+		for _, p := range t.planes {
+			if !p.holds(s.tokenDigest) {
+				continue
+			}
+			held = true
+			if p.Allow == nil || allowsAll(p.Allow, &s.Hello) {
+				return t.CheckAnnouncement(s.Tunnel, &s.Hello)
+			}
+		}
+		if held {
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "the server no longer allows a host this client announces (its allow_hosts changed)")
+		}
+		return tunnel.Reject(tunnel.RejectTokenRefused, "the server no longer takes this client's token: get the current one from its operator")
+	}
+	return t.CheckAnnouncement(s.Tunnel, &s.Hello)
+}
+
+func allowsAll(allow func(string) bool, hello *tunnel.Hello) bool {
+	for _, up := range hello.HTTP {
+		if !allow(up.Host) {
+			return false
 		}
 	}
-	if err := t.CheckAnnouncement(s.Tunnel, &s.Hello); err != nil {
-		return err.Error()
-	}
-	return ""
+	return true
 }

@@ -120,6 +120,9 @@ func TestTunnelMistakesNameTheTunnelAndTheFieldAndNeverTheToken(t *testing.T) {
 		"bad pattern":   {map[string]*Tunnel{"a": {Tokens: []Token{{Value: "1"}}, Hosts: []string{"a.*.com"}}}, "tunnel a: hosts:"},
 		"bad port":      {map[string]*Tunnel{"a": {Tokens: []Token{{Value: "1"}}, TCPPorts: []int{70000}}}, "tunnel a: tcp_ports: 70000 is not a port"},
 		"bad name":      {map[string]*Tunnel{"A B": {Tokens: []Token{{Value: "1"}}, Hosts: []string{"x.com"}}}, `tunnel name "A B"`},
+		"dots name":     {map[string]*Tunnel{"..": {Tokens: []Token{{Value: "1"}}, Hosts: []string{"x.com"}}}, `tunnel name ".."`},
+		"braces":        {map[string]*Tunnel{"a": {Tokens: []Token{{Value: "ab{s3cret}cd"}}, Hosts: []string{"x.com"}}}, "tunnel a: token 1: a placeholder in the token cannot be expanded"},
+		"unset env":     {map[string]*Tunnel{"a": {Tokens: []Token{{Value: "{env.INLETS_SURELY_UNSET}"}}, Hosts: []string{"x.com"}}}, "{env.INLETS_SURELY_UNSET}"},
 	} {
 		_, err := CompileTunnels(tt.tunnels)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
