@@ -12,8 +12,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "inlets",
-		Usage: "http client|tcp client|status|version [flags]",
-		Short: "Runs an inlets tunnel client, or prints a server's status",
+		Usage: "http client|tcp client|status|tunnel|version [flags]",
+		Short: "Runs an inlets tunnel client, prints a server's status, or manages its tunnels",
 		Long: `
 Runs the inlets tunnel client that is also available as the standalone
 'inlets' binary, e.g.:
@@ -24,6 +24,14 @@ Runs the inlets tunnel client that is also available as the standalone
 and prints a server's status, as the 'inlets status' command does:
 
   caddy inlets status --url wss://tunnel.example.com --token-file ./token
+
+and creates, lists, rotates and deletes the tunnels of this Caddy through
+its admin API (--address, as 'caddy reload' has):
+
+  caddy inlets tunnel create acme --host '*.acme.example.com' --tcp-port 2201
+  caddy inlets tunnel list
+  caddy inlets tunnel rotate acme --grace 1h
+  caddy inlets tunnel delete acme
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			// The client parses its own flags.

@@ -1,6 +1,7 @@
 // Package cli is the command line of the inlets client, shared by the
 // standalone `inlets` binary and `caddy inlets`: the HTTP and TCP clients,
-// and `status`, which prints a server's status.
+// `status`, which prints a server's status, and `tunnel`, which manages a
+// server's tunnels through Caddy's admin API.
 package cli
 
 import (
@@ -32,11 +33,12 @@ var commands = []struct {
 	{"tcp client", "expose TCP ports of this network through a caddy-inlets server"},
 	{"status", "show a caddy-inlets server's clients"},
 	{"version", "print the version"},
+	{"tunnel", "create, list, rotate and delete the tunnels of a Caddy server, through its admin API"},
 }
 
 // usage is the program's own help.
 func usage(w io.Writer, name string) {
-	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\n%s is the tunnel client of caddy-inlets: it connects to the Caddy server's\ncontrol plane and serves its visitors from this network.\n\nCommands:\n", name, name)
+	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\n%s is the tunnel client of caddy-inlets: it connects to the Caddy server's\ncontrol plane and serves its visitors from this network. On the server, its\ntunnel commands manage the tunnels, through Caddy's admin API.\n\nCommands:\n", name, name)
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
@@ -67,6 +69,8 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	case args[0] == "status":
 		return runStatus(name+" status", args[1:], stdout, stderr)
+	case args[0] == "tunnel":
+		return runTunnel(name+" tunnel", args[1:], stdout, stderr)
 	case args[0] == "version" || args[0] == "--version" || args[0] == "-version":
 		fmt.Fprintf(stdout, "%s %s (%s)\n", name, version.Version(), version.SHA())
 		return 0
@@ -125,11 +129,14 @@ func setUsage(fs *flag.FlagSet, synopsis, about, examples string, required ...st
 			}
 			fmt.Fprintf(w, "  --%s%s\n      %s\n", f.Name, arg, help)
 		}
-		fmt.Fprintln(w, "Required flags:")
-		for _, name := range required {
-			show(fs.Lookup(name))
+		if len(required) > 0 {
+			fmt.Fprintln(w, "Required flags:")
+			for _, name := range required {
+				show(fs.Lookup(name))
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(w, "\nFlags:")
+		fmt.Fprintln(w, "Flags:")
 		fs.VisitAll(func(f *flag.Flag) {
 			if !slices.Contains(required, f.Name) {
 				show(f)
