@@ -16,9 +16,10 @@ import (
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	inlets [<matcher>] [control|data] {
-//		token       <token>
-//		token_file  <path>
-//		allow_hosts <patterns...>
+//		token        <token>
+//		token_file   <path>
+//		token_sha256 <hex digest>
+//		allow_hosts  <patterns...>
 //		pass_thru
 //
 //		lb_policy       <name> [<options...>]
@@ -46,8 +47,10 @@ import (
 // only visitors and needs no token.
 //
 // token may be repeated and may use placeholders such as {env.INLETS_TOKEN}
-// or {file./run/secrets/inlets}; token_file may be repeated too. A handler
-// serving the control plane refuses to start without a token.
+// or {file./run/secrets/inlets}; token_file and token_sha256 (the token's
+// SHA-256 in hex, so that the config, and Caddy's autosave, never holds
+// the token) may be repeated too. A handler serving the control plane
+// refuses to start without a token.
 //
 // allow_hosts limits the host patterns clients may announce (default: any).
 // pass_thru hands requests whose Host no client serves to the next handler
@@ -90,6 +93,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.TokenFiles = append(h.TokenFiles, d.Val())
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "token_sha256":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.TokenSHA256 = append(h.TokenSHA256, strings.ToLower(d.Val()))
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -223,7 +234,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // caddyfileOptions are the options of the directive, as its syntax lists
 // them.
 var caddyfileOptions = []string{
-	"token", "token_file", "allow_hosts", "pass_thru",
+	"token", "token_file", "token_sha256", "allow_hosts", "pass_thru",
 	"lb_policy", "lb_retries", "lb_try_duration", "lb_try_interval", "stream_close_delay", "fail_duration",
 	"max_clients", "max_streams_per_client", "max_hosts_per_client", "max_ports_per_client",
 	"stream_window", "max_unread", "client_timeout", "auth_failures", "max_handshakes_per_address",

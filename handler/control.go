@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -277,8 +278,9 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // digests in constant time reveals neither a token's content nor its length.
 type tokenSet [][sha256.Size]byte
 
-// loadTokens expands placeholders in tokens and reads token files.
-func loadTokens(tokens, files []string) (tokenSet, error) {
+// loadTokens expands placeholders in tokens, reads token files and
+// decodes digests.
+func loadTokens(tokens, files, digests []string) (tokenSet, error) {
 	repl := caddy.NewReplacer()
 	var set tokenSet
 	for i, t := range tokens {
@@ -301,6 +303,14 @@ func loadTokens(tokens, files []string) (tokenSet, error) {
 			return nil, fmt.Errorf("token file %s is empty", path)
 		}
 		set = append(set, sha256.Sum256([]byte(token)))
+	}
+	for i, hexDigest := range digests {
+		b, err := hex.DecodeString(hexDigest)
+		if err != nil || len(b) != sha256.Size {
+			// Not echoed: it may be the token itself, pasted here.
+			return nil, fmt.Errorf("token_sha256 %d is not a SHA-256 digest in hex (64 characters; this has %d): if it is the token itself, put its digest here instead, from `printf %%s \"$TOKEN\" | sha256sum`", i+1, len(hexDigest))
+		}
+		set = append(set, [sha256.Size]byte(b))
 	}
 	return set, nil
 }

@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +20,9 @@ func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
 	placeholderFile := filepath.Join(dir, "placeholder")
 	os.WriteFile(placeholderFile, []byte("from-placeholder-file\n"), 0o600)
 
-	set, err := loadTokens([]string{"literal", "{env.INLETS_TEST_TOKEN}", "{file." + placeholderFile + "}"}, []string{file})
+	// The digest of "from-digest".
+	set, err := loadTokens([]string{"literal", "{env.INLETS_TEST_TOKEN}", "{file." + placeholderFile + "}"}, []string{file},
+		[]string{sha256Hex("from-digest")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +34,7 @@ func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
 		{"Bearer from-env", true},
 		{"Bearer from-file", true},
 		{"Bearer from-placeholder-file", true},
+		{"Bearer from-digest", true},
 		{"Bearer {env.INLETS_TEST_TOKEN}", false},
 		{"Bearer literal ", false},
 		{"Bearer ", false},
@@ -52,15 +57,16 @@ func TestBadTokensAreReportedClearly(t *testing.T) {
 	empty := filepath.Join(t.TempDir(), "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
 	for name, tt := range map[string]struct {
-		tokens, files []string
-		want          string
+		tokens, files, digests []string
+		want                   string
 	}{
-		"unset env":    {tokens: []string{"{env.INLETS_TEST_SURELY_UNSET}"}, want: "token 1:"},
-		"blank":        {tokens: []string{"  "}, want: "token 1 is empty"},
-		"missing file": {files: []string{"/nonexistent/token"}, want: "reading token file"},
-		"empty file":   {files: []string{empty}, want: "is empty"},
+		"unset env":       {tokens: []string{"{env.INLETS_TEST_SURELY_UNSET}"}, want: "token 1:"},
+		"blank":           {tokens: []string{"  "}, want: "token 1 is empty"},
+		"missing file":    {files: []string{"/nonexistent/token"}, want: "reading token file"},
+		"empty file":      {files: []string{empty}, want: "is empty"},
+		"token as digest": {digests: []string{"s3cret-token"}, want: "token_sha256 1 is not a SHA-256 digest in hex (64 characters; this has 12)"},
 	} {
-		_, err := loadTokens(tt.tokens, tt.files)
+		_, err := loadTokens(tt.tokens, tt.files, tt.digests)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, tt.want)
 		}
@@ -96,4 +102,9 @@ func TestAllowHosts(t *testing.T) {
 	if _, err := hostAllower([]string{"Bad Host"}); err == nil {
 		t.Error("invalid pattern accepted")
 	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

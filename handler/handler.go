@@ -61,6 +61,10 @@ type Handler struct {
 	// Files holding one token each (surrounding white space is ignored).
 	TokenFiles []string `json:"token_files,omitempty"`
 
+	// The SHA-256 of tokens, in hex (`printf %s "$TOKEN" | sha256sum`):
+	// the config, and Caddy's autosave, then never holds the token.
+	TokenSHA256 []string `json:"token_sha256,omitempty"`
+
 	// Host patterns clients may announce: "app.example.com",
 	// "*.example.com" (any name under example.com) or "*" (anything,
 	// including the catch-all). Empty allows every host.
@@ -176,7 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.setDefaults()
 	if h.control {
-		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles); err != nil {
+		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles, h.TokenSHA256); err != nil {
 			return err
 		}
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
@@ -237,7 +241,7 @@ func (h *Handler) checkPlaneOptions() error {
 	}
 	if !h.control {
 		if names := set(map[string]bool{
-			"token": len(h.Tokens) > 0, "token_file": len(h.TokenFiles) > 0, "allow_hosts": len(h.AllowHosts) > 0,
+			"token": len(h.Tokens) > 0, "token_file": len(h.TokenFiles) > 0, "token_sha256": len(h.TokenSHA256) > 0, "allow_hosts": len(h.AllowHosts) > 0,
 			"max_clients": h.MaxClients != 0, "max_streams_per_client": h.MaxStreamsPerClient != 0,
 			"max_hosts_per_client": h.MaxHostsPerClient != 0, "max_ports_per_client": h.MaxPortsPerClient != 0,
 			"stream_window": h.StreamWindow != 0, "max_unread": h.MaxUnread != 0, "client_timeout": h.ClientTimeout != 0,
