@@ -294,3 +294,30 @@ func TestATunnelPortThatIsCaddysOwnIsRefused(t *testing.T) {
 		t.Fatalf("the site after the refused config: %d", code)
 	}
 }
+
+// A reload that lowers a tunnel's max_clients disconnects the clients
+// that connected last, down to the new limit.
+func TestLoweringATunnelsMaxClientsDisconnectsTheNewest(t *testing.T) {
+	waitNoSessions(t)
+	up := newUpstream(t, "acme")
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	c := testenv.StartCaddy(t, adminPort, tenantGlobals(acmeToken), site)
+	url := fmt.Sprintf("ws://127.0.0.1:%d", port)
+	var clients []*testenv.RunningClient
+	for i := range 3 {
+		cfg := testenv.HTTPClient(url, fmt.Sprintf("c%d.acme.example.com", i), up.URL)
+		cfg.Token, cfg.ID = acmeToken, fmt.Sprintf("acme-%d", i)
+		cfg.MaxBackoff = time.Hour // a refused client stays out while the test looks
+		clients = append(clients, testenv.Client(t, cfg))
+	}
+	if err := c.Load(testenv.Caddyfile(adminPort, tenantGlobals(acmeToken, "\t\t\tmax_clients 2\n"), site)); err != nil {
+		t.Fatal(err)
+	}
+	waitSessions(t, "acme-2", 0)
+	for _, id := range []string{"acme-0", "acme-1"} {
+		if n := len(sessionsOf(id)); n != 1 {
+			t.Errorf("%s, connected before the newest, has %d sessions", id, n)
+		}
+	}
+}

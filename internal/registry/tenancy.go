@@ -510,8 +510,19 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 		})
 	}
 	r.mu.Unlock()
+	// Oldest first: a tunnel whose max_clients was lowered keeps its
+	// longest-connected clients.
+	kept := make(map[string]int)
 	for _, s := range r.Sessions() {
-		if err := t.admits(s, now); err != nil {
+		err := t.admits(s, now)
+		if sc := t.Scope(s.Tunnel); err == nil && sc != nil && sc.MaxClients > 0 {
+			if kept[s.Tunnel] >= sc.MaxClients {
+				err = tunnel.Reject(tunnel.RejectServerFull, "tunnel %s now takes at most %d clients (its max_clients), and this one connected last", s.Tunnel, sc.MaxClients)
+			} else {
+				kept[s.Tunnel]++
+			}
+		}
+		if err != nil {
 			r.Logger().Info("disconnecting a client the configuration no longer admits",
 				zap.String("tunnel", s.Tunnel), zap.String("client_id", s.Hello.ClientID),
 				zap.String("remote_addr", s.RemoteAddr), zap.Error(err))
