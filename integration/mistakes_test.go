@@ -171,7 +171,7 @@ func TestCaddyfileMistakesNameTheFix(t *testing.T) {
 		{"tcp in a site", ":8123 {\n\tinlets {\n\t\ttoken t\n\t\ttcp {\n\t\t\tports 2222\n\t\t}\n\t}\n}\n",
 			"tcp is not an option of the inlets directive: the TCP data plane is configured in the global options, `{ inlets { tcp { ports ... } } }`"},
 		{"unknown option", ":8123 {\n\tinlets {\n\t\ttoken t\n\t\tallowed_hosts a.example.com\n\t}\n}\n",
-			`unknown inlets option "allowed_hosts"; the options are: token, token_file, allow_hosts, pass_thru`},
+			`unknown inlets option "allowed_hosts"; the options are: token, token_file, token_sha256, allow_hosts, pass_thru`},
 		{"a token on the data plane", ":8123 {\n\tinlets data {\n\t\ttoken t\n\t}\n}\n",
 			"token: no effect in `inlets data`, which takes no clients: these options belong with the control plane (`inlets control`, or `inlets` serving both planes)"},
 		{"lb options on the control plane", ":8123 {\n\tinlets control {\n\t\ttoken t\n\t\tlb_try_duration 2s\n\t}\n}\n",
