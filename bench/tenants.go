@@ -175,8 +175,10 @@ func (h *harness) tenantRun(ctx context.Context, n int) (tenantStep, error) {
 		if err := timed(&creates, http.MethodPut, path, tun); err != nil {
 			return s, err
 		}
-		// The new tunnel's token is taken, so the create was done.
-		if _, err := getStatus(adminClient, status, h.env.tunnelToken(name)); err != nil {
+		// The new tunnel's token is taken, so the create was done. On a
+		// connection of its own: the reload closes the old server's idle
+		// keep-alive connections, and one reused as it closes gets EOF.
+		if _, err := getStatus(freshClient, status, h.env.tunnelToken(name)); err != nil {
 			return s, fmt.Errorf("after creating tunnel %s: %w", name, err)
 		}
 		if err := timed(&removes, http.MethodDelete, path, nil); err != nil {
@@ -184,7 +186,7 @@ func (h *harness) tenantRun(ctx context.Context, n int) (tenantStep, error) {
 		}
 	}
 	// And the config's own tunnels still are.
-	if _, err := getStatus(adminClient, status, h.env.tunnelToken(probe)); err != nil {
+	if _, err := getStatus(freshClient, status, h.env.tunnelToken(probe)); err != nil {
 		return s, fmt.Errorf("after the config changes: %w", err)
 	}
 	s.reload = time.Duration(median(reloads))
@@ -194,6 +196,10 @@ func (h *harness) tenantRun(ctx context.Context, n int) (tenantStep, error) {
 	s.heapAfter = m.heapInuse
 	return s, err
 }
+
+// freshClient makes a new connection for every request: for requests
+// right after a reload.
+var freshClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 
 // authLatency times n GETs of the control plane's /status with token, one
 // after the other on one keep-alive connection, after an unmeasured tenth
