@@ -175,10 +175,14 @@ func (h *harness) tenantRun(ctx context.Context, n int) (tenantStep, error) {
 		if err := timed(&creates, http.MethodPut, path, tun); err != nil {
 			return s, err
 		}
-		// The new tunnel's token is taken, so the create was done. On a
-		// connection of its own: the reload closes the old server's idle
-		// keep-alive connections, and one reused as it closes gets EOF.
-		if _, err := getStatus(freshClient, status, h.env.tunnelToken(name)); err != nil {
+		// The new tunnel's token is taken, so the create was done. Polled,
+		// on connections of their own: right after a reload, a
+		// connection may meet the old server as it closes (an idle
+		// keep-alive one gets EOF, a new one was seen reset under load).
+		if err := c.waitFor("tunnel "+name+"'s token", 10*time.Second, func() error {
+			_, err := getStatus(freshClient, status, h.env.tunnelToken(name))
+			return err
+		}); err != nil {
 			return s, fmt.Errorf("after creating tunnel %s: %w", name, err)
 		}
 		if err := timed(&removes, http.MethodDelete, path, nil); err != nil {
@@ -186,7 +190,10 @@ func (h *harness) tenantRun(ctx context.Context, n int) (tenantStep, error) {
 		}
 	}
 	// And the config's own tunnels still are.
-	if _, err := getStatus(freshClient, status, h.env.tunnelToken(probe)); err != nil {
+	if err := c.waitFor("tunnel "+probe+"'s token", 10*time.Second, func() error {
+		_, err := getStatus(freshClient, status, h.env.tunnelToken(probe))
+		return err
+	}); err != nil {
 		return s, fmt.Errorf("after the config changes: %w", err)
 	}
 	s.reload = time.Duration(median(reloads))
