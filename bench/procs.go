@@ -300,6 +300,13 @@ func (e *env) restartCaddy(c *caddy) error {
 
 var adminClient = &http.Client{Timeout: 30 * time.Second}
 
+// changeClient sends config changes, each on a connection of its own:
+// every config load replaces Caddy's admin server, which closes the old
+// one's idle connections, so a change sent on a kept-alive connection may
+// meet that close and be reset (and Go does not resend a POST, PUT or
+// DELETE).
+var changeClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // get fetches a path of the admin endpoint.
 func (c *caddy) get(path string) ([]byte, error) {
 	resp, err := adminClient.Get("http://" + c.admin + path)
@@ -328,7 +335,7 @@ func (c *caddy) change(method, path string, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Cache-Control", "must-revalidate")
-	resp, err := adminClient.Do(req)
+	resp, err := changeClient.Do(req)
 	if err != nil {
 		return err
 	}
