@@ -6,7 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
-	"github.com/caddy-inlets/caddy-inlets/layer4"
+	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
 )
 
 func init() {
@@ -37,7 +37,7 @@ func init() {
 //	}
 //
 // Each tunnel block is a tenant (see registry.Tunnel's UnmarshalCaddyfile);
-// the tcp block is the TCP data plane (see layer4.App's). Without a tcp
+// the tcp block is the TCP data plane (see l4ports.App's). Without a tcp
 // block the server refuses TCP clients.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // the option's name
@@ -48,14 +48,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, d.ArgErr()
 	}
 	app := new(registry.App)
-	var tcp *layer4.App
+	var tcp *l4ports.App
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "tcp":
 			if tcp != nil {
 				return nil, d.Err("the inlets global option has two tcp blocks: merge them into one")
 			}
-			tcp = new(layer4.App)
+			tcp = new(l4ports.App)
 			if err := tcp.UnmarshalCaddyfile(d); err != nil {
 				return nil, err
 			}

@@ -40,8 +40,14 @@ type Config struct {
 
 	// HTTP lists the hosts to serve (HTTP mode).
 	HTTP []tunnel.HTTPUpstream
-	// TCP lists the ports to serve (TCP mode).
+	// TCP lists the TCP ports to serve (TCP mode).
 	TCP []tunnel.TCPUpstream
+	// UDP lists the UDP ports to serve (TCP mode, with or without TCP
+	// ports).
+	UDP []tunnel.UDPUpstream
+	// TLS lists the TLS server names to serve (TCP mode): connections a
+	// caddy-l4 route of the server passes through by server name.
+	SNI []tunnel.TLSUpstream
 
 	// TLS configures wss:// connections to the server (private CAs,
 	// InsecureSkipVerify for testing). Nil uses the system's roots.
@@ -70,7 +76,9 @@ type Client struct {
 
 	http     map[string]*httpUpstream
 	tcp      map[int]*tcpUpstream
-	prefixed *prefixProxy // nil unless an HTTP upstream has a path prefix
+	udp      map[int]string    // UDP port -> upstream host:port
+	tls      map[string]string // TLS name -> upstream host:port
+	prefixed *prefixProxy      // nil unless an HTTP upstream has a path prefix
 
 	connected atomic.Bool
 }
@@ -118,10 +126,12 @@ func New(cfg Config) (*Client, error) {
 			MinProtocol: tunnel.MinProtocolVersion,
 			HTTP:        cfg.HTTP,
 			TCP:         cfg.TCP,
+			UDP:         cfg.UDP,
+			TLS:         cfg.SNI,
 		},
 	}
 	c.hello.Mode = tunnel.ModeHTTP
-	if len(cfg.TCP) > 0 {
+	if len(cfg.TCP)+len(cfg.UDP)+len(cfg.SNI) > 0 {
 		c.hello.Mode = tunnel.ModeTCP
 	}
 	if err := c.hello.Validate(); err != nil {
@@ -376,7 +386,14 @@ func (c *Client) watchControl(ctrl *tunnel.Stream) {
 		}
 		switch msg.Type {
 		case tunnel.TypeWithdraw:
-			c.logger.Warn("server stopped serving ports", "ports", msg.Ports, "reason", tunnel.TruncateReason(msg.Reason))
+			var attrs []any
+			if len(msg.Ports) > 0 {
+				attrs = append(attrs, "ports", msg.Ports)
+			}
+			if len(msg.UDPPorts) > 0 {
+				attrs = append(attrs, "udp_ports", msg.UDPPorts)
+			}
+			c.logger.Warn("server stopped serving ports", append(attrs, "reason", tunnel.TruncateReason(msg.Reason))...)
 		default:
 			// Unknown message types are for newer clients: ignored.
 			c.logger.Debug("message from server", "type", tunnel.TruncateReason(msg.Type))
@@ -400,6 +417,10 @@ func (c *Client) serveStream(st *tunnel.Stream) {
 		c.serveHTTP(st, h)
 	case tunnel.KindTCP:
 		c.serveTCP(st, h)
+	case tunnel.KindUDP:
+		c.serveUDP(st, h)
+	case tunnel.KindTLS:
+		c.serveTLS(st, h)
 	default:
 		c.logger.Warn("server sent a stream of a kind this client does not know: upgrade the client", "kind", tunnel.TruncateReason(h.Kind))
 		reply(st, tunnel.StreamUnknownKind, "this client does not know streams of kind "+h.Kind)
@@ -432,6 +453,12 @@ func (c *Client) describe() string {
 	}
 	for _, up := range c.cfg.TCP {
 		parts = append(parts, fmt.Sprintf("%d=%s", up.Port, up.Upstream))
+	}
+	for _, up := range c.cfg.UDP {
+		parts = append(parts, fmt.Sprintf("udp/%d=%s", up.Port, up.Upstream))
+	}
+	for _, up := range c.cfg.SNI {
+		parts = append(parts, up.Name+"=tls://"+up.Upstream)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -54,6 +54,20 @@ func (c *Client) buildUpstreams() error {
 		}
 		c.tcp[up.Port] = &tcpUpstream{port: up.Port, addr: up.Upstream}
 	}
+	c.udp = make(map[int]string, len(c.cfg.UDP))
+	for _, up := range c.cfg.UDP {
+		if _, _, err := net.SplitHostPort(up.Upstream); err != nil {
+			return fmt.Errorf("UDP upstream %q for port %d: %w", up.Upstream, up.Port, err)
+		}
+		c.udp[up.Port] = up.Upstream
+	}
+	c.tls = make(map[string]string, len(c.cfg.SNI))
+	for _, up := range c.cfg.SNI {
+		if _, _, err := net.SplitHostPort(up.Upstream); err != nil {
+			return fmt.Errorf("upstream %q for TLS name %s: %w", up.Upstream, up.Name, err)
+		}
+		c.tls[up.Name] = up.Upstream
+	}
 	return nil
 }
 

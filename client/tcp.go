@@ -26,10 +26,29 @@ func (c *Client) serveTCP(st *tunnel.Stream, h tunnel.StreamHeader) {
 		reply(st, tunnel.StreamUnknownTarget, fmt.Sprintf("the tunnel client does not serve port %d", h.Port))
 		return
 	}
-	upstream, err := net.DialTimeout("tcp", up.addr, c.cfg.DialTimeout)
+	c.relayTCP(st, h, up.addr, fmt.Sprintf("port %d", h.Port))
+}
+
+// serveTLS relays a TLS connection passed through by server name to the
+// upstream of its announced name, which terminates it.
+func (c *Client) serveTLS(st *tunnel.Stream, h tunnel.StreamHeader) {
+	addr, ok := c.tls[h.Host]
+	if !ok {
+		c.logger.Warn("server sent a TLS connection for a name this client does not serve", "name", tunnel.TruncateReason(h.Host))
+		reply(st, tunnel.StreamUnknownTarget, "the tunnel client does not serve TLS name "+h.Host)
+		return
+	}
+	c.relayTCP(st, h, addr, "TLS name "+h.Host)
+}
+
+// relayTCP connects a stream to a TCP upstream, first writing a PROXY
+// protocol header when the server asks for one; what names the upstream
+// in messages.
+func (c *Client) relayTCP(st *tunnel.Stream, h tunnel.StreamHeader, addr, what string) {
+	upstream, err := net.DialTimeout("tcp", addr, c.cfg.DialTimeout)
 	if err != nil {
-		c.logger.Error("upstream unreachable", "port", h.Port, "upstream", up.addr, "error", err)
-		reply(st, tunnel.StreamUpstreamUnreachable, fmt.Sprintf("the tunnel client could not reach the upstream of port %d", h.Port))
+		c.logger.Error("upstream unreachable", "for", what, "upstream", addr, "error", err)
+		reply(st, tunnel.StreamUpstreamUnreachable, "the tunnel client could not reach the upstream of "+what)
 		return
 	}
 	if h.ProxyProtocol != "" {
@@ -37,7 +56,7 @@ func (c *Client) serveTCP(st *tunnel.Stream, h tunnel.StreamHeader) {
 		err := writeProxyHeader(upstream, h)
 		upstream.SetWriteDeadline(time.Time{})
 		if err != nil {
-			c.logger.Error("writing PROXY header", "port", h.Port, "upstream", up.addr, "error", err)
+			c.logger.Error("writing PROXY header", "for", what, "upstream", addr, "error", err)
 			upstream.Close()
 			reply(st, tunnel.StreamUpstreamUnreachable, "the tunnel client could not write the PROXY header: "+err.Error())
 			return

@@ -238,10 +238,10 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity
 // for the handler's own token, the handler's allow_hosts less what a
 // named tunnel owns.
 func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) error {
-	if n := len(hello.HTTP); n > h.MaxHostsPerClient {
-		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d hosts, and this server takes at most %d from one client (its max_hosts_per_client)", n, h.MaxHostsPerClient)
+	if n := len(hello.HTTP) + len(hello.TLS); n > h.MaxHostsPerClient {
+		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d hosts (HTTP hosts and TLS names), and this server takes at most %d from one client (its max_hosts_per_client)", n, h.MaxHostsPerClient)
 	}
-	if n := len(hello.TCP); n > h.MaxPortsPerClient {
+	if n := len(hello.TCP) + len(hello.UDP); n > h.MaxPortsPerClient {
 		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d ports, and this server takes at most %d from one client (its max_ports_per_client)", n, h.MaxPortsPerClient)
 	}
 	if err := h.reg.Tenancy().CheckAnnouncement(tunnelName, hello); err != nil {
@@ -251,6 +251,12 @@ func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) erro
 		if tunnelName == registry.Unnamed && h.allow != nil && !h.allow(up.Host) {
 			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
 				up.Host, strings.Join(h.AllowHosts, " "))
+		}
+	}
+	for _, up := range hello.TLS {
+		if tunnelName == registry.Unnamed && h.allow != nil && !h.allow(up.Name) {
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
+				up.Name, strings.Join(h.AllowHosts, " "))
 		}
 	}
 	return nil

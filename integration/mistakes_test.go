@@ -96,7 +96,7 @@ func TestClientHelpAndVersion(t *testing.T) {
 			[]string{"Usage: inlets http client --url URL", "Exposes HTTP services", "Required flags:\n  --url URL\n      the server's control plane URL: ws://", "--upstream HOST=URL", "Examples:\n  inlets http client --url wss://", "--upstream-insecure-skip-verify"},
 			[]string{"--ports"}},
 		{[]string{"tcp", "client"},
-			[]string{"Usage: inlets tcp client --url URL", "Exposes TCP ports", "Required flags:", "--ports PORTS", "8000-8010", "Examples:"},
+			[]string{"Usage: inlets tcp client --url URL", "Exposes TCP and UDP ports", "Required flags:", "--ports PORTS", "8000-8010", "Examples:"},
 			[]string{"--upstream-insecure-skip-verify", "https:// upstreams"}},
 		{[]string{"status"},
 			[]string{"Usage: inlets status --url URL", "Prints the clients", "--json", "Examples:"}, nil},

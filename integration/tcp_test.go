@@ -536,7 +536,7 @@ func TestReloadThatDisallowsAPortClosesItAndTellsTheClient(t *testing.T) {
 
 	// A config without the tcp block: every port goes, the client is told.
 	srv.reload(t, "")
-	p.WaitOutput(t, 10*time.Second, "reason=\"the server's configuration no longer serves TCP tunnels")
+	p.WaitOutput(t, 10*time.Second, "reason=\"the server's configuration no longer serves TCP or UDP tunnels")
 	for _, port := range []int{kept, dropped} {
 		testenv.Eventually(t, 5*time.Second, func() error { return notListening(port) })
 	}

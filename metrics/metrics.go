@@ -10,6 +10,14 @@
 //	http_dataplane_request_duration_seconds  histogram  code, host, method
 //	tcp_dataplane_connections_gauge          gauge      port: TCP connections open now
 //	tcp_dataplane_connections_total          counter    port: TCP connections forwarded
+//	udp_dataplane_flows_gauge                gauge      port: UDP flows open now
+//	udp_dataplane_flows_total                counter    port: UDP flows forwarded
+//	udp_dataplane_datagrams_dropped_total    counter    port, reason: datagrams dropped
+//	tls_dataplane_connections_gauge          gauge      host: TLS passthrough connections open now
+//	tls_dataplane_connections_total          counter    host: TLS passthrough connections forwarded
+//
+// The udp_ and tls_ metrics are caddy-inlets' own (inlets-pro has neither),
+// named in the style of the tcp_ ones; host is the announced TLS name.
 //
 // The collectors are package-level, so their values outlive config
 // reloads: Caddy gives each config a new registry, and the inlets app
@@ -36,6 +44,11 @@ var collectors = []prometheus.Collector{
 	httpDurations,
 	tcpOpen,
 	tcpTotal,
+	udpOpen,
+	udpTotal,
+	udpDropped,
+	tlsOpen,
+	tlsTotal,
 }
 
 // Register adds the inlets metrics to reg, normally a config's

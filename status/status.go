@@ -53,8 +53,9 @@ type Client struct {
 	// Since is when the server accepted the session.
 	Since time.Time `json:"since"`
 	// Upstreams are what the client announced: "host=url" for HTTP
-	// ("*=http://127.0.0.1:8080" for the catch-all), and the client's
-	// local "host:port" for TCP.
+	// ("*=http://127.0.0.1:8080" for the catch-all), the client's local
+	// "host:port" for TCP, "udp://host:port" for UDP, and
+	// "name=tls://host:port" for a TLS name.
 	Upstreams []string `json:"upstreams"`
 
 	// Mode is the client's mode, "http" or "tcp".
@@ -64,6 +65,12 @@ type Client struct {
 	// Ports are the public ports a TCP client announced, in the order of
 	// its TCP upstreams.
 	Ports []int `json:"ports,omitempty"`
+	// UDPPorts are the public UDP ports the client announced, in the
+	// order of its UDP upstreams.
+	UDPPorts []int `json:"udpPorts,omitempty"`
+	// TLSNames are the TLS server names the client announced, passed
+	// through to it by the server's caddy-l4 routes.
+	TLSNames []string `json:"tlsNames,omitempty"`
 	// Tunnel is the name of the tunnel whose token the client presented;
 	// absent for the server's own token.
 	Tunnel string `json:"tunnel,omitempty"`

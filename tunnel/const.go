@@ -40,6 +40,8 @@ const ModeHeader = "X-Inlets-Mode"
 const (
 	KindHTTP = "http"
 	KindTCP  = "tcp"
+	KindUDP  = "udp"
+	KindTLS  = "tls"
 )
 
 // Control message types, in Message.Type.

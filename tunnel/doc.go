@@ -98,7 +98,10 @@
 //     protocol versions it speaks (MinProtocol to Protocol), its mode
 //     ("http" or "tcp") and the upstreams it announces: host patterns (see
 //     [ValidateHostPattern]) with the upstream URL of each (see
-//     [ParseUpstreamURL]), or ports from 1 to 65535, none twice;
+//     [ParseUpstreamURL]); or, in "tcp" mode, TCP ports and UDP ports
+//     from 1 to 65535 and TLS server names (exact names or *.name, as
+//     host patterns but not "*"): at least one of any, none twice in its
+//     list;
 //  2. the server answers with a [Message] of type "accept", carrying the
 //     protocol version the session speaks (the newest in both ranges) and
 //     its software version; or "reject", carrying a Code (one of the
@@ -121,8 +124,8 @@
 // the session; the server may send further messages on it, and the client
 // sends nothing more. None comes before "accept".
 //
-// A "withdraw" message lists in Ports announced TCP ports the server has
-// stopped listening on, with a Reason for the operator: typically a
+// A "withdraw" message lists in Ports announced TCP ports, and in
+// UDPPorts announced UDP ports, the server has stopped listening on, with a Reason for the operator: typically a
 // reloaded server configuration no longer allows them. The session stays
 // up, with its other ports, and the client needs to do nothing but report
 // it; the server does not repeat it while the ports stay withdrawn. If the
@@ -144,12 +147,36 @@
 //     relays to the upstream. A client whose upstream URL has a path
 //     prefix may instead reply at once and proxy each request itself,
 //     answering 502 to those it cannot deliver.
+//
 //   - Kind "tcp": Port is the public port the visitor connected to;
 //     RemoteAddr and LocalAddr are the visitor's and the server's addresses,
 //     and ProxyProtocol ("", "v1" or "v2") asks the client to write a PROXY
 //     protocol header carrying them to the upstream before any other byte.
 //     The client connects to the port's upstream, writes that header, then
 //     replies. The rest of the stream is the raw TCP byte stream.
+//
+//   - Kind "udp": one visitor's flow of datagrams to a public UDP port:
+//     Port is that port, RemoteAddr the visitor's address, LocalAddr the
+//     server's. The client opens a UDP socket to the port's upstream (one
+//     per stream, so that the upstream's answers come back to this
+//     visitor alone), then replies. After the reply each direction
+//     carries datagrams, each framed as its length (2 bytes, big-endian,
+//     0 to [MaxDatagramSize]) followed by its bytes: the client writes
+//     each datagram it reads from the stream to the upstream, and frames
+//     each one the upstream sends back. Datagrams keep their boundaries
+//     and are never split, joined or truncated; a side that cannot send
+//     one whole drops it. The server ends the stream (RST) when the flow
+//     has been idle for its udp_idle_timeout; the client ends it when its
+//     socket fails. Either side may drop datagrams it cannot keep up
+//     with, as the network could.
+//
+//   - Kind "tls": a visitor's TLS connection that a caddy-l4 route of
+//     the server passed to the inlets handler: Host is the announced TLS
+//     name its server name matched, RemoteAddr, LocalAddr and
+//     ProxyProtocol are as for "tcp". The client connects to that name's
+//     upstream, then replies. The rest of the stream is the raw TCP byte
+//     stream, starting with the visitor's ClientHello: the upstream
+//     terminates TLS.
 //
 // A reply with an empty Error means the upstream is connected. Otherwise
 // Error says why not ([StreamUpstreamUnreachable], [StreamUnknownTarget],

@@ -25,8 +25,27 @@ type Hello struct {
 	Mode string `json:"mode"`
 	// HTTP lists the hosts the client serves in HTTP mode.
 	HTTP []HTTPUpstream `json:"http,omitempty"`
-	// TCP lists the ports the client serves in TCP mode.
+	// TCP lists the TCP ports the client serves in TCP mode.
 	TCP []TCPUpstream `json:"tcp,omitempty"`
+	// UDP lists the UDP ports the client serves in TCP mode (version 2
+	// servers that do not serve UDP ignore the field and see a client
+	// that announces no port of it).
+	UDP []UDPUpstream `json:"udp,omitempty"`
+	// TLS lists the TLS server names the client serves in TCP mode: the
+	// server passes a visitor's TLS connection for one of them through,
+	// untouched, from a caddy-l4 route (layer4.handlers.inlets).
+	TLS []TLSUpstream `json:"tls,omitempty"`
+}
+
+// TLSUpstream is one announced TLS server name and where the client
+// relays its connections, which the upstream terminates.
+type TLSUpstream struct {
+	// Name is an exact lower-case name ("a.example.com") or a one-label
+	// wildcard ("*.example.com"); not the catch-all "*".
+	Name string `json:"name"`
+	// Upstream is the client's local "host:port". The server only
+	// displays it.
+	Upstream string `json:"upstream"`
 }
 
 // HTTPUpstream is one announced host and the URL the client relays it to.
@@ -43,6 +62,16 @@ type HTTPUpstream struct {
 // TCPUpstream is one announced public port and where the client relays it.
 type TCPUpstream struct {
 	// Port is the public port on the server, 1 to 65535.
+	Port int `json:"port"`
+	// Upstream is the client's local "host:port". The server only
+	// displays it.
+	Upstream string `json:"upstream"`
+}
+
+// UDPUpstream is one announced public UDP port and where the client
+// relays its datagrams.
+type UDPUpstream struct {
+	// Port is the public UDP port on the server, 1 to 65535.
 	Port int `json:"port"`
 	// Upstream is the client's local "host:port". The server only
 	// displays it.
@@ -67,20 +96,24 @@ type Message struct {
 	Version string `json:"version,omitempty"`
 	// Protocol is the protocol version the session speaks (accept).
 	Protocol int `json:"protocol,omitempty"`
-	// Ports lists the ports that a withdraw message takes away.
-	Ports []int `json:"ports,omitempty"`
+	// Ports lists the TCP ports, and UDPPorts the UDP ports, that a
+	// withdraw message takes away.
+	Ports    []int `json:"ports,omitempty"`
+	UDPPorts []int `json:"udpPorts,omitempty"`
 }
 
 // StreamHeader opens every data stream; the server writes it.
 type StreamHeader struct {
-	// Kind is KindHTTP or KindTCP.
+	// Kind is KindHTTP, KindTCP, KindUDP or KindTLS.
 	Kind string `json:"kind"`
 	// Host is, on an HTTP stream, the announced host pattern that the
-	// visitor's request matched.
+	// visitor's request matched; on a TLS stream, the announced name that
+	// the visitor's server name matched.
 	Host string `json:"host,omitempty"`
-	// Port is, on a TCP stream, the public port the visitor connected to.
+	// Port is, on a TCP or UDP stream, the public port the visitor
+	// connected (or sent its datagrams) to.
 	Port int `json:"port,omitempty"`
-	// RemoteAddr and LocalAddr are, on a TCP stream, the visitor's
+	// RemoteAddr and LocalAddr are, on a TCP or UDP stream, the visitor's
 	// address and the server's address it connected to (IP:port).
 	RemoteAddr string `json:"remoteAddr,omitempty"`
 	LocalAddr  string `json:"localAddr,omitempty"`

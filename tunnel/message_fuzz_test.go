@@ -103,8 +103,8 @@ func fuzzCheckValidHello(t *testing.T, h *Hello) {
 	}
 	switch h.Mode {
 	case ModeHTTP:
-		if len(h.HTTP) == 0 || len(h.TCP) != 0 {
-			t.Fatalf("Validate accepted an http hello with %d hosts and %d ports", len(h.HTTP), len(h.TCP))
+		if len(h.HTTP) == 0 || len(h.TCP)+len(h.UDP)+len(h.TLS) != 0 {
+			t.Fatalf("Validate accepted an http hello with %d hosts and %d ports", len(h.HTTP), len(h.TCP)+len(h.UDP))
 		}
 		for _, up := range h.HTTP {
 			if ValidateHostPattern(up.Host) != nil {
@@ -115,12 +115,22 @@ func fuzzCheckValidHello(t *testing.T, h *Hello) {
 			}
 		}
 	case ModeTCP:
-		if len(h.TCP) == 0 || len(h.HTTP) != 0 {
-			t.Fatalf("Validate accepted a tcp hello with %d ports and %d hosts", len(h.TCP), len(h.HTTP))
+		if len(h.TCP)+len(h.UDP)+len(h.TLS) == 0 || len(h.HTTP) != 0 {
+			t.Fatalf("Validate accepted a tcp hello with %d ports and %d hosts", len(h.TCP)+len(h.UDP), len(h.HTTP))
 		}
 		for _, up := range h.TCP {
 			if up.Port < 1 || up.Port > 65535 {
 				t.Fatalf("Validate accepted port %d", up.Port)
+			}
+		}
+		for _, up := range h.UDP {
+			if up.Port < 1 || up.Port > 65535 {
+				t.Fatalf("Validate accepted UDP port %d", up.Port)
+			}
+		}
+		for _, up := range h.TLS {
+			if up.Name == "*" || ValidateHostPattern(up.Name) != nil {
+				t.Fatalf("Validate accepted TLS name %q", up.Name)
 			}
 		}
 	default:

@@ -76,7 +76,7 @@ func TestHelloValidate(t *testing.T) {
 		{"tcp duplicate port", func(h *Hello) {
 			h.Mode, h.HTTP, h.TCP = ModeTCP, nil, []TCPUpstream{{Port: 80, Upstream: "a:80"}, {Port: 80, Upstream: "b:80"}}
 		}, "announced twice"},
-		{"mixed modes", func(h *Hello) { h.TCP = []TCPUpstream{{Port: 80}} }, "no TCP ports"},
+		{"mixed modes", func(h *Hello) { h.TCP = []TCPUpstream{{Port: 80}} }, "no TCP or UDP ports or TLS names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,8 +31,8 @@ func (h *Hello) Validate() error {
 	}
 	switch h.Mode {
 	case ModeHTTP:
-		if len(h.HTTP) == 0 || len(h.TCP) > 0 {
-			return fmt.Errorf("an http client must announce at least one host and no TCP ports")
+		if len(h.HTTP) == 0 || len(h.TCP)+len(h.UDP)+len(h.TLS) > 0 {
+			return fmt.Errorf("an http client must announce at least one host and no TCP or UDP ports or TLS names")
 		}
 		seen := make(map[string]bool, len(h.HTTP))
 		for _, up := range h.HTTP {
@@ -48,22 +48,48 @@ func (h *Hello) Validate() error {
 			}
 		}
 	case ModeTCP:
-		if len(h.TCP) == 0 || len(h.HTTP) > 0 {
-			return fmt.Errorf("a tcp client must announce at least one port and no HTTP hosts")
+		if len(h.TCP)+len(h.UDP)+len(h.TLS) == 0 || len(h.HTTP) > 0 {
+			return fmt.Errorf("a tcp client must announce at least one TCP or UDP port or TLS name, and no HTTP hosts")
+		}
+		names := make(map[string]bool, len(h.TLS))
+		for _, up := range h.TLS {
+			if up.Name == "*" {
+				return fmt.Errorf("TLS name * would take every TLS connection: announce names, or *.name")
+			}
+			if err := ValidateHostPattern(up.Name); err != nil {
+				return fmt.Errorf("TLS name: %w", err)
+			}
+			if names[up.Name] {
+				return fmt.Errorf("TLS name %s is announced twice", up.Name)
+			}
+			names[up.Name] = true
 		}
 		seen := make(map[int]bool, len(h.TCP))
 		for _, up := range h.TCP {
-			if up.Port < 1 || up.Port > 65535 {
-				return fmt.Errorf("port %d is not between 1 and 65535", up.Port)
+			if err := checkPort(seen, "port", up.Port); err != nil {
+				return err
 			}
-			if seen[up.Port] {
-				return fmt.Errorf("port %d is announced twice", up.Port)
+		}
+		seen = make(map[int]bool, len(h.UDP))
+		for _, up := range h.UDP {
+			if err := checkPort(seen, "UDP port", up.Port); err != nil {
+				return err
 			}
-			seen[up.Port] = true
 		}
 	default:
 		return fmt.Errorf("mode %q is neither %q nor %q", h.Mode, ModeHTTP, ModeTCP)
 	}
+	return nil
+}
+
+func checkPort(seen map[int]bool, what string, port int) error {
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("%s %d is not between 1 and 65535", what, port)
+	}
+	if seen[port] {
+		return fmt.Errorf("%s %d is announced twice", what, port)
+	}
+	seen[port] = true
 	return nil
 }
 

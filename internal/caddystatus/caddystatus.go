@@ -39,6 +39,12 @@ func Of(reg *registry.Registry) status.Status {
 		for _, up := range s.Hello.TCP {
 			c.Ports = append(c.Ports, up.Port)
 		}
+		for _, up := range s.Hello.UDP {
+			c.UDPPorts = append(c.UDPPorts, up.Port)
+		}
+		for _, up := range s.Hello.TLS {
+			c.TLSNames = append(c.TLSNames, up.Name)
+		}
 		clients = append(clients, c)
 	}
 	return status.New(reg.Started(), clients)

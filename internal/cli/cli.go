@@ -110,9 +110,9 @@ var clientHelp = map[string]struct{ synopsis, about, examples string }{
 		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream app.example.com=http://127.0.0.1:3000\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret \\\n      --upstream grafana.example.com=http://10.0.0.5:3000,http://127.0.0.1:8080",
 	},
 	tunnel.ModeTCP: {
-		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream HOST --ports PORT[:LOCAL][,...] [flags]",
-		about:    "Exposes TCP ports of this network through a caddy-inlets server: a visitor's\nconnection to the server's PORT is relayed to HOST:LOCAL (LOCAL defaults to\nPORT). The server must allow the ports (its inlets { tcp { ports ... } }). The\nclient reconnects until it is stopped (Ctrl-C, SIGTERM).",
-		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 127.0.0.1 --ports 2222:22\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --upstream 192.168.0.10 --ports 8000-8010",
+		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream HOST (--ports | --udp-ports) PORT[:LOCAL][,...] [flags]",
+		about:    "Exposes TCP and UDP ports of this network through a caddy-inlets server: a\nvisitor's connection to the server's PORT is relayed to HOST:LOCAL (LOCAL\ndefaults to PORT), and so are a visitor's datagrams to a UDP PORT. The server\nmust allow the ports (its inlets { tcp { ports ... udp_ports ... } }). The\nclient reconnects until it is stopped (Ctrl-C, SIGTERM).",
+		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 127.0.0.1 --ports 2222:22\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --upstream 192.168.0.10 --ports 8000-8010\n  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 192.168.0.10 --udp-ports 53,51820",
 	},
 }
 
@@ -154,7 +154,7 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var common clientFlags
 	common.register(fs, mode)
-	var upstreams, ports []string
+	var upstreams, ports, udpPorts, sniNames []string
 	fs.Func("upstream", upstreamHelp(mode), func(s string) error {
 		upstreams = append(upstreams, splitList(s)...)
 		return nil
@@ -167,7 +167,14 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 		}
 		fs.Func("ports", "the `PORTS` to serve, comma-separated: PORT, PORT:LOCALPORT or a range FIRST-LAST (e.g. 2222:22,8000-8010)", addPorts)
 		fs.Func("port", "a public `PORT` to serve (a repeatable alias of --ports)", addPorts)
-		required = append(required, "ports")
+		fs.Func("udp-ports", "the UDP `PORTS` to serve, in the syntax of --ports (e.g. 53,51820:51821); with or without --ports", func(s string) error {
+			udpPorts = append(udpPorts, splitList(s)...)
+			return nil
+		})
+		fs.Func("sni", "TLS server `NAMES` to serve, comma-separated: NAME or NAME=LOCALPORT (default 443), NAME a host or *.domain; the server's caddy-l4 routes pass those TLS connections through, untouched, to HOST:LOCALPORT", func(s string) error {
+			sniNames = append(sniNames, splitList(s)...)
+			return nil
+		})
 	}
 	help := clientHelp[mode]
 	setUsage(fs, help.synopsis, help.about, help.examples, required...)
@@ -179,7 +186,10 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 		if mode == tunnel.ModeHTTP {
 			cfg.HTTP, err = parseHTTPUpstreams(upstreams)
 		} else {
-			cfg.TCP, err = parseTCPUpstreams(upstreams, ports)
+			cfg.TCP, cfg.UDP, err = parseTCPUpstreams(upstreams, ports, udpPorts)
+			if err == nil || len(ports)+len(udpPorts) == 0 && len(sniNames) > 0 {
+				cfg.SNI, err = parseSNI(upstreams, sniNames, err)
+			}
 		}
 	}
 	if err != nil {
@@ -246,29 +256,78 @@ func parseHTTPUpstreams(items []string) ([]tunnel.HTTPUpstream, error) {
 	return out, nil
 }
 
-// parseTCPUpstreams parses --upstream HOST with --ports PORT[:LOCAL] or
-// FIRST-LAST.
-func parseTCPUpstreams(hosts, ports []string) ([]tunnel.TCPUpstream, error) {
+// parseTCPUpstreams parses --upstream HOST with --ports and --udp-ports,
+// each PORT[:LOCAL] or FIRST-LAST; at least one port of either.
+func parseTCPUpstreams(hosts, ports, udpPorts []string) ([]tunnel.TCPUpstream, []tunnel.UDPUpstream, error) {
 	if len(hosts) != 1 {
-		return nil, errors.New("give one --upstream HOST, the host the ports are relayed to (e.g. --upstream 127.0.0.1)")
+		return nil, nil, errors.New("give one --upstream HOST, the host the ports are relayed to (e.g. --upstream 127.0.0.1)")
 	}
 	host := hosts[0]
 	if err := checkTCPHost(host); err != nil {
+		return nil, nil, err
+	}
+	if len(ports)+len(udpPorts) == 0 {
+		return nil, nil, errors.New("--ports, --udp-ports or --sni is required, e.g. --ports 2222:22,8000, --udp-ports 53 or --sni '*.k8s.example.com'")
+	}
+	tcp, err := parsePortMap("--ports", host, ports)
+	if err != nil {
+		return nil, nil, err
+	}
+	var udp []tunnel.UDPUpstream
+	pairs, err := parsePortMap("--udp-ports", host, udpPorts)
+	for _, p := range pairs {
+		udp = append(udp, tunnel.UDPUpstream{Port: p.Port, Upstream: p.Upstream})
+	}
+	return tcp, udp, err
+}
+
+// parseSNI parses --sni NAME[=LOCALPORT] items, relayed to the one
+// --upstream HOST. portsErr is parseTCPUpstreams' error: its complaint of
+// no ports stands only when there are no names either.
+func parseSNI(hosts, items []string, portsErr error) ([]tunnel.TLSUpstream, error) {
+	if len(items) == 0 {
+		return nil, portsErr
+	}
+	if len(hosts) != 1 {
+		return nil, errors.New("give one --upstream HOST, the host the TLS names are relayed to (e.g. --upstream 127.0.0.1)")
+	}
+	if err := checkTCPHost(hosts[0]); err != nil {
 		return nil, err
 	}
-	if len(ports) == 0 {
-		return nil, errors.New("--ports is required, e.g. --ports 2222:22,8000")
+	var out []tunnel.TLSUpstream
+	for _, item := range items {
+		name, local, found := strings.Cut(item, "=")
+		if !found {
+			local = "443"
+		}
+		name = strings.ToLower(strings.TrimSpace(name))
+		port, err := strconv.Atoi(local)
+		if err != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("--sni %s: want NAME or NAME=LOCALPORT, the port between 1 and 65535", item)
+		}
+		if name == "*" {
+			return nil, fmt.Errorf("--sni %s: * would take every TLS connection; give names, or *.domain", item)
+		}
+		if err := tunnel.ValidateHostPattern(name); err != nil {
+			return nil, fmt.Errorf("--sni %s: %w", item, err)
+		}
+		out = append(out, tunnel.TLSUpstream{Name: name, Upstream: joinHostPort(hosts[0], port)})
 	}
+	return out, nil
+}
+
+// parsePortMap parses the PORT[:LOCAL] and FIRST-LAST items of one flag.
+func parsePortMap(flag, host string, ports []string) ([]tunnel.TCPUpstream, error) {
 	var out []tunnel.TCPUpstream
 	for _, p := range ports {
 		if first, last, ok := strings.Cut(p, "-"); ok {
 			lo, err1 := strconv.Atoi(first)
 			hi, err2 := strconv.Atoi(last)
 			if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-				return nil, fmt.Errorf("--ports %s: a range is FIRST-LAST, both between 1 and 65535 and FIRST not above LAST", p)
+				return nil, fmt.Errorf("%s %s: a range is FIRST-LAST, both between 1 and 65535 and FIRST not above LAST", flag, p)
 			}
 			if hi-lo >= maxPortRange {
-				return nil, fmt.Errorf("--ports %s: a range may hold at most %d ports", p, maxPortRange)
+				return nil, fmt.Errorf("%s %s: a range may hold at most %d ports", flag, p, maxPortRange)
 			}
 			for port := lo; port <= hi; port++ {
 				out = append(out, tunnel.TCPUpstream{Port: port, Upstream: joinHostPort(host, port)})
@@ -282,7 +341,7 @@ func parseTCPUpstreams(hosts, ports []string) ([]tunnel.TCPUpstream, error) {
 		pub, err1 := strconv.Atoi(public)
 		loc, err2 := strconv.Atoi(local)
 		if err1 != nil || err2 != nil || pub < 1 || pub > 65535 || loc < 1 || loc > 65535 {
-			return nil, fmt.Errorf("--ports %s: want PORT, PORT:LOCALPORT or FIRST-LAST, each port between 1 and 65535", p)
+			return nil, fmt.Errorf("%s %s: want PORT, PORT:LOCALPORT or FIRST-LAST, each port between 1 and 65535", flag, p)
 		}
 		out = append(out, tunnel.TCPUpstream{Port: pub, Upstream: joinHostPort(host, loc)})
 	}

@@ -36,7 +36,7 @@ func TestParseHTTPUpstreams(t *testing.T) {
 }
 
 func TestParseTCPUpstreams(t *testing.T) {
-	got, err := parseTCPUpstreams([]string{"192.168.0.10"}, splitList("2222:22,8000"))
+	got, _, err := parseTCPUpstreams([]string{"192.168.0.10"}, splitList("2222:22,8000"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +44,10 @@ func TestParseTCPUpstreams(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	if got, _ := parseTCPUpstreams([]string{"::1"}, []string{"5432"}); got[0].Upstream != "[::1]:5432" {
+	if got, _, _ := parseTCPUpstreams([]string{"::1"}, []string{"5432"}, nil); got[0].Upstream != "[::1]:5432" {
 		t.Errorf("IPv6 upstream: %s", got[0].Upstream)
 	}
-	if got, err := parseTCPUpstreams([]string{"10.0.0.2"}, []string{"8000-8002"}); err != nil || len(got) != 3 || got[2] != (tunnel.TCPUpstream{Port: 8002, Upstream: "10.0.0.2:8002"}) {
+	if got, _, err := parseTCPUpstreams([]string{"10.0.0.2"}, []string{"8000-8002"}, nil); err != nil || len(got) != 3 || got[2] != (tunnel.TCPUpstream{Port: 8002, Upstream: "10.0.0.2:8002"}) {
 		t.Errorf("a range of ports: %+v, %v", got, err)
 	}
 	for _, tt := range []struct {
@@ -55,7 +55,7 @@ func TestParseTCPUpstreams(t *testing.T) {
 		msg          string
 	}{
 		{nil, []string{"22"}, "one --upstream HOST"},
-		{[]string{"h"}, nil, "--ports is required"},
+		{[]string{"h"}, nil, "--ports, --udp-ports or --sni is required"},
 		{[]string{"h"}, []string{"70000"}, "between 1 and 65535"},
 		{[]string{"h"}, []string{"22:ssh"}, "PORT:LOCALPORT"},
 		{[]string{"h"}, []string{"9000-8000"}, "a range is FIRST-LAST"},
@@ -63,9 +63,23 @@ func TestParseTCPUpstreams(t *testing.T) {
 		{[]string{"h:22"}, []string{"22"}, "give the host without a port"},
 		{[]string{"tcp://h"}, []string{"22"}, "give the host alone, without tcp://"},
 	} {
-		if _, err := parseTCPUpstreams(tt.hosts, tt.ports); err == nil || !strings.Contains(err.Error(), tt.msg) {
+		if _, _, err := parseTCPUpstreams(tt.hosts, tt.ports, nil); err == nil || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%v %v: got %v, want %q", tt.hosts, tt.ports, err, tt.msg)
 		}
+	}
+}
+
+func TestParseUDPUpstreams(t *testing.T) {
+	tcp, udp, err := parseTCPUpstreams([]string{"192.168.0.10"}, nil, splitList("53,51820:51821"))
+	if err != nil || len(tcp) != 0 {
+		t.Fatalf("--udp-ports alone: %+v, %v", tcp, err)
+	}
+	want := []tunnel.UDPUpstream{{Port: 53, Upstream: "192.168.0.10:53"}, {Port: 51820, Upstream: "192.168.0.10:51821"}}
+	if !reflect.DeepEqual(udp, want) {
+		t.Fatalf("got %+v, want %+v", udp, want)
+	}
+	if _, _, err := parseTCPUpstreams([]string{"h"}, []string{"22"}, []string{"53:dns"}); err == nil || !strings.Contains(err.Error(), "--udp-ports 53:dns: want PORT, PORT:LOCALPORT") {
+		t.Errorf("a bad UDP port: %v", err)
 	}
 }
 
@@ -102,12 +116,29 @@ func TestMainExitCodesAndMessages(t *testing.T) {
 		{[]string{"http", "client", "--bogus"}, 2, "unknown flag --bogus (run 'inlets http client --help' for the flags)"},
 		{[]string{"http", "client", "--url"}, 2, "flag --url needs a value"},
 		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "db.lan", "--ports", "8000-8010", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "h"}, 2, "--ports is required"},
+		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "h"}, 2, "--ports, --udp-ports or --sni is required"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main("inlets", tt.args, &stdout, &stderr)
 		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
 			t.Errorf("inlets %s: exit %d, output %q; want exit %d and %q", strings.Join(tt.args, " "), code, stdout.String()+stderr.String(), tt.code, tt.out)
+		}
+	}
+}
+
+func TestParseSNI(t *testing.T) {
+	got, err := parseSNI([]string{"127.0.0.1"}, splitList("*.K8s.example.com,a.test=8443"), nil)
+	want := []tunnel.TLSUpstream{{Name: "*.k8s.example.com", Upstream: "127.0.0.1:443"}, {Name: "a.test", Upstream: "127.0.0.1:8443"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, %v; want %+v", got, err, want)
+	}
+	for in, msg := range map[string]string{
+		"*":            "* would take every TLS connection",
+		"a.test=https": "want NAME or NAME=LOCALPORT",
+		"a..test":      "lower-case name",
+	} {
+		if _, err := parseSNI([]string{"h"}, []string{in}, nil); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("--sni %s: got %v, want %q", in, err, msg)
 		}
 	}
 }

@@ -55,9 +55,19 @@ func fuzzCheckHTTP(t *testing.T, items []string) {
 // to host:LOCAL, LOCAL 1 to 65535.
 func fuzzCheckTCP(t *testing.T, hosts, ports []string) {
 	t.Helper()
-	ups, err := parseTCPUpstreams(hosts, ports)
+	ups, _, err := parseTCPUpstreams(hosts, ports, nil)
 	if err != nil {
 		return
+	}
+	// The same items as UDP ports map alike.
+	_, udp, err := parseTCPUpstreams(hosts, nil, ports)
+	if err != nil || len(udp) != len(ups) {
+		t.Fatalf("parseTCPUpstreams(%q) as UDP ports: %d upstreams, %v; as TCP ports %d", ports, len(udp), err, len(ups))
+	}
+	for i := range udp {
+		if udp[i].Port != ups[i].Port || udp[i].Upstream != ups[i].Upstream {
+			t.Fatalf("parseTCPUpstreams(%q): UDP %+v, TCP %+v", ports, udp[i], ups[i])
+		}
 	}
 	if len(hosts) != 1 || len(ups) != len(ports) {
 		t.Fatalf("parseTCPUpstreams(%q, %q) gave %d upstreams", hosts, ports, len(ups))

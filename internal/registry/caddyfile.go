@@ -17,6 +17,7 @@ import (
 //		token_sha256           <hex digest>
 //		hosts                  <pattern>...
 //		tcp_ports              <port|first-last>...
+//		udp_ports              <port|first-last>...
 //		max_clients            <n>
 //		max_streams_per_client <n>
 //		on_demand_wildcards
@@ -25,8 +26,8 @@ import (
 // At least one token, in any of the three forms (each may be repeated):
 // token takes placeholders such as {env.TOKEN} or {file./run/secrets/x},
 // expanded when the config loads; token_sha256 keeps only the digest in
-// the config (`printf %s "$TOKEN" | sha256sum`). hosts and tcp_ports may be
-// repeated. The values are checked when the config loads.
+// the config (`printf %s "$TOKEN" | sha256sum`). hosts, tcp_ports and
+// udp_ports may be repeated. The values are checked when the config loads.
 func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
@@ -54,17 +55,21 @@ func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			tun.Hosts = append(tun.Hosts, hosts...)
-		case "tcp_ports":
+		case "tcp_ports", "udp_ports":
 			specs := d.RemainingArgs()
 			if len(specs) == 0 {
 				return d.ArgErr()
 			}
+			list := &tun.TCPPorts
+			if opt == "udp_ports" {
+				list = &tun.UDPPorts
+			}
 			for _, spec := range specs {
 				ports, err := ParsePortSpec(spec)
 				if err != nil {
-					return d.Errf("tcp_ports: %v", err)
+					return d.Errf("%s: %v", opt, err)
 				}
-				tun.TCPPorts = append(tun.TCPPorts, ports...)
+				*list = append(*list, ports...)
 			}
 		case "max_clients", "max_streams_per_client":
 			if !d.NextArg() {
@@ -88,7 +93,7 @@ func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			tun.OnDemandWildcards = true
 		default:
-			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, max_clients, max_streams_per_client or on_demand_wildcards", opt, tunName(d))
+			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, udp_ports, max_clients, max_streams_per_client or on_demand_wildcards", opt, tunName(d))
 		}
 	}
 	return nil

@@ -35,7 +35,11 @@ type routes struct {
 	exact    sync.Map // host -> []Route
 	wildcard sync.Map // "*.example.com" is keyed "example.com"; -> []Route
 	any      atomic.Pointer[[]Route]
-	ports    sync.Map // port -> []*Session
+	ports    sync.Map // TCP port -> []*Session
+	udpPorts sync.Map // UDP port -> []*Session
+	// tlsExact and tlsWildcard are the announced TLS names, as exact and
+	// wildcard hosts are: name (or the parent of "*.parent") -> []*Session.
+	tlsExact, tlsWildcard sync.Map
 	// clients counts the sessions, for a tunnel's max_clients.
 	clients atomic.Int64
 }
@@ -80,13 +84,53 @@ func (rs *routes) add(s *Session) {
 		store(append(slices.Clip(old), Route{Session: s, Index: i}))
 	}
 	for _, up := range s.Hello.TCP {
-		v, _ := rs.ports.Load(up.Port)
-		old, _ := v.([]*Session)
-		if len(old) == 0 {
+		if addSession(&rs.ports, up.Port, s) {
 			metrics.PortServed(up.Port)
 		}
-		rs.ports.Store(up.Port, append(slices.Clip(old), s))
 	}
+	for _, up := range s.Hello.UDP {
+		if addSession(&rs.udpPorts, up.Port, s) {
+			metrics.UDPPortServed(up.Port)
+		}
+	}
+	for _, up := range s.Hello.TLS {
+		m, key := rs.tlsList(up.Name)
+		if addSession(m, key, s) {
+			metrics.TLSNameServed(up.Name)
+		}
+	}
+}
+
+// tlsList is where the sessions of a TLS name are kept, and under which key.
+func (rs *routes) tlsList(name string) (*sync.Map, string) {
+	if parent, ok := strings.CutPrefix(name, "*."); ok {
+		return &rs.tlsWildcard, parent
+	}
+	return &rs.tlsExact, name
+}
+
+// addSession appends s to the sessions of port in m, and reports whether
+// it is the port's first.
+func addSession[K comparable](m *sync.Map, port K, s *Session) (first bool) {
+	v, _ := m.Load(port)
+	old, _ := v.([]*Session)
+	// Session IDs only grow, so appending keeps the order.
+	m.Store(port, append(slices.Clip(old), s))
+	return len(old) == 0
+}
+
+// removeSession takes s from the sessions of port in m, and reports
+// whether none is left.
+func removeSession[K comparable](m *sync.Map, port K, s *Session) (last bool) {
+	v, _ := m.Load(port)
+	old, _ := v.([]*Session)
+	l := slices.DeleteFunc(slices.Clone(old), func(o *Session) bool { return o == s })
+	if len(l) == 0 {
+		m.Delete(port)
+		return true
+	}
+	m.Store(port, l)
+	return false
 }
 
 func (rs *routes) remove(s *Session) {
@@ -99,14 +143,19 @@ func (rs *routes) remove(s *Session) {
 		}
 	}
 	for _, up := range s.Hello.TCP {
-		v, _ := rs.ports.Load(up.Port)
-		old, _ := v.([]*Session)
-		l := slices.DeleteFunc(slices.Clone(old), func(o *Session) bool { return o == s })
-		if len(l) == 0 {
-			rs.ports.Delete(up.Port)
+		if removeSession(&rs.ports, up.Port, s) {
 			metrics.PortUnserved(up.Port)
-		} else {
-			rs.ports.Store(up.Port, l)
+		}
+	}
+	for _, up := range s.Hello.UDP {
+		if removeSession(&rs.udpPorts, up.Port, s) {
+			metrics.UDPPortUnserved(up.Port)
+		}
+	}
+	for _, up := range s.Hello.TLS {
+		m, key := rs.tlsList(up.Name)
+		if removeSession(m, key, s) {
+			metrics.TLSNameUnserved(up.Name)
 		}
 	}
 }
@@ -187,11 +236,51 @@ func (r *Registry) PortSessions(port int) []*Session {
 	return l
 }
 
+// UDPPortSessions returns the sessions serving a UDP port, by session
+// ID, among the clients of the tunnel that owns the port.
+func (r *Registry) UDPPortSessions(port int) []*Session {
+	rs := r.tenant(r.Tenancy().UDPPortOwner(port))
+	if rs == nil {
+		return nil
+	}
+	v, _ := rs.udpPorts.Load(port)
+	l, _ := v.([]*Session)
+	return l
+}
+
+// LookupTLS returns the announced TLS name that a visitor's server name
+// (any case) matches, and the sessions serving it, among the clients of
+// the tunnel that owns the name: those of the exact name if any, else
+// those of the one-label wildcard that matches. No session, no name.
+func (r *Registry) LookupTLS(serverName string) (name string, sessions []*Session) {
+	host := tunnel.HostOnly(serverName)
+	rs := r.tenant(r.Tenancy().Owner(host))
+	if rs == nil || host == "" {
+		return "", nil
+	}
+	if v, ok := rs.tlsExact.Load(host); ok {
+		return host, v.([]*Session)
+	}
+	if _, parent, ok := strings.Cut(host, "."); ok {
+		if v, ok := rs.tlsWildcard.Load(parent); ok {
+			return "*." + parent, v.([]*Session)
+		}
+	}
+	return "", nil
+}
+
 // Ports returns every TCP port some session announces.
-func (r *Registry) Ports() []int {
+func (r *Registry) Ports() []int { return r.announced(func(rs *routes) *sync.Map { return &rs.ports }) }
+
+// UDPPorts returns every UDP port some session announces.
+func (r *Registry) UDPPorts() []int {
+	return r.announced(func(rs *routes) *sync.Map { return &rs.udpPorts })
+}
+
+func (r *Registry) announced(of func(*routes) *sync.Map) []int {
 	var out []int
 	r.eachTenant(func(rs *routes) {
-		rs.ports.Range(func(k, _ any) bool {
+		of(rs).Range(func(k, _ any) bool {
 			out = append(out, k.(int))
 			return true
 		})

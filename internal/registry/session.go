@@ -64,7 +64,7 @@ type Session struct {
 	pending []tunnel.Message
 	// withdrawn maps the announced ports the server does not serve now to
 	// the reason the client was given.
-	withdrawn map[int]string
+	withdrawn map[Port]string
 }
 
 // Limits are what the accepting control plane allows a session.
@@ -117,7 +117,7 @@ func (r *Registry) Admit(s *Session, maxClients int) error {
 	if err := r.add(s, maxClients); err != nil {
 		return err
 	}
-	if len(s.Hello.TCP) > 0 {
+	if len(s.Hello.TCP)+len(s.Hello.UDP) > 0 {
 		if err := r.openPorts(s); err != nil {
 			r.remove(s)
 			return err
@@ -206,10 +206,10 @@ func (s *Session) writeControlLocked(msg tunnel.Message) error {
 // other ports. It tells the client about each port newly withdrawn, or
 // withdrawn for a new reason, in one message per reason: a port that stays
 // withdrawn across reloads is not reported again.
-func (s *Session) Withdraw(reasons map[int]string) error {
+func (s *Session) Withdraw(reasons map[Port]string) error {
 	s.controlMu.Lock()
 	defer s.controlMu.Unlock()
-	fresh := make(map[string][]int)
+	fresh := make(map[string][]Port)
 	for port, reason := range reasons {
 		if told, ok := s.withdrawn[port]; !ok || told != reason {
 			fresh[reason] = append(fresh[reason], port)
@@ -217,7 +217,16 @@ func (s *Session) Withdraw(reasons map[int]string) error {
 	}
 	s.withdrawn = maps.Clone(reasons)
 	for _, reason := range slices.Sorted(maps.Keys(fresh)) {
-		msg := tunnel.Message{Type: tunnel.TypeWithdraw, Ports: slices.Sorted(slices.Values(fresh[reason])), Reason: reason}
+		msg := tunnel.Message{Type: tunnel.TypeWithdraw, Reason: reason}
+		for _, p := range fresh[reason] {
+			if p.UDP {
+				msg.UDPPorts = append(msg.UDPPorts, p.Num)
+			} else {
+				msg.Ports = append(msg.Ports, p.Num)
+			}
+		}
+		slices.Sort(msg.Ports)
+		slices.Sort(msg.UDPPorts)
 		if err := s.notifyLocked(msg); err != nil {
 			return err
 		}
@@ -225,18 +234,38 @@ func (s *Session) Withdraw(reasons map[int]string) error {
 	return nil
 }
 
+// Port is a public port of the layer-4 data plane, TCP or UDP.
+type Port struct {
+	UDP bool
+	Num int
+}
+
+func (p Port) String() string {
+	if p.UDP {
+		return "udp/" + strconv.Itoa(p.Num)
+	}
+	return strconv.Itoa(p.Num)
+}
+
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int64 { return s.streams.Load() }
 
 // Upstreams lists the announcement as status shows it: "host=url" for HTTP,
-// "upstream" for TCP (the client's host:port).
+// "upstream" for TCP (the client's host:port), "udp://upstream" for UDP,
+// "name=tls://upstream" for a TLS name.
 func (s *Session) Upstreams() []string {
-	out := make([]string, 0, len(s.Hello.HTTP)+len(s.Hello.TCP))
+	out := make([]string, 0, len(s.Hello.HTTP)+len(s.Hello.TCP)+len(s.Hello.UDP)+len(s.Hello.TLS))
 	for _, up := range s.Hello.HTTP {
 		out = append(out, up.Host+"="+up.URL)
 	}
 	for _, up := range s.Hello.TCP {
 		out = append(out, up.Upstream)
+	}
+	for _, up := range s.Hello.UDP {
+		out = append(out, "udp://"+up.Upstream)
+	}
+	for _, up := range s.Hello.TLS {
+		out = append(out, up.Name+"=tls://"+up.Upstream)
 	}
 	return out
 }
@@ -318,9 +347,12 @@ func (s *Session) openStream(h tunnel.StreamHeader) (*tunnel.Stream, error) {
 	}
 	if reply.Error != "" {
 		st.Reset()
-		i := s.portIndex(h.Port)
-		if h.Kind == tunnel.KindHTTP {
+		i := -1 // a UDP port's upstream is not followed: a UDP socket connects to anything
+		switch h.Kind {
+		case tunnel.KindHTTP:
 			i = slices.IndexFunc(s.Hello.HTTP, func(up tunnel.HTTPUpstream) bool { return up.Host == h.Host })
+		case tunnel.KindTCP:
+			i = s.portIndex(h.Port)
 		}
 		if reply.Error == tunnel.StreamUpstreamUnreachable {
 			s.markDown(i)

@@ -40,6 +40,11 @@ type Tunnel struct {
 	// same port.
 	TCPPorts []int `json:"tcp_ports,omitempty"`
 
+	// The UDP ports its clients may open, as tcp_ports for UDP. Two
+	// tunnels may not list the same UDP port; a TCP and a UDP port of one
+	// number are two ports.
+	UDPPorts []int `json:"udp_ports,omitempty"`
+
 	// How many of its clients may be connected at once. Default: no limit
 	// of its own (the control plane's max_clients still applies).
 	MaxClients int `json:"max_clients,omitempty"`
@@ -78,7 +83,7 @@ type Token struct {
 // plane's ports allow, and nothing that a named tunnel owns.
 const Unnamed = ""
 
-// MaxTunnelPorts bounds one tunnel's tcp_ports.
+// MaxTunnelPorts bounds one tunnel's tcp_ports, and its udp_ports.
 const MaxTunnelPorts = 1024
 
 // Tenancy is the compiled form of a config's tunnels: who a token belongs
@@ -94,6 +99,7 @@ type Tenancy struct {
 	any      string
 	hasAny   bool
 	ports    map[int]string
+	udpPorts map[int]string
 
 	// planes are the control-plane handlers of the config, once it
 	// starts: a session of the handlers' own tokens stays only while one
@@ -107,6 +113,7 @@ type Scope struct {
 	Name                string
 	Hosts               []string
 	Ports               []int
+	UDPPorts            []int
 	MaxClients          int
 	MaxStreamsPerClient int
 	OnDemandWildcards   bool
@@ -142,6 +149,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		exact:    map[string]string{},
 		wildcard: map[string]string{},
 		ports:    map[int]string{},
+		udpPorts: map[int]string{},
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for name := range tunnels {
@@ -157,7 +165,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 			return nil, err
 		}
 		if tun == nil {
-			return nil, fmt.Errorf("tunnel %s: empty: give it a token and hosts or tcp_ports", name)
+			return nil, fmt.Errorf("tunnel %s: empty: give it a token and hosts, tcp_ports or udp_ports", name)
 		}
 		fail := func(field, format string, args ...any) error {
 			return fmt.Errorf("tunnel %s: %s: %s", name, field, fmt.Sprintf(format, args...))
@@ -182,8 +190,8 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 			}
 			t.byDigest[digest] = tokenOf{tunnel: name, expires: exp}
 		}
-		if len(tun.Hosts) == 0 && len(tun.TCPPorts) == 0 {
-			return nil, fail("hosts", "the tunnel has no hosts and no tcp_ports, so its clients could serve nothing: give it some")
+		if len(tun.Hosts) == 0 && len(tun.TCPPorts) == 0 && len(tun.UDPPorts) == 0 {
+			return nil, fail("hosts", "the tunnel has no hosts, no tcp_ports and no udp_ports, so its clients could serve nothing: give it some")
 		}
 		for _, p := range tun.Hosts {
 			p = strings.ToLower(p)
@@ -209,20 +217,26 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 			}
 			m[key] = name
 		}
-		if len(tun.TCPPorts) > MaxTunnelPorts {
-			return nil, fail("tcp_ports", "%d ports; a tunnel takes at most %d", len(tun.TCPPorts), MaxTunnelPorts)
-		}
-		for _, port := range tun.TCPPorts {
-			if port < 1 || port > 65535 {
-				return nil, fail("tcp_ports", "%d is not a port (1-65535)", port)
+		for _, list := range []struct {
+			field string
+			ports []int
+			owner map[int]string
+		}{{"tcp_ports", tun.TCPPorts, t.ports}, {"udp_ports", tun.UDPPorts, t.udpPorts}} {
+			if len(list.ports) > MaxTunnelPorts {
+				return nil, fail(list.field, "%d ports; a tunnel takes at most %d", len(list.ports), MaxTunnelPorts)
 			}
-			if other, ok := t.ports[port]; ok {
-				if other == name {
-					return nil, fail("tcp_ports", "%d is given twice", port)
+			for _, port := range list.ports {
+				if port < 1 || port > 65535 {
+					return nil, fail(list.field, "%d is not a port (1-65535)", port)
 				}
-				return nil, fail("tcp_ports", "tunnel %s has port %d too: a port belongs to one tunnel", other, port)
+				if other, ok := list.owner[port]; ok {
+					if other == name {
+						return nil, fail(list.field, "%d is given twice", port)
+					}
+					return nil, fail(list.field, "tunnel %s has port %d too: a port belongs to one tunnel", other, port)
+				}
+				list.owner[port] = name
 			}
-			t.ports[port] = name
 		}
 		if tun.MaxClients < 0 || tun.MaxStreamsPerClient < 0 {
 			return nil, fail("max_clients", "limits must be positive")
@@ -231,6 +245,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 			Name:                name,
 			Hosts:               lower(tun.Hosts),
 			Ports:               slices.Sorted(slices.Values(tun.TCPPorts)),
+			UDPPorts:            slices.Sorted(slices.Values(tun.UDPPorts)),
 			MaxClients:          tun.MaxClients,
 			MaxStreamsPerClient: tun.MaxStreamsPerClient,
 			OnDemandWildcards:   tun.OnDemandWildcards,
@@ -426,8 +441,19 @@ func (t *Tenancy) OwnerOfPattern(p string) string {
 	return t.Owner(p)
 }
 
-// HasPorts reports whether some tunnel has tcp_ports.
-func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports) > 0 }
+// HasPorts reports whether some tunnel has tcp_ports or udp_ports.
+func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports)+len(t.udpPorts) > 0 }
+
+// UDPPortOwner returns the tunnel that owns a UDP port, or Unnamed.
+func (t *Tenancy) UDPPortOwner(port int) string {
+	if t == nil {
+		return Unnamed
+	}
+	if name, ok := t.udpPorts[port]; ok {
+		return name
+	}
+	return Unnamed
+}
 
 // PortOwner returns the tunnel that owns a TCP port, or Unnamed.
 func (t *Tenancy) PortOwner(port int) string {
@@ -461,6 +487,22 @@ func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
 				return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
 			}
 			return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d is not in tunnel %s's tcp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(sc.Ports))
+		}
+	}
+	for _, up := range hello.TLS {
+		if owner := t.OwnerOfPattern(up.Name); owner != name {
+			if name == Unnamed {
+				return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Name)
+			}
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Name, name, strings.Join(sc.Hosts, " "))
+		}
+	}
+	for _, up := range hello.UDP {
+		if owner := t.UDPPortOwner(up.Port); owner != name {
+			if name == Unnamed {
+				return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
+			}
+			return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP port %d is not in tunnel %s's udp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(sc.UDPPorts))
 		}
 	}
 	return nil
@@ -571,6 +613,11 @@ func (t *Tenancy) admits(s *Session, now time.Time) error {
 func allowsAll(allow func(string) bool, hello *tunnel.Hello) bool {
 	for _, up := range hello.HTTP {
 		if !allow(up.Host) {
+			return false
+		}
+	}
+	for _, up := range hello.TLS {
+		if !allow(up.Name) {
 			return false
 		}
 	}

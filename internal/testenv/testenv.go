@@ -90,7 +90,7 @@ func (c *Caddy) Load(caddyfile string) error {
 	return nil
 }
 
-// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago and
+// FreePort returns a port that was free for TCP and UDP on 127.0.0.1 a moment ago and
 // that this process has not been given before. It picks below the kernel's
 // ephemeral range (net.ipv4.ip_local_port_range), as scripts/lib.sh does:
 // a port from that range can be taken meanwhile as the local end of any
@@ -106,15 +106,22 @@ func FreePort(t testing.TB) int {
 		if freePorts.given[port] {
 			continue
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
 		}
 		ln.Close()
+		// Free for UDP too, so that any port it gives may be a UDP one.
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		pc.Close()
 		freePorts.given[port] = true
 		return port
 	}
-	t.Fatalf("no free TCP port on 127.0.0.1 in %d-%d", freePortFloor, low-1)
+	t.Fatalf("no port free for TCP and UDP on 127.0.0.1 in %d-%d", freePortFloor, low-1)
 	return 0
 }
 

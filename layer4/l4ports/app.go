@@ -5,9 +5,10 @@
 //
 // Its app ID is inlets_tcp, not layer4, so that it can live in one binary
 // with mholt/caddy-l4.
-package layer4
+package l4ports
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -73,13 +74,33 @@ type App struct {
 
 	// How a connection picks one of several clients serving its port:
 	// "round_robin" (default) or "least_conn" (the client with the fewest
-	// open streams). A client that cannot open a stream is skipped.
+	// open streams). A client that cannot open a stream is skipped. A UDP
+	// flow picks its client when it starts and keeps it.
 	LBPolicy string `json:"lb_policy,omitempty"`
+
+	// The UDP ports clients may open, in the syntax of ports. Each
+	// visitor address is a flow, carried on one stream to one client.
+	UDPPorts []string `json:"udp_ports,omitempty"`
+
+	// How long a UDP flow may carry no datagram in either direction
+	// before it ends. Default: 30s.
+	UDPIdleTimeout caddy.Duration `json:"udp_idle_timeout,omitempty"`
+
+	// The most flows one UDP port carries at once; a datagram from a new
+	// visitor address past it is dropped (and counted). Default: 1024.
+	UDPMaxFlows int `json:"udp_max_flows,omitempty"`
+
+	// The largest visitor datagram forwarded, in bytes; a larger one is
+	// dropped (and counted), never truncated. Default: 9216; at most
+	// 65507.
+	MaxDatagramSize int `json:"max_datagram_size,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
 	reg     *registry.Registry
 	allowed portSet
+	// allowedUDP is the UDP ports of the config's own.
+	allowedUDP portSet
 	// tenancy is the config's tunnels: a named tunnel's tcp_ports are
 	// served to its clients, in addition to allowed.
 	tenancy *registry.Tenancy
@@ -87,14 +108,16 @@ type App struct {
 	// server's name, as Start finds them: never a tunnel's.
 	reserved map[int]string
 	fwd      forwarding
+	udp      udpForwarding
 
 	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
 	// the whole announcement, so that announcements and session changes
 	// are applied one at a time.
-	mu        sync.Mutex
-	listeners map[int]*portListener
-	stopWatch func()
-	stopped   bool
+	mu           sync.Mutex
+	listeners    map[int]*portListener
+	udpListeners map[int]*udpListener
+	stopWatch    func()
+	stopped      bool
 }
 
 // CaddyModule returns the Caddy module information. Its receiver is a
@@ -121,6 +144,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.allowed, err = parsePorts(a.Ports); err != nil {
 		return err
+	}
+	if a.allowedUDP, err = parsePorts(a.UDPPorts); err != nil {
+		return fmt.Errorf("inlets tcp: udp_%w", err)
+	}
+	a.udp = udpForwarding{
+		reg:         a.reg,
+		idleTimeout: cmp.Or(time.Duration(a.UDPIdleTimeout), DefaultUDPIdleTimeout),
+		maxFlows:    cmp.Or(a.UDPMaxFlows, DefaultUDPMaxFlows),
+		maxDatagram: cmp.Or(a.MaxDatagramSize, DefaultMaxDatagramSize),
+		leastConn:   a.LBPolicy == PolicyLeastConn,
 	}
 	idle := time.Duration(a.IdleTimeout)
 	if idle == 0 {
@@ -153,6 +186,15 @@ func (a *App) Validate() error {
 	default:
 		return fmt.Errorf("inlets tcp: lb_policy %q: want %s or %s", a.LBPolicy, PolicyRoundRobin, PolicyLeastConn)
 	}
+	if a.UDPIdleTimeout < 0 {
+		return fmt.Errorf("inlets tcp: udp_idle_timeout %s must be positive", time.Duration(a.UDPIdleTimeout))
+	}
+	if a.UDPMaxFlows < 0 {
+		return fmt.Errorf("inlets tcp: udp_max_flows %d must be positive", a.UDPMaxFlows)
+	}
+	if a.MaxDatagramSize < 0 || a.MaxDatagramSize > MaxDatagramSize {
+		return fmt.Errorf("inlets tcp: max_datagram_size %d: want 1 to %d bytes (the largest UDP payload)", a.MaxDatagramSize, MaxDatagramSize)
+	}
 	return nil
 }
 
@@ -176,7 +218,7 @@ func validateBind(bind string) error {
 // with the reason, rather than failing the reload of a whole config over
 // one client's announcement.
 func (a *App) Start() error {
-	if len(a.allowed) == 0 && !a.tenancy.HasPorts() {
+	if len(a.allowed) == 0 && len(a.allowedUDP) == 0 && !a.tenancy.HasPorts() {
 		a.logger.Warn("the TCP data plane has no ports of its own and no tunnel has tcp_ports: it opens no port until one does (`caddy inlets tunnel create NAME --tcp-port N`), or until its `ports` lists some")
 	}
 	if !registry.HasControlPlane(a.ctx) {
@@ -188,23 +230,36 @@ func (a *App) Start() error {
 	}
 	a.mu.Lock()
 	a.listeners = make(map[int]*portListener)
+	a.udpListeners = make(map[int]*udpListener)
 	// Installed before reading the announced ports: a client admitted from
 	// now on asks this app (and waits for mu), and one admitted earlier is
 	// already listed.
 	a.reg.SetPortOpener(a)
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
-	unbound := make(map[int]error)
-	for _, port := range slices.Sorted(slices.Values(a.reg.Ports())) {
-		if !a.allowed.contains(port) && a.tenancy.PortOwner(port) == registry.Unnamed || a.listeners[port] != nil {
+	unbound := make(map[registry.Port]error)
+	for _, port := range a.reg.Ports() {
+		if !a.servesSome(false, port) || a.listeners[port] != nil {
 			continue
 		}
 		l, err := a.listen(port)
 		if err != nil {
 			a.logger.Error("listening on an announced port", zap.Int("port", port), zap.Error(err))
-			unbound[port] = err
+			unbound[registry.Port{Num: port}] = err
 			continue
 		}
 		a.listeners[port] = l
+	}
+	for _, port := range a.reg.UDPPorts() {
+		if !a.servesSome(true, port) || a.udpListeners[port] != nil {
+			continue
+		}
+		l, err := a.listenUDP(port)
+		if err != nil {
+			a.logger.Error("listening on an announced UDP port", zap.Int("udp_port", port), zap.Error(err))
+			unbound[registry.Port{UDP: true, Num: port}] = err
+			continue
+		}
+		a.udpListeners[port] = l
 	}
 	a.mu.Unlock()
 	a.withdrawUnserved(unbound)
@@ -247,25 +302,36 @@ func (a *App) reserveCaddysPorts() error {
 // withdrawUnserved tells each client which of its ports this config does
 // not serve: those it does not allow, and those in unbound, which it could
 // not listen on. The client keeps its session and its other ports.
-func (a *App) withdrawUnserved(unbound map[int]error) {
+func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 	disallowed := "the server's allowed ports are now " + a.allowed.String()
+	disallowedUDP := "the server's allowed UDP ports are now " + a.allowedUDP.String()
 	for _, s := range a.reg.Sessions() {
-		if len(s.Hello.TCP) == 0 {
+		if len(s.Hello.TCP)+len(s.Hello.UDP) == 0 {
 			continue
 		}
-		reasons := make(map[int]string)
+		reasons := make(map[registry.Port]string)
 		for _, up := range s.Hello.TCP {
+			p := registry.Port{Num: up.Port}
 			switch {
 			case !a.allows(s.Tunnel, up.Port):
-				reasons[up.Port] = disallowed
-			case unbound[up.Port] != nil:
-				reasons[up.Port] = unbound[up.Port].Error()
+				reasons[p] = disallowed
+			case unbound[p] != nil:
+				reasons[p] = unbound[p].Error()
+			}
+		}
+		for _, up := range s.Hello.UDP {
+			p := registry.Port{UDP: true, Num: up.Port}
+			switch {
+			case !a.allowsUDP(s.Tunnel, up.Port):
+				reasons[p] = disallowedUDP
+			case unbound[p] != nil:
+				reasons[p] = unbound[p].Error()
 			}
 		}
 		if len(reasons) > 0 {
 			a.logger.Info("withdrawing ports this config does not serve",
 				zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID),
-				zap.Ints("ports", slices.Sorted(maps.Keys(reasons))))
+				zap.Stringers("ports", slices.SortedFunc(maps.Keys(reasons), comparePorts)))
 		}
 		// Also with none withdrawn: ports served again are forgotten as
 		// withdrawn, so a later withdrawal is told again.
@@ -273,6 +339,16 @@ func (a *App) withdrawUnserved(unbound map[int]error) {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
 		}
 	}
+}
+
+func comparePorts(x, y registry.Port) int {
+	if x.UDP != y.UDP {
+		if x.UDP {
+			return 1
+		}
+		return -1
+	}
+	return cmp.Compare(x.Num, y.Num)
 }
 
 // Stop closes this config's listeners. The connections they accepted go
@@ -284,10 +360,13 @@ func (a *App) Stop() error {
 	if a.stopWatch != nil {
 		a.stopWatch()
 	}
-	listeners := a.listeners
-	a.listeners = nil
+	listeners, udpListeners := a.listeners, a.udpListeners
+	a.listeners, a.udpListeners = nil, nil
 	a.mu.Unlock()
 	for _, l := range listeners {
+		l.close()
+	}
+	for _, l := range udpListeners {
 		l.close()
 	}
 	if !successor && !caddy.Exiting() {
@@ -299,14 +378,17 @@ func (a *App) Stop() error {
 // withdrawAll tells every TCP client that the server serves no port any
 // more: the new config has no TCP data plane.
 func (a *App) withdrawAll() {
-	const reason = "the server's configuration no longer serves TCP tunnels (it has no `inlets { tcp { ... } }` block)"
+	const reason = "the server's configuration no longer serves TCP or UDP tunnels (it has no `inlets { tcp { ... } }` block)"
 	for _, s := range a.reg.Sessions() {
-		if len(s.Hello.TCP) == 0 {
+		if len(s.Hello.TCP)+len(s.Hello.UDP) == 0 {
 			continue
 		}
-		reasons := make(map[int]string)
+		reasons := make(map[registry.Port]string)
 		for _, up := range s.Hello.TCP {
-			reasons[up.Port] = reason
+			reasons[registry.Port{Num: up.Port}] = reason
+		}
+		for _, up := range s.Hello.UDP {
+			reasons[registry.Port{UDP: true, Num: up.Port}] = reason
 		}
 		if err := s.Withdraw(reasons); err != nil {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
@@ -324,10 +406,15 @@ func (a *App) OpenPorts(s *registry.Session) error {
 	if a.stopped {
 		return registry.ErrOpenerStopped
 	}
-	var refused []int
+	var refused, refusedUDP []int
 	for _, up := range s.Hello.TCP {
 		if !a.allows(s.Tunnel, up.Port) {
 			refused = append(refused, up.Port)
+		}
+	}
+	for _, up := range s.Hello.UDP {
+		if !a.allowsUDP(s.Tunnel, up.Port) {
+			refusedUDP = append(refusedUDP, up.Port)
 		}
 	}
 	if len(refused) > 0 {
@@ -336,23 +423,50 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		}
 		return tunnel.Reject(tunnel.RejectPortNotAllowed, "%s not in the server's allowed ports %s", portsPhrase(refused), a.allowed)
 	}
-	var opened []int
+	if len(refusedUDP) > 0 {
+		if len(a.allowedUDP) == 0 {
+			return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP %s not among this server's UDP ports: it serves only its tunnels' UDP ports, to their tokens (a server's own are its inlets { tcp { udp_ports ... } })", portsPhrase(refusedUDP))
+		}
+		return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP %s not in the server's allowed UDP ports %s", portsPhrase(refusedUDP), a.allowedUDP)
+	}
+	var opened, openedUDP []int
+	undo := func() {
+		for _, port := range opened {
+			if !servedByOthers(a.reg.PortSessions(port), s) {
+				a.listeners[port].close()
+				delete(a.listeners, port)
+			}
+		}
+		for _, port := range openedUDP {
+			if !servedByOthers(a.reg.UDPPortSessions(port), s) {
+				a.udpListeners[port].close()
+				delete(a.udpListeners, port)
+			}
+		}
+	}
 	for _, up := range s.Hello.TCP {
 		if a.listeners[up.Port] != nil {
 			continue
 		}
 		l, err := a.listen(up.Port)
 		if err != nil {
-			for _, port := range opened {
-				if !servedByOthers(a.reg.PortSessions(port), s) {
-					a.listeners[port].close()
-					delete(a.listeners, port)
-				}
-			}
+			undo()
 			return tunnel.Reject(tunnel.RejectPortUnavailable, "%s", err)
 		}
 		a.listeners[up.Port] = l
 		opened = append(opened, up.Port)
+	}
+	for _, up := range s.Hello.UDP {
+		if a.udpListeners[up.Port] != nil {
+			continue
+		}
+		l, err := a.listenUDP(up.Port)
+		if err != nil {
+			undo()
+			return tunnel.Reject(tunnel.RejectPortUnavailable, "%s", err)
+		}
+		a.udpListeners[up.Port] = l
+		openedUDP = append(openedUDP, up.Port)
 	}
 	return nil
 }
@@ -367,6 +481,23 @@ func (a *App) allows(tunnel string, port int) bool {
 	return tunnel == registry.Unnamed && a.allowed.contains(port)
 }
 
+// allowsUDP is allows for a UDP port.
+func (a *App) allowsUDP(tunnel string, port int) bool {
+	if owner := a.tenancy.UDPPortOwner(port); owner != registry.Unnamed {
+		return owner == tunnel
+	}
+	return tunnel == registry.Unnamed && a.allowedUDP.contains(port)
+}
+
+// servesSome reports whether this config serves a TCP port (udp false)
+// or a UDP port to some tunnel's clients.
+func (a *App) servesSome(udp bool, port int) bool {
+	if udp {
+		return a.allowedUDP.contains(port) || a.tenancy.UDPPortOwner(port) != registry.Unnamed
+	}
+	return a.allowed.contains(port) || a.tenancy.PortOwner(port) != registry.Unnamed
+}
+
 func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
 	for _, other := range sessions {
 		if other != s {
@@ -379,7 +510,7 @@ func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
 // closeUnserved closes the listeners of the ports of s that no session
 // serves any more. The registry calls it whenever a session comes or goes.
 func (a *App) closeUnserved(s *registry.Session) {
-	if len(s.Hello.TCP) == 0 {
+	if len(s.Hello.TCP)+len(s.Hello.UDP) == 0 {
 		return
 	}
 	a.mu.Lock()
@@ -388,6 +519,12 @@ func (a *App) closeUnserved(s *registry.Session) {
 		if l := a.listeners[up.Port]; l != nil && len(a.reg.PortSessions(up.Port)) == 0 {
 			l.close()
 			delete(a.listeners, up.Port)
+		}
+	}
+	for _, up := range s.Hello.UDP {
+		if l := a.udpListeners[up.Port]; l != nil && len(a.reg.UDPPortSessions(up.Port)) == 0 {
+			l.close()
+			delete(a.udpListeners, up.Port)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package layer4
+package l4ports
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package layer4
+package l4ports
 
 import (
 	"reflect"
@@ -30,7 +30,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "IPv6 bind", input: "tcp {\n bind [::1]\n ports 2222\n}", want: &App{Bind: "[::1]", Ports: []string{"2222"}}},
 		{name: "empty block", input: "tcp {\n}", want: &App{}},
 		{name: "argument", input: "tcp 2222", wantErr: "wrong argument count"},
-		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout or lb_policy`},
+		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows or max_datagram_size`},
 		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", loadErr: `"99999" is not a port or a range`},
 		{name: "bad range", input: "tcp {\n ports 9000-8000\n}", loadErr: `"9000-8000" is not a port or a range`},
 		{name: "no ports", input: "tcp {\n ports\n}", wantErr: "wrong argument count"},

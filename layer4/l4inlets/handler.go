@@ -1,0 +1,209 @@
+// Package l4inlets is caddy-inlets' handler for caddy-l4 (the layer4 app
+// and its listener wrapper, github.com/mholt/caddy-l4):
+// layer4.handlers.inlets passes a visitor's TLS connection, untouched, to
+// a tunnel client that announced the connection's server name, which
+// relays it to an upstream that terminates TLS itself. One public port
+// can so serve Caddy's own HTTPS sites and pass other names through.
+//
+// It is named as caddy-l4's own handler packages are (l4proxy, l4echo);
+// package layer4 is caddy-l4's, and l4ports is the data plane on ports of
+// caddy-inlets' own.
+package l4inlets
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mholt/caddy-l4/layer4"
+	"go.uber.org/zap"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+}
+
+// ServerNamePlaceholder is where caddy-l4's tls matcher leaves the
+// server name of the ClientHello it matched.
+const ServerNamePlaceholder = "{l4.tls.server_name}"
+
+// Handler routes a TLS connection by its server name to the tunnel
+// clients that announced it (`inlets tcp client --sni NAME`): the exact
+// name if a client announced it, else the one-label wildcard that
+// matches ("*.k8s.example.com"), among the clients of the tunnel that owns
+// the name. A route's tls matcher must have read the ClientHello, as
+// `@passthrough tls sni *.k8s.example.com` does; the ClientHello and
+// everything after it reach the client's upstream as the visitor sent
+// them.
+//
+// When no client serves the name, or the connection is not TLS, the
+// handler passes the connection on to the next handler, or to the next
+// route: in the listener wrapper, to Caddy's own sites on the port. When
+// clients serve it but none can take the connection now, it is closed:
+// Caddy's own site would answer with a certificate the visitor does not
+// expect.
+type Handler struct {
+	// Ask clients to send their upstream a PROXY protocol header ("v1" or
+	// "v2") carrying the visitor's address, before the ClientHello.
+	// Default: none.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
+
+	// How long a connection may move no byte in either direction before
+	// it is closed. Default: 1h, as the TCP data plane's.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	reg    *registry.Registry
+	logger *zap.Logger
+	idle   time.Duration
+	next   atomic.Uint64 // round-robin cursor
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "layer4.handlers.inlets",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision checks the config and finds the registry of clients.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	switch h.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return fmt.Errorf("layer4 inlets: proxy_protocol %q: want v1 or v2 (or nothing, for none)", h.ProxyProtocol)
+	}
+	if h.IdleTimeout < 0 {
+		return fmt.Errorf("layer4 inlets: idle_timeout %s must be positive", time.Duration(h.IdleTimeout))
+	}
+	h.idle = time.Duration(h.IdleTimeout)
+	if h.idle == 0 {
+		h.idle = l4ports.DefaultIdleTimeout
+	}
+	h.logger = ctx.Logger()
+	reg, err := registry.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.reg = reg
+	return nil
+}
+
+// Handle passes cx to a client serving its server name, or on to next.
+func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
+	serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, "")
+	if serverName == "" {
+		return next.Handle(cx)
+	}
+	name, sessions := h.reg.LookupTLS(serverName)
+	if len(sessions) == 0 {
+		return next.Handle(cx)
+	}
+	header := tunnel.StreamHeader{
+		Kind:          tunnel.KindTLS,
+		Host:          name,
+		RemoteAddr:    cx.RemoteAddr().String(),
+		LocalAddr:     cx.LocalAddr().String(),
+		ProxyProtocol: h.ProxyProtocol,
+	}
+	for _, s := range h.order(sessions) {
+		stream, err := s.OpenStream(header)
+		if err != nil {
+			if c := h.logger.Check(zap.DebugLevel, "tls: trying the next client"); c != nil {
+				c.Write(zap.String("name", name), zap.Uint64("session", s.ID), zap.Error(err))
+			}
+			continue
+		}
+		if c := h.logger.Check(zap.DebugLevel, "tls: connection passed through"); c != nil {
+			c.Write(zap.String("name", name), zap.Uint64("session", s.ID), zap.String("remote_addr", header.RemoteAddr))
+		}
+		defer metrics.TLSConnectionOpened(name).Closed()
+		tunnel.Join(visitor{cx}, stream, h.idle)
+		return nil
+	}
+	return fmt.Errorf("no tunnel client could take a TLS connection for %s (from %s)", name, header.RemoteAddr)
+}
+
+// order is the sessions to try, round robin, those that have finished
+// their handshake first.
+func (h *Handler) order(sessions []*registry.Session) []*registry.Session {
+	n := len(sessions)
+	start := int((h.next.Add(1) - 1) % uint64(n))
+	out := make([]*registry.Session, 0, n)
+	for pass := range 2 {
+		for i := range n {
+			s := sessions[(start+i)%n]
+			if s.Accepted() == (pass == 0) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// visitor is the caddy-l4 connection, which replays what its matchers
+// read, with the half-close of the TCP connection under it: a visitor's
+// FIN from the upstream's side stays a FIN.
+type visitor struct{ *layer4.Connection }
+
+func (v visitor) CloseWrite() error {
+	if cw, ok := v.Connection.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return v.Close()
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens, in a
+// route of the layer4 app or of its listener wrapper. Syntax:
+//
+//	inlets {
+//		proxy_protocol v1|v2
+//		idle_timeout   <duration>
+//	}
+//
+// Both are optional, and so is the block.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the handler's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		val := d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		switch opt {
+		case "proxy_protocol":
+			h.ProxyProtocol = val
+		case "idle_timeout":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("idle_timeout %q: want a positive duration such as 30m or 2h", val)
+			}
+			h.IdleTimeout = caddy.Duration(dur)
+		default:
+			return d.Errf("unknown option %q of the layer4 inlets handler: want proxy_protocol or idle_timeout", opt)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*Handler)(nil)
+	_ layer4.NextHandler    = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ net.Conn              = visitor{}
+)
