@@ -29,7 +29,7 @@ git -C "$repo" worktree add -q --detach "$work/caddy-inlets" HEAD 2>/dev/null ||
 cleanup_worktree() { git -C "$repo" worktree remove --force "$work/caddy-inlets" 2>/dev/null || true; }
 trap 'cleanup_worktree; cleanup' EXIT
 
-want="admin.api.inlets http.handlers.inlets http.reverse_proxy.transport.inlets http.reverse_proxy.upstreams.inlets inlets inlets_tcp tls.permission.inlets"
+want="admin.api.inlets http.handlers.inlets http.reverse_proxy.transport.inlets http.reverse_proxy.upstreams.inlets inlets inlets_tcp layer4.handlers.inlets tls.permission.inlets"
 modules() { "$1" list-modules | grep inlets | tr '\n' ' ' | sed 's/ $//'; }
 
 echo "-- xcaddy build v2.11.9 --with github.com/caddy-inlets/caddy-inlets@v0.0.0-...=./caddy-inlets"
@@ -39,6 +39,16 @@ echo "-- xcaddy build v2.11.9 --with github.com/caddy-inlets/caddy-inlets@v0.0.0
 [ "$(modules "$work/caddy")" = "$want" ] || fail "xcaddy's build lists: $(modules "$work/caddy")"
 "$work/caddy" inlets version | grep -q '^caddy inlets ' || fail "caddy inlets version"
 echo "ok: xcaddy build from a local checkout lists every inlets module"
+
+echo "-- xcaddy build v2.11.9 --with ...caddy-inlets... --with github.com/mholt/caddy-l4@v0.1.2"
+(cd "$work" && xcaddy build v2.11.9 --output "$work/caddy-l4" \
+	--with github.com/caddy-inlets/caddy-inlets@v0.0.0-00010101000000-000000000000=./caddy-inlets \
+	--with github.com/mholt/caddy-l4@v0.1.2) >"$work/xcaddy-l4.log" 2>&1 ||
+	{ tail -20 "$work/xcaddy-l4.log"; fail "xcaddy build with caddy-l4"; }
+"$work/caddy-l4" list-modules | grep -qx layer4.matchers.tls || fail "the build with caddy-l4 lacks layer4.matchers.tls"
+INLETS_TOKEN=x "$work/caddy-l4" adapt --config "$work/caddy-inlets/examples/tls-passthrough.Caddyfile" --validate >/dev/null 2>"$work/l4-adapt.log" ||
+	{ tail -5 "$work/l4-adapt.log"; fail "examples/tls-passthrough.Caddyfile with the caddy-l4 build"; }
+echo "ok: a build with caddy-l4 loads examples/tls-passthrough.Caddyfile"
 
 echo "-- go build -o caddy ./cmd/caddy"
 (cd "$work/caddy-inlets" && go build -o caddy ./cmd/caddy)
