@@ -69,6 +69,8 @@ var scenarios = []scenario{
 	{"reconnect", (*harness).reconnect, false},
 	{"scale", (*harness).scale, false},
 	{"tenants", (*harness).tenants, false},
+	{"udp", (*harness).udp, false},
+	{"sni", (*harness).sni, false},
 }
 
 // harness is one run of the benchmarks.

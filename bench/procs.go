@@ -186,22 +186,25 @@ func canDial(addr string) error {
 // upstream is the `inletsbench upstream` process.
 type upstream struct {
 	*proc
-	http, echo int // ports
+	http, echo, https int // ports
 }
 
 func (e *env) startUpstream() (*upstream, error) {
-	u := &upstream{http: freePort(), echo: freePort()}
+	u := &upstream{http: freePort(), echo: freePort(), https: freePort()}
 	p, err := e.start("upstream", e.self, "upstream",
-		"--http", fmt.Sprintf("127.0.0.1:%d", u.http), "--echo", fmt.Sprintf("127.0.0.1:%d", u.echo))
+		"--http", fmt.Sprintf("127.0.0.1:%d", u.http), "--echo", fmt.Sprintf("127.0.0.1:%d", u.echo),
+		"--https", fmt.Sprintf("127.0.0.1:%d", u.https))
 	if err != nil {
 		return nil, err
 	}
 	u.proc = p
 	return u, p.waitFor("the upstream", 10*time.Second, func() error {
-		if err := canDial(fmt.Sprintf("127.0.0.1:%d", u.http)); err != nil {
-			return err
+		for _, port := range []int{u.http, u.echo, u.https} {
+			if err := canDial(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+				return err
+			}
 		}
-		return canDial(fmt.Sprintf("127.0.0.1:%d", u.echo))
+		return nil
 	})
 }
 
@@ -233,19 +236,32 @@ type caddy struct {
 // upstream on another site, the baseline of the HTTP tunnel.
 type caddyfile struct {
 	admin, tunnel, proxy, upstream int
-	tcpPorts                       []int
+	tcpPorts, udpPorts             []int
+	// globals and sites are more of the config, as they are written.
+	globals, sites string
 }
 
 func (c caddyfile) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tgrace_period 1s\n", c.admin)
-	if len(c.tcpPorts) > 0 {
-		ports := make([]string, len(c.tcpPorts))
-		for i, p := range c.tcpPorts {
-			ports[i] = strconv.Itoa(p)
+	if len(c.tcpPorts)+len(c.udpPorts) > 0 {
+		list := func(ports []int) string {
+			out := make([]string, len(ports))
+			for i, p := range ports {
+				out[i] = strconv.Itoa(p)
+			}
+			return strings.Join(out, " ")
 		}
-		fmt.Fprintf(&b, "\tinlets {\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n\t\t\tports %s\n\t\t}\n\t}\n", strings.Join(ports, " "))
+		fmt.Fprintf(&b, "\tinlets {\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n")
+		if len(c.tcpPorts) > 0 {
+			fmt.Fprintf(&b, "\t\t\tports %s\n", list(c.tcpPorts))
+		}
+		if len(c.udpPorts) > 0 {
+			fmt.Fprintf(&b, "\t\t\tudp_ports %s\n", list(c.udpPorts))
+		}
+		b.WriteString("\t\t}\n\t}\n")
 	}
+	b.WriteString(c.globals)
 	b.WriteString("}\n")
 	// Every client of the harness comes from 127.0.0.1, and scenario 5
 	// opens 10000 streams through one: the per-address and per-client
@@ -254,6 +270,7 @@ func (c caddyfile) String() string {
 	if c.proxy != 0 {
 		fmt.Fprintf(&b, "http://:%d {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:%d\n}\n", c.proxy, c.upstream)
 	}
+	b.WriteString(c.sites)
 	return b.String()
 }
 

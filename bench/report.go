@@ -56,6 +56,11 @@ type results struct {
 	tenants   [][]tenantStep
 	// tenantSmall is scenario 8's small requests, per subject, per run.
 	tenantSmall map[string][]httpLoad
+	// dns and udpIperf are scenario 9's, per subject, per run.
+	dns      map[string][]dnsResult
+	udpIperf map[udpKey][]udpIperfResult
+	// sni is scenario 10's small HTTPS requests, per subject, per run.
+	sni map[string][]httpLoad
 }
 
 func newResults() *results {
@@ -66,6 +71,9 @@ func newResults() *results {
 		bodies:   map[bodyKey][]float64{},
 
 		tenantSmall: map[string][]httpLoad{},
+		dns:         map[string][]dnsResult{},
+		udpIperf:    map[udpKey][]udpIperfResult{},
+		sni:         map[string][]httpLoad{},
 	}
 }
 
@@ -255,7 +263,7 @@ func (r *results) markdown() string {
 
 	targets := r.targets()
 	if len(targets) > 0 {
-		w("## Targets\n\nIssue 5's targets, as ratios to the baseline taken in the same run on this machine:\n\n")
+		w("## Targets\n\nThe issues' targets, as ratios to the baseline taken in the same run on this machine:\n\n")
 		w("| target | figure | |\n|---|---|---|\n")
 		for _, t := range targets {
 			w("| %s | %s | %s |\n", t.what, t.figure, metOr(t.met))
@@ -300,6 +308,8 @@ is listed.
 	r.writeReconnect(w)
 	r.writeScale(w)
 	r.writeTenants(w)
+	r.writeUDP(w)
+	r.writeSNI(w)
 	return b.String()
 }
 
@@ -625,5 +635,5 @@ func (r *results) targets() []target {
 		service, _ := r.reconnectMedians()
 		ts = append(ts, target{"back in service ≤ 1s (median) after a Caddy restart", seconds(service), service <= 1})
 	}
-	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets())
+	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets(), r.udpTargets(), r.sniTargets())
 }

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -39,7 +46,7 @@ const smallBody = "hello, world\n"
 // look fast.
 var patternBlock = func() []byte {
 	b := make([]byte, 1<<20)
-	r := rand.NewChaCha8([32]byte{'i', 'n', 'l', 'e', 't', 's'})
+	r := mathrand.NewChaCha8([32]byte{'i', 'n', 'l', 'e', 't', 's'})
 	r.Read(b)
 	return b
 }()
@@ -157,7 +164,18 @@ func upstreamMain(args []string) {
 	fs := flag.NewFlagSet("upstream", flag.ExitOnError)
 	httpAddr := fs.String("http", "127.0.0.1:0", "address of the HTTP upstream")
 	echoAddr := fs.String("echo", "127.0.0.1:0", "address of the echo server")
+	httpsAddr := fs.String("https", "", "address of the same HTTP upstream over TLS, with a self-signed certificate for "+tlsName)
 	fs.Parse(args)
+
+	if *httpsAddr != "" {
+		cert, err := selfSigned(tlsName)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tlsSrv := &http.Server{Addr: *httpsAddr, Handler: upstreamHandler(),
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}}
+		go func() { log.Fatal(tlsSrv.ListenAndServeTLS("", "")) }()
+	}
 
 	echo, err := net.Listen("tcp", *echoAddr)
 	if err != nil {
@@ -166,4 +184,28 @@ func upstreamMain(args []string) {
 	go func() { log.Fatal(serveEcho(echo)) }()
 	srv := &http.Server{Addr: *httpAddr, Handler: upstreamHandler(), ConnState: countConns}
 	log.Fatal(srv.ListenAndServe())
+}
+
+// tlsName is the server name of the upstream's TLS port: scenario 10
+// passes TLS for it through caddy-l4's route.
+const tlsName = "a.bench.test"
+
+// selfSigned makes a certificate for name, valid for a day.
+func selfSigned(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

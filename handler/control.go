@@ -239,7 +239,11 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity
 // named tunnel owns.
 func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) error {
 	if n := len(hello.HTTP) + len(hello.TLS); n > h.MaxHostsPerClient {
-		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d hosts (HTTP hosts and TLS names), and this server takes at most %d from one client (its max_hosts_per_client)", n, h.MaxHostsPerClient)
+		what := "hosts"
+		if len(hello.TLS) > 0 {
+			what = "hosts and TLS names"
+		}
+		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d %s, and this server takes at most %d from one client (its max_hosts_per_client)", n, what, h.MaxHostsPerClient)
 	}
 	if n := len(hello.TCP) + len(hello.UDP); n > h.MaxPortsPerClient {
 		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d ports, and this server takes at most %d from one client (its max_ports_per_client)", n, h.MaxPortsPerClient)

@@ -1,6 +1,7 @@
 package l4ports
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -416,11 +417,25 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 
 	idle := time.NewTimer(fwd.idleTimeout)
 	defer idle.Stop()
+	var batch []byte
 	for {
 		select {
 		case b := <-f.queue:
+			// The datagrams queued meanwhile go in the same write: one
+			// stream frame for a burst, not one each.
+			batch = appendDatagram(batch[:0], b)
 			f.queued.Add(-int64(len(b)))
-			if err := tunnel.WriteDatagram(stream, b); err != nil {
+		drain:
+			for len(batch) < flowQueueBytes {
+				select {
+				case b := <-f.queue:
+					batch = appendDatagram(batch, b)
+					f.queued.Add(-int64(len(b)))
+				default:
+					break drain
+				}
+			}
+			if _, err := stream.Write(batch); err != nil {
 				return
 			}
 		case <-idle.C:
@@ -453,6 +468,13 @@ func (f *udpFlow) answer(stream net.Conn) {
 			return
 		}
 	}
+}
+
+// appendDatagram appends a datagram framed as tunnel.WriteDatagram frames
+// it; visitors' datagrams are at most max_datagram_size, well within a
+// frame.
+func appendDatagram(buf, p []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(buf, uint16(len(p))), p...)
 }
 
 // drain drops what the queue holds, counting each datagram.
