@@ -202,12 +202,13 @@ func runIperfUDP(ctx context.Context, port int, rate string, d time.Duration) (u
 		var j struct {
 			Error string `json:"error"`
 			End   struct {
+				// What the receiver, the iperf3 server, measured.
 				Sum struct {
+					Bytes         float64 `json:"bytes"`
 					BitsPerSecond float64 `json:"bits_per_second"`
 					JitterMS      float64 `json:"jitter_ms"`
 					LostPercent   float64 `json:"lost_percent"`
-					Packets       float64 `json:"packets"`
-				} `json:"sum"`
+				} `json:"sum_received"`
 			} `json:"end"`
 		}
 		if err := json.Unmarshal(out, &j); err != nil {
@@ -222,7 +223,7 @@ func runIperfUDP(ctx context.Context, port int, rate string, d time.Duration) (u
 		if j.Error != "" {
 			return udpIperfResult{}, fmt.Errorf("iperf3: %s", j.Error)
 		}
-		if j.End.Sum.Packets == 0 || j.End.Sum.JitterMS == 0 && j.End.Sum.LostPercent == 0 && j.End.Sum.BitsPerSecond == 0 {
+		if j.End.Sum.Bytes == 0 {
 			return udpIperfResult{}, fmt.Errorf("iperf3 -u: the server received no datagram")
 		}
 		s := j.End.Sum
