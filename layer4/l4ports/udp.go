@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -455,20 +456,39 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 
 // answer relays the upstream's datagrams from the stream to the visitor
 // until the stream ends.
+//
+// A flow waiting for an answer holds no buffer: one comes from a pool once
+// a datagram's length has arrived, and goes back once it is sent on, so
+// that idle flows cost their goroutines and not 64 KiB each.
 func (f *udpFlow) answer(stream net.Conn) {
 	defer f.close()
-	buf := make([]byte, tunnel.MaxDatagramSize)
+	var size [2]byte
 	for {
-		n, err := tunnel.ReadDatagram(stream, buf)
-		if err != nil {
+		if _, err := io.ReadFull(stream, size[:]); err != nil {
 			return
 		}
-		f.touch()
-		if err := f.port.writeTo(buf[:n], f.visitor); err != nil && errors.Is(err, net.ErrClosed) {
+		n := int(binary.BigEndian.Uint16(size[:]))
+		bp := answerBuffers.Get().(*[]byte)
+		_, err := io.ReadFull(stream, (*bp)[:n])
+		if err == nil {
+			f.touch()
+			err = f.port.writeTo((*bp)[:n], f.visitor)
+			if !errors.Is(err, net.ErrClosed) {
+				err = nil
+			}
+		}
+		answerBuffers.Put(bp)
+		if err != nil {
 			return
 		}
 	}
 }
+
+// answerBuffers hold one datagram of the largest size a stream frames.
+var answerBuffers = sync.Pool{New: func() any {
+	b := make([]byte, tunnel.MaxDatagramSize)
+	return &b
+}}
 
 // appendDatagram appends a datagram framed as tunnel.WriteDatagram frames
 // it; visitors' datagrams are at most max_datagram_size, well within a
