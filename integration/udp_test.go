@@ -356,3 +356,41 @@ func TestATunnelsUDPPortsAreItsOwn(t *testing.T) {
 		t.Fatalf("the tunnel's UDP port answered %q", got)
 	}
 }
+
+func TestUDPMaxFlowsTurnsNewVisitorsAwayAndCountsThem(t *testing.T) {
+	const idle = time.Second
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, "udp_ports "+strconv.Itoa(public), "udp_max_flows 2", "udp_idle_timeout "+idle.String())
+	testenv.Client(t, udpClient(srv.URL, public, udpEcho(t, "echo")))
+
+	a, b, c := dialUDP(t, public), dialUDP(t, public), dialUDP(t, public)
+	for _, v := range []*net.UDPConn{a, b} {
+		if got := exchange(t, v, []byte("who")); string(got) != "echo" {
+			t.Fatalf("one of the first two visitors got %q", got)
+		}
+	}
+	// A third visitor address, while two flows are open: dropped, counted.
+	if _, err := c.Write([]byte("who")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := adminMetrics(t).value("udp_dataplane_datagrams_dropped_total", "port", strconv.Itoa(public), "reason", "flow_limit"); n < 1 {
+			return fmt.Errorf("udp_dataplane_datagrams_dropped_total{reason=flow_limit} = %v", n)
+		}
+		return nil
+	})
+	// The flows already open are kept, and room comes back once they are
+	// idle: the third visitor is then served.
+	if got := exchange(t, a, []byte("who")); string(got) != "echo" {
+		t.Fatalf("an open flow was cut for a new visitor: %q", got)
+	}
+	testenv.Eventually(t, 10*idle, func() error {
+		if n := l4ports.FlowCount(public); n != 0 {
+			return fmt.Errorf("%d flows open", n)
+		}
+		return nil
+	})
+	if got := exchange(t, c, []byte("who")); string(got) != "echo" {
+		t.Fatalf("after the flows went idle, the third visitor got %q", got)
+	}
+}
