@@ -44,6 +44,12 @@ const ServerNamePlaceholder = "{l4.tls.server_name}"
 // everything after it reach the client's upstream as the visitor sent
 // them.
 //
+// Any other connection goes by the port it came to, to the clients that
+// announced that TCP port (`--ports`), or for a UDP server of the layer4
+// app, that UDP port (`--udp-ports`): a layer4 server's ports are served
+// through its routes, and the inlets_tcp app does not listen on them
+// itself, so every caddy-l4 matcher can guard them.
+//
 // When no client serves the name, or the connection is not TLS, the
 // handler passes the connection on to the next handler, or to the next
 // route: in the listener wrapper, to Caddy's own sites on the port. When
@@ -97,39 +103,96 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Handle passes cx to a client serving its server name, or on to next.
+// Handle passes cx to a client serving its server name, or its port, or
+// on to next.
 func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
-	serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, "")
-	if serverName == "" {
-		return next.Handle(cx)
+	header := tunnel.StreamHeader{
+		RemoteAddr: cx.RemoteAddr().String(),
+		LocalAddr:  cx.LocalAddr().String(),
 	}
-	name, sessions := h.reg.LookupTLS(serverName)
+	var sessions []*registry.Session
+	var what string
+	if serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, ""); serverName != "" {
+		header.Host, sessions = h.reg.LookupTLS(serverName)
+		header.Kind, header.ProxyProtocol, what = tunnel.KindTLS, h.ProxyProtocol, "TLS name "+header.Host
+	}
+	if len(sessions) == 0 {
+		// By the port the visitor came to: its UDP port for a datagram
+		// flow of a UDP server, else its TCP port.
+		switch addr := cx.LocalAddr().(type) {
+		case *net.UDPAddr:
+			sessions = h.reg.UDPPortSessions(addr.Port)
+			header = tunnel.StreamHeader{Kind: tunnel.KindUDP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr}
+			what = fmt.Sprintf("UDP port %d", addr.Port)
+		case *net.TCPAddr:
+			sessions = h.reg.PortSessions(addr.Port)
+			header = tunnel.StreamHeader{Kind: tunnel.KindTCP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr, ProxyProtocol: h.ProxyProtocol}
+			what = fmt.Sprintf("port %d", addr.Port)
+		}
+	}
 	if len(sessions) == 0 {
 		return next.Handle(cx)
-	}
-	header := tunnel.StreamHeader{
-		Kind:          tunnel.KindTLS,
-		Host:          name,
-		RemoteAddr:    cx.RemoteAddr().String(),
-		LocalAddr:     cx.LocalAddr().String(),
-		ProxyProtocol: h.ProxyProtocol,
 	}
 	for _, s := range h.order(sessions) {
 		stream, err := s.OpenStream(header)
 		if err != nil {
-			if c := h.logger.Check(zap.DebugLevel, "tls: trying the next client"); c != nil {
-				c.Write(zap.String("name", name), zap.Uint64("session", s.ID), zap.Error(err))
+			if c := h.logger.Check(zap.DebugLevel, "trying the next client"); c != nil {
+				c.Write(zap.String("for", what), zap.Uint64("session", s.ID), zap.Error(err))
 			}
 			continue
 		}
-		if c := h.logger.Check(zap.DebugLevel, "tls: connection passed through"); c != nil {
-			c.Write(zap.String("name", name), zap.Uint64("session", s.ID), zap.String("remote_addr", header.RemoteAddr))
+		if c := h.logger.Check(zap.DebugLevel, "connection passed to a tunnel client"); c != nil {
+			c.Write(zap.String("for", what), zap.Uint64("session", s.ID), zap.String("remote_addr", header.RemoteAddr))
 		}
-		defer metrics.TLSConnectionOpened(name).Closed()
-		tunnel.Join(visitor{cx}, stream, h.idle)
+		switch header.Kind {
+		case tunnel.KindTLS:
+			defer metrics.TLSConnectionOpened(header.Host).Closed()
+			tunnel.Join(visitor{cx}, stream, h.idle)
+		case tunnel.KindTCP:
+			defer metrics.TCPConnectionOpened(header.Port).Closed()
+			tunnel.Join(visitor{cx}, stream, h.idle)
+		case tunnel.KindUDP:
+			defer metrics.UDPFlowOpened(header.Port).Closed()
+			relayDatagrams(cx, stream)
+		}
 		return nil
 	}
-	return fmt.Errorf("no tunnel client could take a TLS connection for %s (from %s)", name, header.RemoteAddr)
+	return fmt.Errorf("no tunnel client could take a connection for %s (from %s)", what, header.RemoteAddr)
+}
+
+// relayDatagrams carries the datagrams of one caddy-l4 UDP "connection"
+// (a visitor address; each Read is one datagram, each Write sends one) on
+// a UDP stream, framed, until either ends: caddy-l4 ends it after its
+// server's idle_timeout.
+func relayDatagrams(cx *layer4.Connection, stream net.Conn) {
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		buf := make([]byte, tunnel.MaxDatagramSize)
+		for {
+			n, err := tunnel.ReadDatagram(stream, buf)
+			if err != nil {
+				cx.Close()
+				return
+			}
+			if _, err := cx.Write(buf[:n]); err != nil {
+				stream.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, tunnel.MaxDatagramSize)
+	for {
+		n, err := cx.Read(buf)
+		if err != nil {
+			break
+		}
+		if err := tunnel.WriteDatagram(stream, buf[:n]); err != nil {
+			break
+		}
+	}
+	stream.Close()
+	<-answered
 }
 
 // order is the sessions to try, round robin, those that have finished

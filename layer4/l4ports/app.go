@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -107,6 +108,11 @@ type App struct {
 	// reserved maps the ports Caddy's own HTTP servers listen on to the
 	// server's name, as Start finds them: never a tunnel's.
 	reserved map[int]string
+	// l4 is the ports a server of caddy-l4's layer4 app listens on, as
+	// Start finds them: clients may announce them (if allowed), and this
+	// app does not listen on them; the layer4 routes' inlets handler
+	// passes their visitors to the clients.
+	l4 map[registry.Port]bool
 	fwd      forwarding
 	udp      udpForwarding
 
@@ -228,6 +234,7 @@ func (a *App) Start() error {
 	if err := a.reserveCaddysPorts(); err != nil {
 		return err
 	}
+	a.l4 = layer4Ports(a.ctx)
 	a.mu.Lock()
 	a.listeners = make(map[int]*portListener)
 	a.udpListeners = make(map[int]*udpListener)
@@ -238,7 +245,7 @@ func (a *App) Start() error {
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
 	unbound := make(map[registry.Port]error)
 	for _, port := range a.reg.Ports() {
-		if !a.servesSome(false, port) || a.listeners[port] != nil {
+		if !a.servesSome(false, port) || a.listeners[port] != nil || a.l4[registry.Port{Num: port}] {
 			continue
 		}
 		l, err := a.listen(port)
@@ -250,7 +257,7 @@ func (a *App) Start() error {
 		a.listeners[port] = l
 	}
 	for _, port := range a.reg.UDPPorts() {
-		if !a.servesSome(true, port) || a.udpListeners[port] != nil {
+		if !a.servesSome(true, port) || a.udpListeners[port] != nil || a.l4[registry.Port{UDP: true, Num: port}] {
 			continue
 		}
 		l, err := a.listenUDP(port)
@@ -297,6 +304,36 @@ func (a *App) reserveCaddysPorts() error {
 		}
 	}
 	return nil
+}
+
+// layer4Ports returns the ports the servers of the config's layer4 app
+// (caddy-l4) listen on, TCP and UDP.
+func layer4Ports(ctx caddy.Context) map[registry.Port]bool {
+	out := make(map[registry.Port]bool)
+	app, err := ctx.AppIfConfigured("layer4")
+	if err != nil {
+		return out
+	}
+	l4, ok := app.(*layer4.App)
+	if !ok {
+		return out
+	}
+	for _, srv := range l4.Servers {
+		for _, addr := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(addr)
+			if err != nil {
+				continue
+			}
+			udp := strings.HasPrefix(na.Network, "udp")
+			if !udp && !strings.HasPrefix(na.Network, "tcp") {
+				continue
+			}
+			for port := int(na.StartPort); port <= int(na.EndPort) && port > 0; port++ {
+				out[registry.Port{UDP: udp, Num: port}] = true
+			}
+		}
+	}
+	return out
 }
 
 // withdrawUnserved tells each client which of its ports this config does
@@ -445,7 +482,7 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		}
 	}
 	for _, up := range s.Hello.TCP {
-		if a.listeners[up.Port] != nil {
+		if a.listeners[up.Port] != nil || a.l4[registry.Port{Num: up.Port}] {
 			continue
 		}
 		l, err := a.listen(up.Port)
@@ -457,7 +494,7 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		opened = append(opened, up.Port)
 	}
 	for _, up := range s.Hello.UDP {
-		if a.udpListeners[up.Port] != nil {
+		if a.udpListeners[up.Port] != nil || a.l4[registry.Port{UDP: true, Num: up.Port}] {
 			continue
 		}
 		l, err := a.listenUDP(up.Port)
