@@ -26,7 +26,7 @@ import (
 func (h *harness) sni(ctx context.Context) error {
 	e := h.env
 	tunnelPort, shared, tcpPublic := freePort(), freePort(), freePort()
-	globals := fmt.Sprintf("\tservers :%d {\n\t\tlistener_wrappers {\n\t\t\tlayer4 {\n\t\t\t\t@pass tls sni %s\n\t\t\t\troute @pass {\n\t\t\t\t\tinlets\n\t\t\t\t}\n\t\t\t}\n\t\t\ttls\n\t\t}\n\t}\n", shared, tlsName)
+	globals := fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\tlistener_wrappers {\n\t\t\tlayer4 {\n\t\t\t\t@pass tls sni %s\n\t\t\t\troute @pass {\n\t\t\t\t\tinlets\n\t\t\t\t}\n\t\t\t}\n\t\t\ttls\n\t\t}\n\t}\n", shared, tlsName)
 	sites := fmt.Sprintf("https://own.bench.test:%d {\n\tbind 127.0.0.1\n\ttls internal\n\trespond \"caddy's own site\"\n}\n", shared)
 	c, err := e.startCaddy(caddyfile{admin: freePort(), tunnel: tunnelPort, tcpPorts: []int{tcpPublic}, globals: globals, sites: sites})
 	if err != nil {
