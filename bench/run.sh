@@ -7,9 +7,10 @@
 #                                    minutes), to check they all work (CI)
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
 #                                    bodies, idle, concurrency, reconnect,
-#                                    scale, tenants)
+#                                    scale, tenants, udp, sni)
 #
-# Needs Go, and wrk, hey and iperf3 from Debian's packages.
+# Needs Go, and wrk, hey and iperf3 from Debian's packages; scenario udp
+# also dnsmasq (dnsmasq-base) and dnsperf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
