@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
@@ -392,5 +395,40 @@ func TestUDPMaxFlowsTurnsNewVisitorsAwayAndCountsThem(t *testing.T) {
 	})
 	if got := exchange(t, c, []byte("who")); string(got) != "echo" {
 		t.Fatalf("after the flows went idle, the third visitor got %q", got)
+	}
+}
+
+func TestProxyProtocolV2HeadsEveryDatagramWithTheVisitorsAddress(t *testing.T) {
+	// An upstream that reads the PROXY v2 header of each datagram and
+	// answers with the source address it carries.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			h, err := proxyproto.Read(bufio.NewReader(bytes.NewReader(buf[:n])))
+			answer := "no PROXY header: " + fmt.Sprint(err)
+			if err == nil {
+				answer = fmt.Sprintf("%s datagram=%v", h.SourceAddr, h.TransportProtocol.IsDatagram())
+			}
+			pc.WriteTo([]byte(answer), from)
+		}
+	}()
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, "udp_ports "+strconv.Itoa(public), "proxy_protocol v2")
+	testenv.Client(t, udpClient(srv.URL, public, pc.LocalAddr().String()))
+	c := dialUDP(t, public)
+	want := c.LocalAddr().String() + " datagram=true"
+	for i := range 3 {
+		if got := string(exchange(t, c, []byte("datagram"))); got != want {
+			t.Fatalf("datagram %d: the upstream read %q, want %q", i, got, want)
+		}
 	}
 }

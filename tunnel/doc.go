@@ -168,7 +168,10 @@
 //     one whole drops it. The server ends the stream (RST) when the flow
 //     has been idle for its udp_idle_timeout; the client ends it when its
 //     socket fails. Either side may drop datagrams it cannot keep up
-//     with, as the network could.
+//     with, as the network could. ProxyProtocol "v2" asks the client to
+//     put a PROXY protocol v2 header (its DGRAM form, carrying RemoteAddr
+//     and LocalAddr) at the start of every datagram it writes to the
+//     upstream; v1 has no datagram form.
 //
 //   - Kind "tls": a visitor's TLS connection that a caddy-l4 route of
 //     the server passed to the inlets handler: Host is the announced TLS

@@ -123,6 +123,9 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 		case *net.UDPAddr:
 			sessions = h.reg.UDPPortSessions(addr.Port)
 			header = tunnel.StreamHeader{Kind: tunnel.KindUDP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr}
+			if h.ProxyProtocol == "v2" { // v1 is text for TCP alone
+				header.ProxyProtocol = "v2"
+			}
 			what = fmt.Sprintf("UDP port %d", addr.Port)
 		case *net.TCPAddr:
 			sessions = h.reg.PortSessions(addr.Port)

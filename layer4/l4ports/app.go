@@ -66,7 +66,9 @@ type App struct {
 
 	// Ask clients to send a PROXY protocol header to their upstream before
 	// any byte of the connection, carrying the visitor's address and the
-	// address it connected to: "v1" (text) or "v2" (binary). Default: none.
+	// address it connected to: "v1" (text) or "v2" (binary). With "v2",
+	// UDP flows carry one too, at the start of every datagram. Default:
+	// none.
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 
 	// How long a forwarded connection may move no byte in either
@@ -112,9 +114,9 @@ type App struct {
 	// Start finds them: clients may announce them (if allowed), and this
 	// app does not listen on them; the layer4 routes' inlets handler
 	// passes their visitors to the clients.
-	l4 map[registry.Port]bool
-	fwd      forwarding
-	udp      udpForwarding
+	l4  map[registry.Port]bool
+	fwd forwarding
+	udp udpForwarding
 
 	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
 	// the whole announcement, so that announcements and session changes
@@ -155,11 +157,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("inlets tcp: udp_%w", err)
 	}
 	a.udp = udpForwarding{
-		reg:         a.reg,
-		idleTimeout: cmp.Or(time.Duration(a.UDPIdleTimeout), DefaultUDPIdleTimeout),
-		maxFlows:    cmp.Or(a.UDPMaxFlows, DefaultUDPMaxFlows),
-		maxDatagram: cmp.Or(a.MaxDatagramSize, DefaultMaxDatagramSize),
-		leastConn:   a.LBPolicy == PolicyLeastConn,
+		reg:           a.reg,
+		proxyProtocol: udpProxyProtocol(a.ProxyProtocol),
+		idleTimeout:   cmp.Or(time.Duration(a.UDPIdleTimeout), DefaultUDPIdleTimeout),
+		maxFlows:      cmp.Or(a.UDPMaxFlows, DefaultUDPMaxFlows),
+		maxDatagram:   cmp.Or(a.MaxDatagramSize, DefaultMaxDatagramSize),
+		leastConn:     a.LBPolicy == PolicyLeastConn,
 	}
 	idle := time.Duration(a.IdleTimeout)
 	if idle == 0 {
@@ -172,6 +175,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		leastConn:     a.LBPolicy == PolicyLeastConn,
 	}
 	return nil
+}
+
+// udpProxyProtocol is the PROXY protocol version UDP flows ask of
+// clients: v2, which has a datagram form; v1 is text for TCP alone.
+func udpProxyProtocol(v string) string {
+	if v == "v2" {
+		return v
+	}
+	return ""
 }
 
 // Validate checks the config's values.

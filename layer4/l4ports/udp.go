@@ -59,11 +59,14 @@ const (
 // udpForwarding is what forwarding a flow needs of the config, copied by
 // value: flows outlive the config whose listener saw their first datagram.
 type udpForwarding struct {
-	reg         *registry.Registry
-	idleTimeout time.Duration
-	maxFlows    int
-	maxDatagram int
-	leastConn   bool
+	reg *registry.Registry
+	// proxyProtocol is "v2" when the config asks for PROXY headers (v1
+	// is text for TCP alone): each datagram then carries one.
+	proxyProtocol string
+	idleTimeout   time.Duration
+	maxFlows      int
+	maxDatagram   int
+	leastConn     bool
 }
 
 // udpPort is the state of one public UDP port that outlives configs: its
@@ -281,10 +284,11 @@ func (p *udpPort) deliver(l *udpListener, from *net.UDPAddr, data []byte) {
 		f.touch()
 		p.flows[key] = f
 		go f.run(l.fwd, tunnel.StreamHeader{
-			Kind:       tunnel.KindUDP,
-			Port:       p.port,
-			RemoteAddr: key.String(),
-			LocalAddr:  l.pc.LocalAddr().String(),
+			Kind:          tunnel.KindUDP,
+			Port:          p.port,
+			RemoteAddr:    key.String(),
+			LocalAddr:     l.pc.LocalAddr().String(),
+			ProxyProtocol: l.fwd.proxyProtocol,
 		})
 	}
 	p.mu.Unlock()
