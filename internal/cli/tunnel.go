@@ -220,6 +220,7 @@ type tunnelConfig struct {
 	Tokens              []tokenConfig `json:"tokens"`
 	Hosts               []string      `json:"hosts,omitempty"`
 	TCPPorts            []int         `json:"tcp_ports,omitempty"`
+	UDPPorts            []int         `json:"udp_ports,omitempty"`
 	MaxClients          int           `json:"max_clients,omitempty"`
 	MaxStreamsPerClient int           `json:"max_streams_per_client,omitempty"`
 	OnDemandWildcards   bool          `json:"on_demand_wildcards,omitempty"`
@@ -280,8 +281,8 @@ func tokenDigest(token string) string {
 func runTunnelCreate(r tunnelRun, args []string) int {
 	fs, address := r.flags()
 	var hosts []string
-	var ports []int
-	fs.Func("host", "a host `PATTERN` its clients may serve: app.example.com, *.example.com or *; repeatable (or --tcp-port)", func(s string) error {
+	var ports, udpPorts []int
+	fs.Func("host", "a host `PATTERN` its clients may serve: app.example.com, *.example.com or *; repeatable (or --tcp-port, --udp-port)", func(s string) error {
 		for _, h := range splitList(s) {
 			h = strings.ToLower(h)
 			if err := tunnel.ValidateHostPattern(h); err != nil {
@@ -294,28 +295,32 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		}
 		return nil
 	})
-	fs.Func("tcp-port", "a TCP `PORT` its clients may open, or a range FIRST-LAST; repeatable (or --host). The server needs its TCP data plane, inlets { tcp { ... } }", func(s string) error {
-		for _, spec := range splitList(s) {
-			got, err := parsePortSpec(spec)
-			if err != nil {
-				return err
-			}
-			for _, p := range got {
-				if slices.Contains(ports, p) {
-					return fmt.Errorf("port %d is given twice", p)
+	addPorts := func(list *[]int, what string) func(string) error {
+		return func(s string) error {
+			for _, spec := range splitList(s) {
+				got, err := parsePortSpec(spec)
+				if err != nil {
+					return err
 				}
+				for _, p := range got {
+					if slices.Contains(*list, p) {
+						return fmt.Errorf("%s %d is given twice", what, p)
+					}
+				}
+				*list = append(*list, got...)
 			}
-			ports = append(ports, got...)
+			return nil
 		}
-		return nil
-	})
+	}
+	fs.Func("tcp-port", "a TCP `PORT` its clients may open, or a range FIRST-LAST; repeatable (or --host). The server needs its TCP data plane, inlets { tcp { ... } }", addPorts(&ports, "port"))
+	fs.Func("udp-port", "a UDP `PORT` its clients may open, or a range FIRST-LAST; repeatable. The server needs its TCP data plane, inlets { tcp { ... } }", addPorts(&udpPorts, "UDP port"))
 	maxClients := fs.Int("max-clients", 0, "at most `N` of its clients connected at once (default: no limit of its own)")
 	maxStreams := fs.Int("max-streams-per-client", 0, "at most `N` data streams open at once through one of its clients (default: the control plane's max_streams_per_client)")
 	onDemand := fs.Bool("on-demand-wildcards", false, "let on-demand TLS get certificates for any name under its wildcard hosts (off: anyone could make the server ask its CA for names)")
 	serverURL := fs.String("url", "", "the server's control plane `URL` as clients connect to it, wss://HOST or ws://HOST:PORT, for the client command it prints")
 	asJSON := fs.Bool("json", false, "print the token and the client commands as JSON")
-	setUsage(fs, "NAME (--host PATTERN | --tcp-port PORT)... [flags]",
-		"Adds tunnel NAME to the running Caddy, with a new random token, and prints the\ntoken, this once, and the client command to run with it: Caddy's config keeps only\nthe token's SHA-256. Its clients may serve the hosts of --host and the TCP ports of\n--tcp-port, and nothing that another tunnel owns. Caddy autosaves the change, for\n`caddy run --resume`; loading a Caddyfile again (`caddy reload`) replaces it.",
+	setUsage(fs, "NAME (--host PATTERN | --tcp-port PORT | --udp-port PORT)... [flags]",
+		"Adds tunnel NAME to the running Caddy, with a new random token, and prints the\ntoken, this once, and the client command to run with it: Caddy's config keeps only\nthe token's SHA-256. Its clients may serve the hosts of --host, the TCP ports of\n--tcp-port and the UDP ports of --udp-port, and nothing that another tunnel owns. Caddy autosaves the change, for\n`caddy run --resume`; loading a Caddyfile again (`caddy reload`) replaces it.",
 		"  %[1]s acme --host '*.acme.example.com' --url wss://tunnel.example.com\n  %[1]s lab --host lab.example.com --tcp-port 2222,8000-8010 --max-clients 2",
 		"host", "tcp-port")
 	name, code, ok := r.parse(fs, args, 1)
@@ -323,12 +328,14 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		return code
 	}
 	switch {
-	case len(hosts) == 0 && len(ports) == 0:
-		return r.fail(2, fmt.Errorf("tunnel %s would serve nothing: give it --host PATTERN or --tcp-port PORT, or both", name))
+	case len(hosts) == 0 && len(ports) == 0 && len(udpPorts) == 0:
+		return r.fail(2, fmt.Errorf("tunnel %s would serve nothing: give it --host PATTERN, --tcp-port PORT or --udp-port PORT", name))
 	case *maxClients < 0 || *maxStreams < 0:
 		return r.fail(2, errors.New("--max-clients and --max-streams-per-client take a positive number"))
 	case len(ports) > maxTunnelPorts:
 		return r.fail(2, fmt.Errorf("%d TCP ports: a tunnel takes at most %d", len(ports), maxTunnelPorts))
+	case len(udpPorts) > maxTunnelPorts:
+		return r.fail(2, fmt.Errorf("%d UDP ports: a tunnel takes at most %d", len(udpPorts), maxTunnelPorts))
 	}
 	if err := checkClientURL(*serverURL); err != nil {
 		return r.fail(2, err)
@@ -341,10 +348,12 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 
 	token, digest := newToken()
 	slices.Sort(ports)
+	slices.Sort(udpPorts)
 	tun := tunnelConfig{
 		Tokens:              []tokenConfig{{SHA256: digest}},
 		Hosts:               hosts,
 		TCPPorts:            ports,
+		UDPPorts:            udpPorts,
 		MaxClients:          *maxClients,
 		MaxStreamsPerClient: *maxStreams,
 		OnDemandWildcards:   *onDemand,
@@ -364,16 +373,17 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		if cfg.Admin.Config.Persist != nil && !*cfg.Admin.Config.Persist {
 			fmt.Fprintf(r.stderr, "%s: note: this Caddy does not autosave its config (admin config persist off): the tunnel is lost when it restarts\n", r.name)
 		}
-		if len(ports) > 0 && !cfg.hasTCP() {
-			fmt.Fprintf(r.stderr, "%s: note: this Caddy has no TCP data plane, so it refuses the tunnel's TCP clients: add a global `inlets { tcp { ... } }` block\n", r.name)
+		if len(ports)+len(udpPorts) > 0 && !cfg.hasTCP() {
+			fmt.Fprintf(r.stderr, "%s: note: this Caddy has no TCP data plane, so it refuses the tunnel's TCP and UDP clients: add a global `inlets { tcp { ... } }` block\n", r.name)
 		}
 	}
-	out := issued{Name: name, Token: token, SHA256: digest, Hosts: hosts, TCPPorts: ports}
-	out.Commands = clientCommands(*serverURL, []string{"--token", token}, hosts, ports)
+	sc := tunnelScope{hosts: hosts, tcp: ports, udp: udpPorts}
+	out := issued{Name: name, Token: token, SHA256: digest, Hosts: hosts, TCPPorts: ports, UDPPorts: udpPorts}
+	out.Commands = clientCommands(*serverURL, []string{"--token", token}, sc)
 	if *asJSON {
 		return r.writeJSON(out)
 	}
-	fmt.Fprintf(r.stdout, "Created tunnel %s, serving %s.\n\n", name, scopeOf(hosts, ports))
+	fmt.Fprintf(r.stdout, "Created tunnel %s, serving %s.\n\n", name, scopeOf(sc))
 	r.printIssued(out, *serverURL)
 	return 0
 }
@@ -385,6 +395,7 @@ type issued struct {
 	SHA256   string   `json:"sha256"`
 	Hosts    []string `json:"hosts,omitempty"`
 	TCPPorts []int    `json:"tcp_ports,omitempty"`
+	UDPPorts []int    `json:"udp_ports,omitempty"`
 	// OldTokensExpire is when the tokens rotate replaced stop being
 	// accepted; absent when none is left.
 	OldTokensExpire *time.Time `json:"old_tokens_expire,omitempty"`
@@ -395,20 +406,20 @@ type issued struct {
 // printIssued prints a new token, and the client commands with it.
 func (r tunnelRun) printIssued(out issued, serverURL string) {
 	fmt.Fprintf(r.stdout, "Its token, shown this once (Caddy keeps only its SHA-256; if it is lost, '%s rotate %s' makes a new one):\n\n    %s\n\n", r.group, out.Name, out.Token)
-	r.printCommands(out.Hosts, out.TCPPorts, serverURL, []string{"--token", out.Token})
+	r.printCommands(tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts}, serverURL, []string{"--token", out.Token})
 }
 
 // printCommands prints the commands that run the tunnel's clients, and
 // what to replace in them.
-func (r tunnelRun) printCommands(hosts []string, ports []int, serverURL string, secret []string) {
+func (r tunnelRun) printCommands(sc tunnelScope, serverURL string, secret []string) {
 	var replace []string
-	if len(hosts) > 0 {
+	if len(sc.hosts) > 0 {
 		replace = append(replace, "PORT with the local port of the service behind each host")
 	}
 	if serverURL == "" {
 		replace = append(replace, placeholderURL+" with the server's address (or give it to this command with --url)")
 	}
-	commands := clientArgs(serverURL, secret, hosts, ports)
+	commands := clientArgs(serverURL, secret, sc)
 	if len(commands) == 1 {
 		fmt.Fprint(r.stdout, "Run its client on the private network:\n\n")
 	} else {
@@ -420,8 +431,8 @@ func (r tunnelRun) printCommands(hosts []string, ports []int, serverURL string, 
 	if len(replace) > 0 {
 		fmt.Fprintf(r.stdout, "\nReplace %s.\n", strings.Join(replace, ", and "))
 	}
-	if len(ports) > 0 {
-		fmt.Fprintln(r.stdout, "Each port is relayed to the same port of --upstream; --ports PORT:LOCALPORT relays it to another.")
+	if len(sc.tcp)+len(sc.udp) > 0 {
+		fmt.Fprintln(r.stdout, "Each port is relayed to the same port of --upstream; --ports PORT:LOCALPORT (or --udp-ports) relays it to another.")
 	}
 }
 
@@ -496,14 +507,32 @@ func portRanges(ports []int) []string {
 	return out
 }
 
-// scopeOf says what a tunnel serves, for a sentence.
-func scopeOf(hosts []string, ports []int) string {
-	var parts []string
-	if len(hosts) > 0 {
-		parts = append(parts, "hosts "+strings.Join(hosts, ", "))
+// tunnelScope is what a tunnel's clients may serve.
+type tunnelScope struct {
+	hosts    []string
+	tcp, udp []int
+}
+
+// udpRanges is portRanges for UDP ports, each marked udp/ for the table.
+func udpRanges(ports []int) []string {
+	out := portRanges(ports)
+	for i := range out {
+		out[i] = "udp/" + out[i]
 	}
-	if len(ports) > 0 {
-		parts = append(parts, "TCP ports "+strings.Join(portRanges(ports), ", "))
+	return out
+}
+
+// scopeOf says what a tunnel serves, for a sentence.
+func scopeOf(sc tunnelScope) string {
+	var parts []string
+	if len(sc.hosts) > 0 {
+		parts = append(parts, "hosts "+strings.Join(sc.hosts, ", "))
+	}
+	if len(sc.tcp) > 0 {
+		parts = append(parts, "TCP ports "+strings.Join(portRanges(sc.tcp), ", "))
+	}
+	if len(sc.udp) > 0 {
+		parts = append(parts, "UDP ports "+strings.Join(portRanges(sc.udp), ", "))
 	}
 	return strings.Join(parts, " and ")
 }
@@ -512,30 +541,36 @@ func scopeOf(hosts []string, ports []int) string {
 // client serving its hosts, a TCP client serving its ports. secret is
 // the token's flag and value, --token TOKEN or --token-file FILE. The
 // client is the standalone inlets binary, as a private network runs it.
-func clientArgs(serverURL string, secret, hosts []string, ports []int) [][]string {
+func clientArgs(serverURL string, secret []string, sc tunnelScope) [][]string {
 	if serverURL == "" {
 		serverURL = placeholderURL
 	}
 	var out [][]string
-	if len(hosts) > 0 {
+	if len(sc.hosts) > 0 {
 		argv := append([]string{"inlets", "http", "client", "--url", serverURL}, secret...)
-		for _, h := range hosts {
+		for _, h := range sc.hosts {
 			argv = append(argv, "--upstream", h+"=http://127.0.0.1:PORT")
 		}
 		out = append(out, argv)
 	}
-	if len(ports) > 0 {
+	if len(sc.tcp)+len(sc.udp) > 0 {
 		argv := append([]string{"inlets", "tcp", "client", "--url", serverURL}, secret...)
-		argv = append(argv, "--upstream", "127.0.0.1", "--ports", strings.Join(portRanges(ports), ","))
+		argv = append(argv, "--upstream", "127.0.0.1")
+		if len(sc.tcp) > 0 {
+			argv = append(argv, "--ports", strings.Join(portRanges(sc.tcp), ","))
+		}
+		if len(sc.udp) > 0 {
+			argv = append(argv, "--udp-ports", strings.Join(portRanges(sc.udp), ","))
+		}
 		out = append(out, argv)
 	}
 	return out
 }
 
 // clientCommands are clientArgs as shell command lines, one line each.
-func clientCommands(serverURL string, secret, hosts []string, ports []int) []string {
+func clientCommands(serverURL string, secret []string, sc tunnelScope) []string {
 	var out []string
-	for _, argv := range clientArgs(serverURL, secret, hosts, ports) {
+	for _, argv := range clientArgs(serverURL, secret, sc) {
 		out = append(out, formatCommand(argv, " "))
 	}
 	return out
@@ -624,6 +659,7 @@ type listedTunnel struct {
 	Name                string          `json:"name"`
 	Hosts               []string        `json:"hosts"`
 	TCPPorts            []int           `json:"tcp_ports"`
+	UDPPorts            []int           `json:"udp_ports,omitempty"`
 	MaxClients          int             `json:"max_clients,omitempty"`
 	MaxStreamsPerClient int             `json:"max_streams_per_client,omitempty"`
 	OnDemandWildcards   bool            `json:"on_demand_wildcards,omitempty"`
@@ -656,7 +692,7 @@ func listTunnels(tunnels map[string]*tunnelConfig, st status.Status, known bool,
 			tun = new(tunnelConfig)
 		}
 		lt := listedTunnel{
-			Name: name, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)),
+			Name: name, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)), UDPPorts: slices.Sorted(slices.Values(tun.UDPPorts)),
 			MaxClients: tun.MaxClients, MaxStreamsPerClient: tun.MaxStreamsPerClient, OnDemandWildcards: tun.OnDemandWildcards,
 			Tokens: []listedToken{},
 		}
@@ -717,7 +753,7 @@ func writeTunnelTable(w io.Writer, list tunnelList, known bool, now time.Time, g
 				clients = strconv.Itoa(len(t.Clients))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(strings.Join(t.Hosts, ", ")),
-				orDash(strings.Join(portRanges(t.TCPPorts), ", ")), limit(t.MaxClients), limit(t.MaxStreamsPerClient),
+				orDash(strings.Join(append(portRanges(t.TCPPorts), udpRanges(t.UDPPorts)...), ", ")), limit(t.MaxClients), limit(t.MaxStreamsPerClient),
 				tokenSummary(t.Tokens, now), clients)
 		}
 		if err := tw.Flush(); err != nil {
@@ -861,8 +897,9 @@ func runTunnelRotate(r tunnelRun, args []string) int {
 		}
 		return r.fail(1, r.tunnelError(ctx, api, name, err))
 	}
-	out := issued{Name: name, Token: token, SHA256: digest, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)), OldTokensExpire: expire}
-	out.Commands = clientCommands(*serverURL, []string{"--token", token}, out.Hosts, out.TCPPorts)
+	out := issued{Name: name, Token: token, SHA256: digest, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)),
+		UDPPorts: slices.Sorted(slices.Values(tun.UDPPorts)), OldTokensExpire: expire}
+	out.Commands = clientCommands(*serverURL, []string{"--token", token}, tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts})
 	if *asJSON {
 		return r.writeJSON(out)
 	}
@@ -995,7 +1032,7 @@ func runTunnelConnect(r tunnelRun, args []string) int {
 	if err := json.Unmarshal(raw, &tun); err != nil {
 		return r.fail(1, fmt.Errorf("reading tunnel %s from Caddy's config: %w", name, err))
 	}
-	r.printCommands(tun.Hosts, slices.Sorted(slices.Values(tun.TCPPorts)), *serverURL, []string{"--token-file", *tokenFile})
+	r.printCommands(tunnelScope{hosts: tun.Hosts, tcp: slices.Sorted(slices.Values(tun.TCPPorts)), udp: slices.Sorted(slices.Values(tun.UDPPorts))}, *serverURL, []string{"--token-file", *tokenFile})
 	fmt.Fprintf(r.stdout, "%s holds the token that '%s create' or '%s rotate' printed; if it is lost, '%s rotate %s' makes a new one.\n",
 		*tokenFile, r.group, r.group, r.group, name)
 	return 0

@@ -76,7 +76,7 @@ func TestTunnelCLIPortSpecsAndRanges(t *testing.T) {
 // PORT is replaced; a wildcard is quoted against the shell.
 func TestTunnelCLIClientCommandsRunAsPrinted(t *testing.T) {
 	hosts, ports := []string{"app.acme.example.com", "*.acme.example.com"}, []int{2201, 2202, 8000}
-	got := clientCommands("wss://tunnel.example.com", []string{"--token", "s3cret"}, hosts, ports)
+	got := clientCommands("wss://tunnel.example.com", []string{"--token", "s3cret"}, tunnelScope{hosts: hosts, tcp: ports})
 	want := []string{
 		"inlets http client --url wss://tunnel.example.com --token s3cret --upstream app.acme.example.com=http://127.0.0.1:PORT --upstream '*.acme.example.com=http://127.0.0.1:PORT'",
 		"inlets tcp client --url wss://tunnel.example.com --token s3cret --upstream 127.0.0.1 --ports 2201-2202,8000",
@@ -84,7 +84,7 @@ func TestTunnelCLIClientCommandsRunAsPrinted(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
-	for _, argv := range clientArgs("", []string{"--token-file", "./acme.token"}, hosts, ports) {
+	for _, argv := range clientArgs("", []string{"--token-file", "./acme.token"}, tunnelScope{hosts: hosts, tcp: ports, udp: []int{53}}) {
 		var stdout, stderr bytes.Buffer
 		args := strings.Split(strings.ReplaceAll(strings.Join(argv[1:], "\x00"), "PORT", "3000"), "\x00")
 		// An unknown host in --url: the client must get past its flags
@@ -262,7 +262,7 @@ func TestTunnelCLIFailuresNameTheFix(t *testing.T) {
 		{closed, []string{"list"}, 1, "cannot reach Caddy's admin API at " + closed + " ("},
 		{closed, []string{"delete", "acme"}, 1, "is Caddy running with its admin API on " + closed + "? pass --address as its `admin` option gives it"},
 		{strings.TrimPrefix(notCaddy.URL, "http://"), []string{"list"}, 1, "is not Caddy's admin API: it answered GET /config/ with HTTP 404 (is --address the address of Caddy's `admin` option?)"},
-		{admin.address(), []string{"create", "acme"}, 2, "tunnel acme would serve nothing: give it --host PATTERN or --tcp-port PORT, or both"},
+		{admin.address(), []string{"create", "acme"}, 2, "tunnel acme would serve nothing: give it --host PATTERN, --tcp-port PORT or --udp-port PORT"},
 		{admin.address(), []string{"create", "Acme", "--host", "a.example.com"}, 2, `tunnel name "Acme": use 1 to 63 lower-case letters`},
 		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--tcp-port", "70000"}, 2, `invalid value "70000" for flag -tcp-port: want a port (1-65535)`},
 		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--host", "A.example.com"}, 2, "host a.example.com is given twice"},
@@ -318,7 +318,7 @@ func TestTunnelCLICreateStoresOnlyTheDigestAndPrintsTheTokenOnce(t *testing.T) {
 		!strings.HasSuffix(out.Commands[1], "--upstream 127.0.0.1 --ports 2201-2203") {
 		t.Errorf("commands %q", out.Commands)
 	}
-	if !strings.Contains(stderr, "does not autosave its config") || !strings.Contains(stderr, "has no TCP data plane, so it refuses the tunnel's TCP clients") {
+	if !strings.Contains(stderr, "does not autosave its config") || !strings.Contains(stderr, "has no TCP data plane, so it refuses the tunnel's TCP and UDP clients") {
 		t.Errorf("no warning that the tunnel is lost at a restart, or that its TCP clients are refused: %q", stderr)
 	}
 
@@ -407,5 +407,16 @@ func TestTunnelCLIHelp(t *testing.T) {
 	stdout.Reset()
 	if code := Main("inlets", []string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), fmt.Sprintf("  %-12s create, list, rotate and delete", "tunnel")) {
 		t.Errorf("inlets --help lacks the tunnel command:\n%s", stdout.String())
+	}
+}
+
+func TestTunnelCLIClientCommandsCarryUDPPorts(t *testing.T) {
+	got := clientCommands("wss://tunnel.example.com", []string{"--token", "s3cret"}, tunnelScope{udp: []int{53, 51820, 51821}})
+	want := []string{"inlets tcp client --url wss://tunnel.example.com --token s3cret --upstream 127.0.0.1 --udp-ports 53,51820-51821"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	if s := scopeOf(tunnelScope{hosts: []string{"a.example.com"}, udp: []int{53}}); s != "hosts a.example.com and UDP ports 53" {
+		t.Fatalf("scopeOf: %q", s)
 	}
 }
