@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,6 +34,14 @@ type Config struct {
 	// URL of the server's control plane: ws:// or wss://. When it has no
 	// path, tunnel.ConnectPath is used.
 	URL string
+	// URLs are more servers of the same fleet. The client keeps a session
+	// to each server: to every URL, and to every address a URL's host
+	// name resolves to (see ResolveInterval), at most MaxSessions.
+	URLs []string
+	// ResolveInterval is how often the URLs' host names are resolved
+	// again, so that a server added to the name gets a session. Default
+	// 30s.
+	ResolveInterval time.Duration
 	// Token is the server's bearer token.
 	Token string
 	// ID names this client in the server's status; generated when empty.
@@ -69,7 +78,8 @@ type Config struct {
 // Client is a tunnel client. Run it with Run.
 type Client struct {
 	cfg    Config
-	url    string
+	url    string   // the first of urls
+	urls   []string // every server URL, normalized
 	hello  tunnel.Hello
 	logger *slog.Logger
 	dialer *websocket.Dialer
@@ -80,17 +90,28 @@ type Client struct {
 	tls      map[string]string // TLS name -> upstream host:port
 	prefixed *prefixProxy      // nil unless an HTTP upstream has a path prefix
 
-	connected atomic.Bool
+	// connected counts the sessions the servers have accepted now.
+	connected atomic.Int64
+	fleet     fleet
 }
 
 // New checks cfg and returns a client ready to Run.
 func New(cfg Config) (*Client, error) {
-	u, err := parseServerURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	var urls []string
+	for _, raw := range append([]string{cfg.URL}, cfg.URLs...) {
+		u, err := parseServerURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = tunnel.ConnectPath
+		}
+		if !slices.Contains(urls, u.String()) {
+			urls = append(urls, u.String())
+		}
 	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = tunnel.ConnectPath
+	if len(urls) > MaxSessions {
+		return nil, fmt.Errorf("%d server URLs: a client keeps at most %d sessions", len(urls), MaxSessions)
 	}
 	if cfg.Token == "" {
 		return nil, errors.New("no token: pass the server's token with --token or --token-file")
@@ -110,9 +131,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ResolveInterval == 0 {
+		cfg.ResolveInterval = 30 * time.Second
+	}
 	c := &Client{
 		cfg:    cfg,
-		url:    u.String(),
+		url:    urls[0],
+		urls:   urls,
 		logger: cfg.Logger,
 		dialer: &websocket.Dialer{
 			Proxy:            http.ProxyFromEnvironment,
@@ -192,8 +217,11 @@ func Hint(err error) string {
 // ID is the client's ID.
 func (c *Client) ID() string { return c.cfg.ID }
 
-// Connected reports whether the server has accepted the current session.
-func (c *Client) Connected() bool { return c.connected.Load() }
+// Connected reports whether a server has accepted a session now.
+func (c *Client) Connected() bool { return c.connected.Load() > 0 }
+
+// Sessions is how many servers have accepted a session now.
+func (c *Client) Sessions() int { return int(c.connected.Load()) }
 
 // RejectedError is the server's refusal of a connection or an announcement.
 type RejectedError struct {
@@ -231,33 +259,47 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.prefixed != nil {
 		defer c.prefixed.close()
 	}
+	return c.runFleet(ctx)
+}
+
+// runServer keeps a session to one server until ctx ends, with its own
+// backoff: one server failing never holds up another's session.
+func (c *Client) runServer(ctx context.Context, srv *server) error {
 	backoff := c.cfg.MinBackoff
 	for {
-		accepted, err := c.session(ctx)
+		accepted, err := c.session(ctx, srv)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if accepted {
 			backoff = c.cfg.MinBackoff
 		}
+		if srv.restarting() {
+			// Its successor listens soon: back off no more than a second.
+			backoff = min(max(backoff, c.cfg.MinBackoff), time.Second)
+		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
+		if srv.restarting() {
+			backoff = min(backoff, time.Second)
+		}
 		var rej *RejectedError
+		logger := srv.logger(c.logger)
 		switch {
 		case !errors.As(err, &rej):
-			c.logger.Warn("tunnel down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+			logger.Warn("tunnel down; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
 		case rej.Retry == tunnel.RetryNow:
 			wait = c.cfg.MinBackoff
-			c.logger.Warn("server asked the client to reconnect", "reason", rej.Reason, "retry_in", wait.Round(time.Millisecond))
+			logger.Warn("server asked the client to reconnect", "reason", rej.Reason, "retry_in", wait.Round(time.Millisecond))
 		case rej.Retry == tunnel.RetryNever:
 			wait = c.cfg.MaxBackoff
-			c.logger.Error("server refuses this client, and trying again cannot help until its operator, or yours, changes something; trying every "+wait.String()+" meanwhile",
+			logger.Error("server refuses this client, and trying again cannot help until its operator, or yours, changes something; trying every "+wait.String()+" meanwhile",
 				"error", rej.Error(), "code", rej.Code)
 		default:
 			if rej.RetryAfter > 0 {
 				wait = min(rej.RetryAfter, c.cfg.MaxBackoff)
 			}
-			c.logger.Warn("server refused the client for now; trying again", "error", rej.Error(), "code", rej.Code, "retry_in", wait.Round(time.Millisecond))
+			logger.Warn("server refused the client for now; trying again", "error", rej.Error(), "code", rej.Code, "retry_in", wait.Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
@@ -268,15 +310,19 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // session runs one session. accepted reports whether the server accepted it.
-func (c *Client) session(ctx context.Context) (accepted bool, err error) {
-	sess, err := c.connect(ctx)
+func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err error) {
+	sess, err := c.connect(ctx, srv)
 	if err != nil {
 		return false, err
 	}
 	defer sess.Close()
-	c.connected.Store(true)
-	defer c.connected.Store(false)
-	c.logger.Info("connected", "url", c.url, "client_id", c.cfg.ID, "upstreams", c.describe())
+	c.connected.Add(1)
+	srv.up.Store(true)
+	defer func() {
+		srv.up.Store(false)
+		c.connected.Add(-1)
+	}()
+	srv.logger(c.logger).Info("connected", "url", srv.url, "client_id", c.cfg.ID, "upstreams", c.describe())
 
 	go func() {
 		select {
@@ -313,20 +359,20 @@ func (c *Client) session(ctx context.Context) (accepted bool, err error) {
 const acceptors = 32
 
 // connect dials the server, upgrades, and performs the handshake.
-func (c *Client) connect(ctx context.Context) (*tunnel.Session, error) {
+func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, error) {
 	header := http.Header{
 		"Authorization":   {"Bearer " + c.cfg.Token},
 		tunnel.ModeHeader: {c.hello.Mode},
 	}
-	ws, resp, err := c.dialer.DialContext(ctx, c.url, header)
+	ws, resp, err := srv.dialer.DialContext(ctx, srv.url, header)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, c.refusal(resp)
+			return nil, c.refusal(srv.url, resp)
 		}
 		if hint := Hint(err); hint != "" {
-			return nil, fmt.Errorf("connecting to %s: %w: %s", c.url, err, hint)
+			return nil, fmt.Errorf("connecting to %s: %w: %s", srv, err, hint)
 		}
-		return nil, fmt.Errorf("connecting to %s: %w", c.url, err)
+		return nil, fmt.Errorf("connecting to %s: %w", srv, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
 	sess, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
@@ -343,13 +389,13 @@ func (c *Client) connect(ctx context.Context) (*tunnel.Session, error) {
 		}
 		return nil, err
 	}
-	go c.watchControl(ctrl)
+	go c.watchControl(ctrl, srv, srv.logger(c.logger))
 	return sess, nil
 }
 
 // refusal is the error of an upgrade the server answered with another
 // status than 101.
-func (c *Client) refusal(resp *http.Response) *RejectedError {
+func (c *Client) refusal(url string, resp *http.Response) *RejectedError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, tunnel.MaxReasonLen))
 	resp.Body.Close()
 	rej := &RejectedError{Status: resp.StatusCode, Reason: strings.TrimSpace(string(body)), Retry: tunnel.RetryLater}
@@ -371,20 +417,23 @@ func (c *Client) refusal(resp *http.Response) *RejectedError {
 		// another path.
 		rej.Retry = tunnel.RetryNever
 		rej.Reason = fmt.Sprintf("%s is not an inlets control plane (it answered HTTP %d): give --url the address of the site with the inlets directive (its path is %s unless you gave another)",
-			c.url, resp.StatusCode, tunnel.ConnectPath)
+			url, resp.StatusCode, tunnel.ConnectPath)
 	}
 	return rej
 }
 
 // watchControl logs the server's later messages; the stream ends with the
 // session.
-func (c *Client) watchControl(ctrl *tunnel.Stream) {
+func (c *Client) watchControl(ctrl *tunnel.Stream, srv *server, logger *slog.Logger) {
 	for {
 		var msg tunnel.Message
 		if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &msg); err != nil {
 			return
 		}
 		switch msg.Type {
+		case tunnel.TypeShutdown:
+			srv.shutdownAt.Store(time.Now().UnixNano())
+			logger.Warn("server is shutting down; reconnecting to it promptly, the other servers keep serving", "reason", tunnel.TruncateReason(msg.Reason))
 		case tunnel.TypeWithdraw:
 			var attrs []any
 			if len(msg.Ports) > 0 {
@@ -393,10 +442,10 @@ func (c *Client) watchControl(ctrl *tunnel.Stream) {
 			if len(msg.UDPPorts) > 0 {
 				attrs = append(attrs, "udp_ports", msg.UDPPorts)
 			}
-			c.logger.Warn("server stopped serving ports", append(attrs, "reason", tunnel.TruncateReason(msg.Reason))...)
+			logger.Warn("server stopped serving ports", append(attrs, "reason", tunnel.TruncateReason(msg.Reason))...)
 		default:
 			// Unknown message types are for newer clients: ignored.
-			c.logger.Debug("message from server", "type", tunnel.TruncateReason(msg.Type))
+			logger.Debug("message from server", "type", tunnel.TruncateReason(msg.Type))
 		}
 	}
 }

@@ -10,6 +10,8 @@
 package status
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -42,7 +44,18 @@ type Info struct {
 	StartTime time.Time `json:"startTime"`
 	// Hostname is the server's host name.
 	Hostname string `json:"hostname"`
+	// InstanceID tells apart the servers of a fleet, and two runs of one
+	// server: random, drawn when the process starts (caddy-inlets' own;
+	// inlets-pro has none).
+	InstanceID string `json:"instanceID,omitempty"`
 }
+
+// instanceID is this process's InstanceID.
+var instanceID = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
 
 // Client is one connected client session.
 type Client struct {
@@ -111,11 +124,12 @@ func New(start time.Time, clients []Client) Status {
 	}
 	return Status{
 		Info: Info{
-			Version:   version.Version(),
-			SHA:       version.SHA(),
-			Mode:      Mode(clients),
-			StartTime: start,
-			Hostname:  host,
+			Version:    version.Version(),
+			SHA:        version.SHA(),
+			Mode:       Mode(clients),
+			StartTime:  start,
+			Hostname:   host,
+			InstanceID: instanceID,
 		},
 		Clients: clients,
 	}

@@ -63,3 +63,70 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 func Ago(t, now time.Time) string {
 	return humanize.RelTime(t, now, "", "")
 }
+
+// ServerStatus is one server's answer to a status request of several.
+type ServerStatus struct {
+	URL    string  `json:"url"`
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// WriteFleetTable prints the status of several servers of a fleet: each
+// server's table under its URL, then which server misses which client (a
+// client ID connected to some of the servers that answered, but not to
+// all).
+func WriteFleetTable(w io.Writer, servers []ServerStatus, now time.Time) error {
+	for i, s := range servers {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if s.Status == nil {
+			fmt.Fprintf(w, "== %s: no answer: %s\n", s.URL, s.Error)
+			continue
+		}
+		fmt.Fprintf(w, "== %s (instance %s)\n", s.URL, s.Status.Info.InstanceID)
+		if err := WriteTable(w, *s.Status, now); err != nil {
+			return err
+		}
+	}
+	var ids []string
+	on := map[string]map[string]bool{}
+	answered := 0
+	for _, s := range servers {
+		if s.Status == nil {
+			continue
+		}
+		answered++
+		for _, c := range s.Status.Clients {
+			if on[c.ClientID] == nil {
+				on[c.ClientID] = map[string]bool{}
+				ids = append(ids, c.ClientID)
+			}
+			on[c.ClientID][s.URL] = true
+		}
+	}
+	slices.Sort(ids)
+	var missing []string
+	for _, id := range ids {
+		var not []string
+		for _, s := range servers {
+			if s.Status != nil && !on[id][s.URL] {
+				not = append(not, s.URL)
+			}
+		}
+		if len(not) > 0 {
+			missing = append(missing, fmt.Sprintf("%s is not connected to %s", id, strings.Join(not, ", ")))
+		}
+	}
+	fmt.Fprintln(w)
+	switch {
+	case answered < len(servers):
+		fmt.Fprintf(w, "%d of %d servers answered.\n", answered, len(servers))
+	case len(missing) == 0:
+		fmt.Fprintf(w, "Every client is connected to all %d servers.\n", len(servers))
+	}
+	for _, m := range missing {
+		fmt.Fprintln(w, "Missing: "+m)
+	}
+	return nil
+}

@@ -49,6 +49,7 @@ const (
 	TypeAccept   = "accept"
 	TypeReject   = "reject"
 	TypeWithdraw = "withdraw"
+	TypeShutdown = "shutdown"
 )
 
 // Rejection codes, in Message.Code, each with the Retry the server sends

@@ -133,6 +133,14 @@
 // without a message. A port the server refuses when the client connects
 // is not withdrawn: the whole announcement is rejected instead.
 //
+// A "shutdown" message says the server is stopping (its process is
+// exiting), with a Reason: it finishes the streams in flight, within its
+// grace period, then ends the session. The client keeps its sessions to
+// the other servers of its fleet, and reconnects to this one with its
+// shortest backoff, capped at a second for a minute, so that a server
+// restarted in its place has the client's session back as soon as it
+// listens.
+//
 // # Data streams
 //
 // Every later stream carries one visitor connection. The server opens it and

@@ -80,7 +80,7 @@ type UDPUpstream struct {
 
 // Message is a control message from the server.
 type Message struct {
-	// Type is TypeAccept, TypeReject or TypeWithdraw.
+	// Type is TypeAccept, TypeReject, TypeWithdraw or TypeShutdown.
 	Type string `json:"type"`
 	// Code says, for a machine, why a client is rejected: one of the
 	// Reject* codes. A code the client does not know is read as

@@ -226,7 +226,7 @@ func (f *clientFlags) config() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
-	cfg := client.Config{URL: f.url, ID: f.id, Token: token, TLS: f.tlsConfig(roots)}
+	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots)}
 	if roots != nil || f.upstreamInsecure {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}

@@ -14,12 +14,22 @@ import (
 // serverFlags are the flags of every command that talks to a server: where
 // it is, its token, and how to trust its certificate.
 type serverFlags struct {
+	// urls are the servers, in the order given; url is the first.
+	urls                         []string
 	url, token, tokenFile, tlsCA string
 	insecure                     bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string, upstreamsToo bool) {
-	fs.StringVar(&f.url, "url", "", "the server's control plane `URL`: "+urlHelp)
+	fs.Func("url", "the server's control plane `URL`: "+urlHelp+"; repeatable (or comma-separated) for the servers of a fleet", func(s string) error {
+		for _, u := range splitList(s) {
+			if f.url == "" {
+				f.url = u
+			}
+			f.urls = append(f.urls, u)
+		}
+		return nil
+	})
 	fs.StringVar(&f.token, "token", "", "the server's `TOKEN` (or --token-file)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "a `FILE` holding the server's token")
 	ca := "a PEM `FILE` of a private CA to trust for the server's wss://"

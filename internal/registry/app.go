@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 )
@@ -107,11 +108,35 @@ func (a *App) Start() error {
 // Stop leaves the sessions alone: they belong to the registry, not to a
 // config. If no config started after this one (this one failed to start,
 // and the one before runs on), it puts back the tunnels it replaced.
+//
+// When Caddy exits, it tells every client the server is shutting down,
+// before the HTTP servers' grace period, so that clients reconnect
+// promptly to the server that replaces this one.
 func (a *App) Stop() error {
-	if a.replaced != nil && a.reg.Tenancy() == a.tenancy && !caddy.Exiting() {
+	if caddy.Exiting() {
+		a.announceShutdown()
+		return nil
+	}
+	if a.replaced != nil && a.reg.Tenancy() == a.tenancy {
 		a.reg.SetTenancy(a.replaced)
 	}
 	return nil
+}
+
+// announceShutdown sends the shutdown message to every session, each
+// with a write deadline (notify's), all at once.
+func (a *App) announceShutdown() {
+	var wg sync.WaitGroup
+	for _, s := range a.reg.Sessions() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.AnnounceShutdown("the server is shutting down"); err != nil {
+				a.ctx.Logger().Debug("telling a client the server shuts down", zap.Uint64("session", s.ID), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Cleanup drops the reference; the last one closes every session.

@@ -234,6 +234,14 @@ func (s *Session) Withdraw(reasons map[Port]string) error {
 	return nil
 }
 
+// AnnounceShutdown tells the client the server is stopping: it reconnects
+// promptly, to this server's successor, and keeps its other servers.
+func (s *Session) AnnounceShutdown(reason string) error {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	return s.notifyLocked(tunnel.Message{Type: tunnel.TypeShutdown, Reason: reason})
+}
+
 // Port is a public port of the layer-4 data plane, TCP or UDP.
 type Port struct {
 	UDP bool

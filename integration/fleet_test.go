@@ -1,0 +1,176 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
+)
+
+// fleetServer is one server of a fleet: the built bin/caddy with a site
+// serving both planes, restarted on the same ports.
+type fleetServer struct {
+	*caddyServer
+	file string
+}
+
+func startFleetServer(t *testing.T) *fleetServer {
+	t.Helper()
+	s := &fleetServer{caddyServer: &caddyServer{
+		admin: fmt.Sprintf("localhost:%d", testenv.FreePort(t)),
+		site:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	}}
+	caddyfile := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tgrace_period 5s\n}\n:%s {\n\tbind 127.0.0.1\n\t%s\n}\n",
+		s.admin, strings.TrimPrefix(s.site, "127.0.0.1:"), inletsBoth)
+	s.file = filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(s.file, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start(t)
+	return s
+}
+
+func (s *fleetServer) start(t *testing.T) {
+	t.Helper()
+	s.run(t, "run", "--config", s.file, "--adapter", "caddyfile")
+}
+
+func (s *fleetServer) url() string { return "ws://" + s.site }
+
+// get sends GET / for app.example.com through the server.
+func (s *fleetServer) get(hc *http.Client) (string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.site+"/", nil)
+	req.Host = "app.example.com"
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+	}
+	return string(body), nil
+}
+
+// Three Caddy processes, one client process with a session to each:
+// every server lists it and serves through it; one killed with SIGKILL
+// and one restarted gracefully cost the third's visitors nothing, and the
+// restarted one has the client back within 2 s of its admin endpoint
+// answering.
+func TestOneClientServesAFleetOfThreeServersThroughKillsAndRestarts(t *testing.T) {
+	isolateCaddy(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from the private network")
+	}))
+	defer up.Close()
+	a, b, c := startFleetServer(t), startFleetServer(t), startFleetServer(t)
+	servers := []*fleetServer{a, b, c}
+	client := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "fleet-client", "--token", testenv.Token,
+		"--url", a.url(), "--url", b.url()+","+c.url(), "--upstream", "app.example.com="+up.URL)
+
+	// `inlets status` over the three says the client is on each.
+	statusArgs := []string{"status", "--token", testenv.Token, "--url", a.url(), "--url", b.url(), "--url", c.url()}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		code, stdout, stderr := runBinary(t, "inlets", statusArgs...)
+		if code != 0 || !strings.Contains(stdout, "Every client is connected to all 3 servers.") {
+			return fmt.Errorf("inlets status: exit %d\n%s%s", code, stdout, stderr)
+		}
+		return nil
+	})
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for _, s := range servers {
+		if body, err := s.get(hc); err != nil || body != "hello from the private network" {
+			t.Fatalf("through %s: %q, %v", s.site, body, err)
+		}
+	}
+
+	// Visitors of c, all along: none may fail.
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent.Add(1)
+				if _, err := c.get(hc); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+
+	// a dies without a word.
+	a.proc.Cmd.Process.Kill()
+	a.proc.Cmd.Wait()
+	client.WaitOutput(t, 10*time.Second, fmt.Sprintf(`msg="tunnel down; reconnecting" server=%s/connect error="session ended`, a.url()))
+
+	// b stops gracefully (SIGTERM) and starts again: it tells the client,
+	// which comes back to it promptly.
+	b.proc.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.proc.Cmd.Wait(); err != nil {
+		t.Logf("b exited: %v", err)
+	}
+	client.WaitOutput(t, 10*time.Second, fmt.Sprintf(`msg="server is shutting down; reconnecting to it promptly, the other servers keep serving" server=%s/connect`, b.url()))
+	b.start(t)
+	adminUp := time.Now()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, err := b.get(hc)
+		return err
+	})
+	if took := time.Since(adminUp); took > 2*time.Second {
+		t.Errorf("the restarted server served through the client %s after its admin endpoint answered, want at most 2s", took.Round(time.Millisecond))
+	} else {
+		t.Logf("the restarted server served again %s after its admin endpoint answered", took.Round(time.Millisecond))
+	}
+
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests to the surviving server failed while the others went down; first: %v", n, sent.Load(), firstErr.Load())
+	}
+	t.Logf("%d requests to the surviving server, none failed", sent.Load())
+
+	// a comes back too: the fleet is whole again.
+	a.start(t)
+	testenv.Eventually(t, 40*time.Second, func() error {
+		code, stdout, stderr := runBinary(t, "inlets", statusArgs...)
+		if code != 0 {
+			return fmt.Errorf("inlets status: exit %d\n%s%s", code, stdout, stderr)
+		}
+		return nil
+	})
+}
+
+// inlets status over servers one of which misses the client says so,
+// and exits 1.
+func TestFleetStatusSaysWhichServerMissesWhichClient(t *testing.T) {
+	isolateCaddy(t)
+	a, b := startFleetServer(t), startFleetServer(t)
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "only-on-a", "--token", testenv.Token,
+		"--url", a.url(), "--upstream", "app.example.com=http://127.0.0.1:1")
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	code, stdout, _ := runBinary(t, "inlets", "status", "--token", testenv.Token, "--url", a.url()+","+b.url())
+	if code != 1 || !strings.Contains(stdout, "Missing: only-on-a is not connected to "+b.url()) || !strings.Contains(stdout, "== "+a.url()+" (instance ") {
+		t.Fatalf("inlets status: exit %d\n%s", code, stdout)
+	}
+}
