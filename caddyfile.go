@@ -14,7 +14,7 @@ func init() {
 }
 
 // parseGlobalOption sets up the inlets app from the `inlets` global
-// option: the server's tunnels and its TCP data plane. It lives here, not
+// option: the server's tunnels, its TCP and UDP data plane, and its peers. It lives here, not
 // in a module's package, because it configures two: the registry's
 // tunnels and layer4's TCP data plane. Syntax:
 //
@@ -29,13 +29,15 @@ func init() {
 //			tcp {
 //				bind           <host>
 //				ports          <port|first-last>...
-//				proxy_protocol v1|v2
-//				idle_timeout   <duration>
-//				lb_policy      round_robin|least_conn
+//				udp_ports      <port|first-last>...
+//				...
 //			}
+//			peers <ws(s) URL>...
 //		}
 //	}
 //
+// peers are the control-plane URLs of the fleet's other servers, which
+// this server advertises to its clients (see registry.App's Peers).
 // Each tunnel block is a tenant (see registry.Tunnel's UnmarshalCaddyfile);
 // the tcp block is the TCP data plane (see l4ports.App's). Without a tcp
 // block the server refuses TCP clients.
@@ -82,14 +84,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.Tunnels = make(map[string]*registry.Tunnel)
 			}
 			app.Tunnels[name] = tun
+		case "peers":
+			urls := d.RemainingArgs()
+			if len(urls) == 0 {
+				return nil, d.ArgErr()
+			}
+			app.Peers = append(app.Peers, urls...)
 		default:
-			return nil, d.Errf("unknown inlets global option %q: want tunnel or tcp", d.Val())
+			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp or peers", d.Val())
 		}
 	}
 	if tcp != nil {
 		app.TCP = caddyconfig.JSON(tcp, nil)
 	}
-	if tcp == nil && app.Tunnels == nil {
+	if tcp == nil && app.Tunnels == nil && app.Peers == nil {
 		return nil, nil
 	}
 	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(app, nil)}, nil

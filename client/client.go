@@ -431,6 +431,8 @@ func (c *Client) watchControl(ctrl *tunnel.Stream, srv *server, logger *slog.Log
 			return
 		}
 		switch msg.Type {
+		case tunnel.TypePeers:
+			c.advertised(srv, msg.Peers, logger)
 		case tunnel.TypeShutdown:
 			srv.shutdownAt.Store(time.Now().UnixNano())
 			logger.Warn("server is shutting down; reconnecting to it promptly, the other servers keep serving", "reason", tunnel.TruncateReason(msg.Reason))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // MaxSessions bounds the servers a client keeps a session to: its URLs and
@@ -70,6 +72,11 @@ func (s *server) logger(l *slog.Logger) *slog.Logger {
 type fleet struct {
 	mu      sync.Mutex
 	servers map[string]*server
+	// peers holds, per configured or advertised URL, the peer URLs its
+	// server advertised last.
+	peers map[string][]string
+	// resync wakes runFleet when the advertised peers change.
+	resync chan struct{}
 }
 
 // runFleet keeps a session to every server until ctx ends: to each URL,
@@ -77,13 +84,18 @@ type fleet struct {
 // up again every ResolveInterval. A server that leaves the name loses its
 // session; one that joins gets one.
 func (c *Client) runFleet(ctx context.Context) error {
+	c.fleet.mu.Lock()
 	c.fleet.servers = map[string]*server{}
+	c.fleet.peers = map[string][]string{}
+	c.fleet.resync = make(chan struct{}, 1)
+	c.fleet.mu.Unlock()
 	defer c.stopServers(nil)
 	for {
 		c.syncServers(ctx, c.resolve(ctx))
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.fleet.resync:
 		case <-time.After(c.cfg.ResolveInterval):
 		}
 	}
@@ -94,7 +106,7 @@ func (c *Client) runFleet(ctx context.Context) error {
 // resolves to a single address is too.
 func (c *Client) resolve(ctx context.Context) []*server {
 	var out []*server
-	for _, raw := range c.urls {
+	for _, raw := range c.fleetURLs() {
 		u, _ := url.Parse(raw)
 		host, port := u.Hostname(), u.Port()
 		if port == "" {
@@ -194,4 +206,55 @@ func (c *Client) Servers() map[string]bool {
 		out[s.String()] = s.up.Load()
 	}
 	return out
+}
+
+// fleetURLs are the URLs given to the client, then the peers its servers
+// advertise: the only servers it connects to.
+func (c *Client) fleetURLs() []string {
+	c.fleet.mu.Lock()
+	defer c.fleet.mu.Unlock()
+	urls := slices.Clone(c.urls)
+	var from []string
+	for u := range c.fleet.peers {
+		from = append(from, u)
+	}
+	slices.Sort(from)
+	for _, u := range from {
+		for _, p := range c.fleet.peers[u] {
+			if !slices.Contains(urls, p) {
+				urls = append(urls, p)
+			}
+		}
+	}
+	return urls
+}
+
+// advertised records the peers a server advertised, and has runFleet
+// connect to those it has no session to. A URL that is not a ws:// or
+// wss:// URL is ignored; so are any past tunnel.MaxPeers.
+func (c *Client) advertised(srv *server, peers []string, logger *slog.Logger) {
+	var valid []string
+	for _, p := range peers[:min(len(peers), tunnel.MaxPeers)] {
+		u, err := parseServerURL(p)
+		if err != nil {
+			logger.Warn("server advertised a peer URL this client cannot use; ignored", "peer", tunnel.TruncateReason(p), "error", err)
+			continue
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = tunnel.ConnectPath
+		}
+		valid = append(valid, u.String())
+	}
+	c.fleet.mu.Lock()
+	if slices.Equal(c.fleet.peers[srv.url], valid) {
+		c.fleet.mu.Unlock()
+		return
+	}
+	c.fleet.peers[srv.url] = valid
+	c.fleet.mu.Unlock()
+	logger.Info("server advertises the fleet's other servers", "peers", valid)
+	select {
+	case c.fleet.resync <- struct{}{}:
+	default:
+	}
 }

@@ -174,3 +174,56 @@ func TestFleetStatusSaysWhichServerMissesWhichClient(t *testing.T) {
 		t.Fatalf("inlets status: exit %d\n%s", code, stdout)
 	}
 }
+
+// A server that advertises a peer gives its running clients a session to
+// it; one that stops advertising it takes that session away. The peer is
+// added by a reload of the first server's config, with no restart of
+// anything.
+func TestAdvertisedPeersGetASessionFromRunningClients(t *testing.T) {
+	isolateCaddy(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "peer-served") }))
+	defer up.Close()
+	a, b := startFleetServer(t), startFleetServer(t)
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "peer-client", "--token", testenv.Token,
+		"--url", a.url(), "--upstream", "app.example.com="+up.URL)
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if _, err := b.get(hc); err == nil {
+		t.Fatal("b served before anyone advertised it")
+	}
+
+	reloadWithPeers := func(peers string) {
+		t.Helper()
+		body, err := os.ReadFile(a.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := strings.Replace(string(body), "\tgrace_period 5s\n", "\tgrace_period 5s\n"+peers, 1)
+		file := filepath.Join(t.TempDir(), "Caddyfile")
+		os.WriteFile(file, []byte(cfg), 0o600)
+		if code, stdout, stderr := runBinary(t, "caddy", "reload", "--config", file, "--adapter", "caddyfile", "--address", a.admin); code != 0 {
+			t.Fatalf("caddy reload: exit %d\n%s%s", code, stdout, stderr)
+		}
+	}
+	reloadWithPeers("\tinlets {\n\t\tpeers " + b.url() + "\n\t}\n")
+	p.WaitOutput(t, 10*time.Second, `msg="server advertises the fleet's other servers"`)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		body, err := b.get(hc)
+		if err == nil && body != "peer-served" {
+			err = fmt.Errorf("b answered %q", body)
+		}
+		return err
+	})
+
+	// No longer advertised: the session to b ends, and a keeps serving.
+	reloadWithPeers("")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, err := b.get(hc); err == nil {
+			return fmt.Errorf("b still serves through the client")
+		}
+		return nil
+	})
+	if body, err := a.get(hc); err != nil || body != "peer-served" {
+		t.Fatalf("a after the peers changed: %q, %v", body, err)
+	}
+}

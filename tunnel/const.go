@@ -50,6 +50,7 @@ const (
 	TypeReject   = "reject"
 	TypeWithdraw = "withdraw"
 	TypeShutdown = "shutdown"
+	TypePeers    = "peers"
 )
 
 // Rejection codes, in Message.Code, each with the Retry the server sends

@@ -141,6 +141,15 @@
 // restarted in its place has the client's session back as soon as it
 // listens.
 //
+// A "peers" message lists in Peers the control-plane URLs (ws:// or
+// wss://, at most [MaxPeers]) of the other servers of the server's fleet,
+// as its operator configured them: for servers behind one load balancer
+// that a client cannot address one by one. The server sends it after
+// "accept" when it has peers, and again when a new configuration changes
+// them. A client keeps a session to each URL it was given and each one a
+// server it is connected to advertises, and to no other; a URL no server
+// advertises any more loses its session.
+//
 // # Data streams
 //
 // Every later stream carries one visitor connection. The server opens it and

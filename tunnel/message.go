@@ -80,7 +80,8 @@ type UDPUpstream struct {
 
 // Message is a control message from the server.
 type Message struct {
-	// Type is TypeAccept, TypeReject, TypeWithdraw or TypeShutdown.
+	// Type is TypeAccept, TypeReject, TypeWithdraw, TypeShutdown or
+	// TypePeers.
 	Type string `json:"type"`
 	// Code says, for a machine, why a client is rejected: one of the
 	// Reject* codes. A code the client does not know is read as
@@ -100,7 +101,13 @@ type Message struct {
 	// withdraw message takes away.
 	Ports    []int `json:"ports,omitempty"`
 	UDPPorts []int `json:"udpPorts,omitempty"`
+	// Peers lists, in a peers message, the control-plane URLs of the
+	// other servers of the fleet (ws:// or wss://), at most MaxPeers.
+	Peers []string `json:"peers,omitempty"`
 }
+
+// MaxPeers bounds a peers message's URLs.
+const MaxPeers = 16
 
 // StreamHeader opens every data stream; the server writes it.
 type StreamHeader struct {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 func init() {
@@ -33,6 +35,14 @@ type App struct {
 	// global `inlets { tcp { ... } }` puts it here). Give it here or as
 	// the inlets_tcp app, not both.
 	TCP json.RawMessage `json:"tcp,omitempty"`
+
+	// The control-plane URLs of the other servers of this server's fleet
+	// (ws:// or wss://, as clients connect to them), which it advertises
+	// to its clients: each keeps a session to every server, and so may
+	// serve visitors that reach any of them. For servers behind one load
+	// balancer, where clients cannot address each one through the
+	// balancer's name. At most 16.
+	Peers []string `json:"peers,omitempty"`
 
 	reg     *Registry
 	ctx     caddy.Context
@@ -65,6 +75,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	if err := ValidatePeers(a.Peers); err != nil {
+		return err
+	}
 	var err error
 	if a.tenancy, err = CompileTunnels(a.Tunnels); err != nil {
 		return err
@@ -92,6 +105,7 @@ const tcpApp = "inlets_tcp"
 // Start makes this config's logger and tunnels the registry's.
 func (a *App) Start() error {
 	a.reg.SetLogger(a.ctx.Logger())
+	a.reg.SetPeers(a.Peers)
 	a.planesMu.Lock()
 	a.tenancy.SetPlanes(a.planes)
 	a.planesMu.Unlock()
@@ -100,6 +114,21 @@ func (a *App) Start() error {
 	if a.tenancy.HasPorts() && a.TCP == nil {
 		if _, err := a.ctx.AppIfConfigured(tcpApp); errors.Is(err, caddy.ErrNotConfigured) {
 			a.ctx.Logger().Warn("tunnels have tcp_ports, but this config has no TCP data plane: their TCP clients are refused; add `inlets { tcp { bind <address> } }` to the global options")
+		}
+	}
+	return nil
+}
+
+// ValidatePeers checks the peers of the config: ws:// or wss:// URLs with
+// a host, at most tunnel.MaxPeers.
+func ValidatePeers(peers []string) error {
+	if len(peers) > tunnel.MaxPeers {
+		return fmt.Errorf("inlets: peers: %d URLs; a server advertises at most %d", len(peers), tunnel.MaxPeers)
+	}
+	for _, p := range peers {
+		u, err := url.Parse(p)
+		if err != nil || u.Scheme != "ws" && u.Scheme != "wss" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("inlets: peers: %q: want the URL clients connect to, ws://HOST:PORT or wss://HOST[/path]", p)
 		}
 	}
 	return nil

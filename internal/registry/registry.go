@@ -64,6 +64,8 @@ type Registry struct {
 		last       time.Time
 		suppressed int
 	}
+	// peers are the fleet's other servers the config advertises.
+	peers atomic.Pointer[[]string]
 }
 
 // DefaultMaxUnread is the budget's limit unless a control plane sets it.
@@ -171,6 +173,10 @@ func (r *Registry) add(s *Session, maxClients int) error {
 	r.mu.Unlock()
 	metrics.ClientConnected(s.Hello.Mode)
 	r.notify(s)
+	if p := r.peers.Load(); p != nil && len(*p) > 0 {
+		// Queued until the accept has gone.
+		s.SendPeers(*p)
+	}
 	return nil
 }
 
@@ -244,3 +250,16 @@ func Current() *Registry {
 }
 
 var _ caddy.Destructor = (*Registry)(nil)
+
+// SetPeers makes peers the fleet's other servers that clients are told
+// of; when they change, every connected client is told the new list.
+func (r *Registry) SetPeers(peers []string) {
+	peers = slices.Clone(peers)
+	old := r.peers.Swap(&peers)
+	if old == nil && len(peers) == 0 || old != nil && slices.Equal(*old, peers) {
+		return
+	}
+	for _, s := range r.Sessions() {
+		s.SendPeers(peers)
+	}
+}

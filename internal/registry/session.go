@@ -242,6 +242,15 @@ func (s *Session) AnnounceShutdown(reason string) error {
 	return s.notifyLocked(tunnel.Message{Type: tunnel.TypeShutdown, Reason: reason})
 }
 
+// SendPeers tells the client the fleet's other servers (an empty list:
+// none any more).
+func (s *Session) SendPeers(peers []string) {
+	s.controlMu.Lock()
+	defer s.controlMu.Unlock()
+	// A client that cannot take it loses its session (notify's deadline).
+	_ = s.notifyLocked(tunnel.Message{Type: tunnel.TypePeers, Peers: peers})
+}
+
 // Port is a public port of the layer-4 data plane, TCP or UDP.
 type Port struct {
 	UDP bool
