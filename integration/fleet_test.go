@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -225,5 +227,86 @@ func TestAdvertisedPeersGetASessionFromRunningClients(t *testing.T) {
 	})
 	if body, err := a.get(hc); err != nil || body != "peer-served" {
 		t.Fatalf("a after the peers changed: %q, %v", body, err)
+	}
+}
+
+// Two servers sharing one storage folder and pebble as their ACME CA: a
+// name the client announces is ordered once for the fleet, and both
+// servers present the same certificate.
+func TestAFleetSharingStorageOrdersACertificateOnceAndServesItEverywhere(t *testing.T) {
+	isolateCaddy(t)
+	pebble := testenv.StartPebble(t)
+	shared := t.TempDir()
+	type node struct {
+		srv  *fleetServer
+		data string
+	}
+	var nodes []node
+	for range 2 {
+		s := &fleetServer{caddyServer: &caddyServer{
+			admin: fmt.Sprintf("localhost:%d", testenv.FreePort(t)),
+			site:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		}}
+		data := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		caddyfile := fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	http_port %d
+	storage file_system %s
+	acme_ca %s
+	acme_ca_root %s
+	on_demand_tls {
+		permission inlets
+	}
+}
+:%s {
+	bind 127.0.0.1
+	%s
+}
+https://:%s {
+	bind 127.0.0.1
+	tls {
+		on_demand
+	}
+	inlets data
+}
+`, s.admin, testenv.FreePort(t), shared, pebble.Directory, pebble.CAFile,
+			strings.TrimPrefix(s.site, "127.0.0.1:"), inletsBoth, strings.TrimPrefix(data, "127.0.0.1:"))
+		s.file = filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(s.file, []byte(caddyfile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.start(t)
+		nodes = append(nodes, node{s, data})
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	cfg := testenv.HTTPClient(nodes[0].srv.url(), "app.fleet.example.com", up.URL)
+	cfg.URLs = []string{nodes[1].srv.url()}
+	c := testenv.StartClient(t, cfg)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := c.Sessions(); n != 2 {
+			return fmt.Errorf("the client has %d sessions, want 2", n)
+		}
+		return nil
+	})
+
+	roots := pebble.IssuerRoots(t)
+	serial := func(addr string) string {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, &tls.Config{ServerName: "app.fleet.example.com", RootCAs: roots})
+		if err != nil {
+			t.Fatalf("TLS handshake with %s: %v\npebble:\n%s", addr, err, pebble.Log())
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	first := serial(nodes[0].data)
+	second := serial(nodes[1].data)
+	if first != second {
+		t.Errorf("the two servers present different certificates (serials %s and %s)", first, second)
+	}
+	if n := pebble.Orders(); n != 1 {
+		t.Errorf("pebble saw %d ACME orders for one name served by two servers, want 1", n)
 	}
 }
