@@ -310,3 +310,37 @@ https://:%s {
 		t.Errorf("pebble saw %d ACME orders for one name served by two servers, want 1", n)
 	}
 }
+
+// A client whose server restarts 100 times (gracefully, as a rolling
+// update does) comes back each time and ends with no more goroutines or
+// file descriptors than it had after the first.
+func TestClientResourcesStayFlatAcross100ServerRestarts(t *testing.T) {
+	const restarts = 100
+	isolateCaddy(t)
+	s := startFleetServer(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	c := testenv.StartClient(t, testenv.HTTPClient(s.url(), "app.example.com", up.URL))
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	served := func() {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if !c.Connected() {
+				return fmt.Errorf("the client is not connected")
+			}
+			_, err := s.get(hc)
+			return err
+		})
+	}
+	served()
+	base := testenv.SettledResources(t)
+	for i := range restarts {
+		s.proc.Cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.proc.Cmd.Wait(); err != nil {
+			t.Logf("restart %d: caddy exited: %v", i+1, err)
+		}
+		s.start(t)
+		served()
+	}
+	testenv.ResourcesBackTo(t, base, fmt.Sprintf("%d server restarts", restarts))
+}
