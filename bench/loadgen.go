@@ -38,8 +38,13 @@ const wrkThreads = 1
 
 // runWrk runs wrk with 50 keep-alive connections against url for d.
 func runWrk(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
+	return runWrkConns(ctx, url, host, d, 50)
+}
+
+// runWrkConns runs wrk with conns keep-alive connections against url for d.
+func runWrkConns(ctx context.Context, url, host string, d time.Duration, conns int) (httpLoad, error) {
 	out, cpu, err := run(ctx, d+30*time.Second, "wrk",
-		"-t", strconv.Itoa(wrkThreads), "-c", "50", "-d", fmt.Sprintf("%ds", int(d.Seconds())),
+		"-t", strconv.Itoa(wrkThreads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())),
 		"--latency", "--timeout", "5s", "-H", "Host: "+host, url)
 	if err != nil {
 		return httpLoad{}, err

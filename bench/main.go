@@ -71,6 +71,7 @@ var scenarios = []scenario{
 	{"tenants", (*harness).tenants, false},
 	{"udp", (*harness).udp, false},
 	{"sni", (*harness).sni, false},
+	{"fleet", (*harness).fleet, false},
 }
 
 // harness is one run of the benchmarks.

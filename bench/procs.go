@@ -277,7 +277,13 @@ func (c caddyfile) String() string {
 // startCaddy writes cfg and runs Caddy with it until its admin endpoint
 // answers.
 func (e *env) startCaddy(cfg caddyfile) (*caddy, error) {
-	path := filepath.Join(e.dir, "Caddyfile")
+	return e.startCaddyNamed("Caddyfile", cfg)
+}
+
+// startCaddyNamed is startCaddy with a config file of that name, for
+// scenarios that run several Caddy processes at once.
+func (e *env) startCaddyNamed(name string, cfg caddyfile) (*caddy, error) {
+	path := filepath.Join(e.dir, name)
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		return nil, err
 	}

@@ -61,6 +61,8 @@ type results struct {
 	udpIperf map[udpKey][]udpIperfResult
 	// sni is scenario 10's small HTTPS requests, per subject, per run.
 	sni map[string][]httpLoad
+	// fleet is scenario 11's, per run.
+	fleet []fleetResult
 }
 
 func newResults() *results {
@@ -310,6 +312,7 @@ is listed.
 	r.writeTenants(w)
 	r.writeUDP(w)
 	r.writeSNI(w)
+	r.writeFleet(w)
 	return b.String()
 }
 

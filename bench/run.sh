@@ -7,7 +7,7 @@
 #                                    minutes), to check they all work (CI)
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
 #                                    bodies, idle, concurrency, reconnect,
-#                                    scale, tenants, udp, sni)
+#                                    scale, tenants, udp, sni, fleet)
 #
 # Needs Go, and wrk, hey and iperf3 from Debian's packages; scenario udp
 # also dnsmasq (dnsmasq-base) and dnsperf.
