@@ -51,8 +51,8 @@ func fuzzCheckHTTP(t *testing.T, items []string) {
 }
 
 // fuzzCheckTCP checks what parseTCPUpstreams promises of the upstreams
-// it accepts: one per port item, each a public port 1 to 65535 relayed
-// to host:LOCAL, LOCAL 1 to 65535.
+// it accepts: one per port item (one per port of a FIRST-LAST range),
+// each a public port 1 to 65535 relayed to host:LOCAL, LOCAL 1 to 65535.
 func fuzzCheckTCP(t *testing.T, hosts, ports []string) {
 	t.Helper()
 	ups, _, err := parseTCPUpstreams(hosts, ports, nil)
@@ -69,8 +69,18 @@ func fuzzCheckTCP(t *testing.T, hosts, ports []string) {
 			t.Fatalf("parseTCPUpstreams(%q): UDP %+v, TCP %+v", ports, udp[i], ups[i])
 		}
 	}
-	if len(hosts) != 1 || len(ups) != len(ports) {
-		t.Fatalf("parseTCPUpstreams(%q, %q) gave %d upstreams", hosts, ports, len(ups))
+	// One upstream per PORT[:LOCAL] item, and one per port of a range.
+	want := 0
+	for _, p := range ports {
+		want++
+		if first, last, ok := strings.Cut(p, "-"); ok {
+			lo, _ := strconv.Atoi(first)
+			hi, _ := strconv.Atoi(last)
+			want += hi - lo
+		}
+	}
+	if len(hosts) != 1 || len(ups) != want {
+		t.Fatalf("parseTCPUpstreams(%q, %q) gave %d upstreams, want %d", hosts, ports, len(ups), want)
 	}
 	for _, up := range ups {
 		if up.Port < 1 || up.Port > 65535 {
