@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -42,6 +43,9 @@ type Config struct {
 	// again, so that a server added to the name gets a session. Default
 	// 30s.
 	ResolveInterval time.Duration
+	// LookupHost resolves the URLs' host names; nil is the system's
+	// resolver (net.DefaultResolver.LookupHost).
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 	// Token is the server's bearer token.
 	Token string
 	// ID names this client in the server's status; generated when empty.
@@ -133,6 +137,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.ResolveInterval == 0 {
 		cfg.ResolveInterval = 30 * time.Second
+	}
+	if cfg.LookupHost == nil {
+		cfg.LookupHost = net.DefaultResolver.LookupHost
 	}
 	c := &Client{
 		cfg:    cfg,

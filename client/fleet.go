@@ -118,7 +118,7 @@ func (c *Client) resolve(ctx context.Context) []*server {
 		var addrs []string
 		if net.ParseIP(host) == nil {
 			rctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-			addrs, _ = net.DefaultResolver.LookupHost(rctx, host)
+			addrs, _ = c.cfg.LookupHost(rctx, host)
 			cancel()
 		}
 		if len(addrs) <= 1 {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,4 +345,66 @@ func TestClientResourcesStayFlatAcross100ServerRestarts(t *testing.T) {
 		served()
 	}
 	testenv.ResourcesBackTo(t, base, fmt.Sprintf("%d server restarts", restarts))
+}
+
+// A URL whose name resolves to several addresses gets a session to each
+// server behind them, and a server added to the name gets one from the
+// running client: the name "fleet.test" resolves (through the client's
+// resolver, set here) to 127.0.0.1 and 127.0.0.2, then to 127.0.0.3 too,
+// each a Caddy of its own on the same port.
+func TestEveryAddressOfAServersNameGetsASessionAndANewOneJoins(t *testing.T) {
+	isolateCaddy(t)
+	port := sameFreePort(t)
+	var servers []*fleetServer
+	for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		s := &fleetServer{caddyServer: &caddyServer{admin: fmt.Sprintf("localhost:%d", testenv.FreePort(t)), site: fmt.Sprintf("%s:%d", ip, port)}}
+		caddyfile := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n}\n:%d {\n\tbind %s\n\t%s\n}\n", s.admin, port, ip, inletsBoth)
+		s.file = filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(s.file, []byte(caddyfile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.start(t)
+		servers = append(servers, s)
+	}
+	var mu sync.Mutex
+	answer := []string{"127.0.0.1", "127.0.0.2"}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "named") }))
+	defer up.Close()
+	cfg := testenv.HTTPClient(fmt.Sprintf("ws://fleet.test:%d", port), "app.example.com", up.URL)
+	cfg.ResolveInterval = 100 * time.Millisecond
+	cfg.LookupHost = func(_ context.Context, host string) ([]string, error) {
+		if host != "fleet.test" {
+			return nil, fmt.Errorf("no such host %s", host)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(answer), nil
+	}
+	c := testenv.StartClient(t, cfg)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	servedBy := func(s *fleetServer) error {
+		body, err := s.get(hc)
+		if err == nil && body != "named" {
+			err = fmt.Errorf("%s answered %q", s.site, body)
+		}
+		return err
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		for _, s := range servers[:2] {
+			if err := servedBy(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := servedBy(servers[2]); err == nil {
+		t.Fatal("127.0.0.3 served before the name had it")
+	}
+	mu.Lock()
+	answer = append(answer, "127.0.0.3")
+	mu.Unlock()
+	testenv.Eventually(t, 20*time.Second, func() error { return servedBy(servers[2]) })
+	if n := c.Sessions(); n != 3 {
+		t.Fatalf("%d sessions, want 3: %v", n, c.Servers())
+	}
 }

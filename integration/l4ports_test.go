@@ -101,3 +101,38 @@ func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op)
 }
+
+// examples/layer4-ports.Caddyfile's SSH route: caddy-l4's ssh matcher in
+// front of a tunnel's sshd; a visitor that does not speak SSH on the port
+// never reaches it.
+func TestSSHThroughALayer4ServersSSHMatcher(t *testing.T) {
+	sshd := startSSHD(t)
+	public, port := testenv.FreePort(t), testenv.FreePort(t)
+	globals := fmt.Sprintf(`	layer4 {
+		127.0.0.1:%[1]d {
+			@ssh ssh
+			route @ssh {
+				inlets
+			}
+		}
+	}
+	inlets {
+		tcp {
+			bind 127.0.0.1
+			ports %[1]d
+		}
+	}`, public)
+	testenv.StartCaddy(t, adminPort, globals, fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth))
+	p := inletsTCP(t, fmt.Sprintf("ws://127.0.0.1:%d", port), "l4-ssh", "--upstream", "127.0.0.1", "--ports", fmt.Sprintf("%d:%d", public, sshd.Port))
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	if out := sshd.run(t, public, "echo", "through-caddy-l4"); out != "through-caddy-l4\n" {
+		t.Fatalf("ssh through the layer4 route printed %q", out)
+	}
+	// Not SSH: the matcher does not match, the connection is closed
+	// without a byte of sshd's banner.
+	c := dialTunnel(t, public)
+	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	if b, _ := io.ReadAll(c); len(b) != 0 {
+		t.Fatalf("a visitor speaking HTTP read %q", b)
+	}
+}

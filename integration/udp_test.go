@@ -432,3 +432,24 @@ func TestProxyProtocolV2HeadsEveryDatagramWithTheVisitorsAddress(t *testing.T) {
 		}
 	}
 }
+
+// A reload keeps a UDP flow: the same visitor address goes on in the same
+// flow, on the same stream and client.
+func TestAUDPFlowLivesThroughAReload(t *testing.T) {
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, "udp_ports "+strconv.Itoa(public))
+	testenv.Client(t, udpClient(srv.URL, public, udpEcho(t, "echo")))
+	c := dialUDP(t, public)
+	if got := exchange(t, c, []byte("before")); string(got) != "before" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	srv.reload(t, tcpGlobals("udp_ports "+strconv.Itoa(public), "udp_idle_timeout 2m"))
+	for i := range 5 {
+		if got := exchange(t, c, []byte("after")); string(got) != "after" {
+			t.Fatalf("datagram %d after the reload: %q", i, got)
+		}
+	}
+	if n := adminMetrics(t).value("udp_dataplane_flows_total", "port", strconv.Itoa(public)); n != 1 {
+		t.Fatalf("udp_dataplane_flows_total = %v after a reload, want the one flow", n)
+	}
+}
