@@ -121,6 +121,7 @@ func (c *Client) resolve(ctx context.Context) []*server {
 			addrs, _ = c.cfg.LookupHost(rctx, host)
 			cancel()
 		}
+		addrs = oneFamily(addrs)
 		if len(addrs) <= 1 {
 			out = append(out, &server{url: raw})
 			continue
@@ -257,4 +258,26 @@ func (c *Client) advertised(srv *server, peers []string, logger *slog.Logger) {
 	case c.fleet.resync <- struct{}{}:
 	default:
 	}
+}
+
+// oneFamily keeps the IPv4 addresses of a name if it has any, else its
+// IPv6 ones: a server with an A and an AAAA record is one server, dialled
+// by name (the dialer then tries both), and a fleet's name lists its
+// servers in each family.
+func oneFamily(addrs []string) []string {
+	var v4, v6 []string
+	for _, a := range addrs {
+		ip := net.ParseIP(a)
+		switch {
+		case ip == nil:
+		case ip.To4() != nil:
+			v4 = append(v4, a)
+		default:
+			v6 = append(v6, a)
+		}
+	}
+	if len(v4) > 0 {
+		return v4
+	}
+	return v6
 }
