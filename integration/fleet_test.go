@@ -85,13 +85,14 @@ func TestOneClientServesAFleetOfThreeServersThroughKillsAndRestarts(t *testing.T
 
 	// `inlets status` over the three says the client is on each.
 	statusArgs := []string{"status", "--token", testenv.Token, "--url", a.url(), "--url", b.url(), "--url", c.url()}
-	testenv.Eventually(t, 20*time.Second, func() error {
+	allConnected := func() error {
 		code, stdout, stderr := runBinary(t, "inlets", statusArgs...)
-		if code != 0 || !strings.Contains(stdout, "Every client is connected to all 3 servers.") {
+		if code != 0 || !strings.Contains(stdout, "Every client (1) is connected to all 3 servers.") || strings.Count(stdout, "fleet-client") != 3 {
 			return fmt.Errorf("inlets status: exit %d\n%s%s", code, stdout, stderr)
 		}
 		return nil
-	})
+	}
+	testenv.Eventually(t, 20*time.Second, allConnected)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, s := range servers {
 		if body, err := s.get(hc); err != nil || body != "hello from the private network" {
@@ -168,13 +169,7 @@ func TestOneClientServesAFleetOfThreeServersThroughKillsAndRestarts(t *testing.T
 
 	// a comes back too: the fleet is whole again.
 	a.start(t)
-	testenv.Eventually(t, 40*time.Second, func() error {
-		code, stdout, stderr := runBinary(t, "inlets", statusArgs...)
-		if code != 0 {
-			return fmt.Errorf("inlets status: exit %d\n%s%s", code, stdout, stderr)
-		}
-		return nil
-	})
+	testenv.Eventually(t, 40*time.Second, allConnected)
 }
 
 // inlets status over servers one of which misses the client says so,

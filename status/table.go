@@ -122,8 +122,10 @@ func WriteFleetTable(w io.Writer, servers []ServerStatus, now time.Time) error {
 	switch {
 	case answered < len(servers):
 		fmt.Fprintf(w, "%d of %d servers answered.\n", answered, len(servers))
+	case len(ids) == 0:
+		fmt.Fprintf(w, "No client is connected to any of the %d servers.\n", len(servers))
 	case len(missing) == 0:
-		fmt.Fprintf(w, "Every client is connected to all %d servers.\n", len(servers))
+		fmt.Fprintf(w, "Every client (%d) is connected to all %d servers.\n", len(ids), len(servers))
 	}
 	for _, m := range missing {
 		fmt.Fprintln(w, "Missing: "+m)

@@ -85,3 +85,21 @@ acme   a1        10.0.0.1:1     1 minute  shop.acme.example.com=http://127.0.0.1
 		t.Errorf("got:\n%s\nwant it to end with:\n%s", b.String(), want)
 	}
 }
+
+func TestFleetTableSaysWhenNoClientIsConnected(t *testing.T) {
+	now := time.Now()
+	empty := New(now, nil)
+	var b strings.Builder
+	if err := WriteFleetTable(&b, []ServerStatus{{URL: "ws://a", Status: &empty}, {URL: "ws://b", Status: &empty}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "No client is connected to any of the 2 servers.") || strings.Contains(b.String(), "Every client") {
+		t.Fatalf("two servers without clients:\n%s", b.String())
+	}
+	one := New(now, []Client{{ClientID: "c1", Mode: "http"}})
+	b.Reset()
+	WriteFleetTable(&b, []ServerStatus{{URL: "ws://a", Status: &one}, {URL: "ws://b", Status: &empty}, {URL: "ws://c", Error: "refused"}}, now)
+	if out := b.String(); !strings.Contains(out, "Missing: c1 is not connected to ws://b") || !strings.Contains(out, "2 of 3 servers answered.") || !strings.Contains(out, "== ws://c: no answer: refused") {
+		t.Fatalf("a server missing the client, one not answering:\n%s", out)
+	}
+}
