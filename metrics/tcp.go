@@ -24,8 +24,12 @@ type TCPConnection struct{ open prometheus.Gauge }
 // the TCP data plane forwards through a client: call it once the stream to
 // the client is open, and Closed on what it returns exactly once when the
 // forwarding has ended.
-func TCPConnectionOpened(port int) TCPConnection {
-	s, ok := tcpSeriesSet.get(port, port)
+func TCPConnectionOpened(port int) TCPConnection { return opened(tcpSeriesSet, port) }
+
+// opened counts one more forwarded connection (or UDP flow) in the series
+// of k, when a client serves k.
+func opened[K comparable](set *seriesSet[K, K, tcpSeries], k K) TCPConnection {
+	s, ok := set.get(k, k)
 	if !ok {
 		return TCPConnection{}
 	}

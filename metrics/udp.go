@@ -35,27 +35,12 @@ const (
 )
 
 // UDPFlow is the series of one forwarded flow.
-type UDPFlow struct{ open prometheus.Gauge }
+type UDPFlow = TCPConnection
 
 // UDPFlowOpened counts a visitor's flow to a public UDP port, once its
 // stream to a client is open; call Closed on what it returns exactly once
 // when the flow has ended.
-func UDPFlowOpened(port int) UDPFlow {
-	s, ok := udpSeriesSet.get(port, port)
-	if !ok {
-		return UDPFlow{}
-	}
-	s.total.Inc()
-	s.open.Inc()
-	return UDPFlow{s.open}
-}
-
-// Closed counts out a flow counted by UDPFlowOpened.
-func (f UDPFlow) Closed() {
-	if f.open != nil {
-		f.open.Dec()
-	}
-}
+func UDPFlowOpened(port int) UDPFlow { return opened(udpSeriesSet, port) }
 
 // UDPDatagramDropped counts one visitor's datagram to port dropped for
 // reason, one of the Drop* constants.
@@ -117,15 +102,7 @@ var (
 // a client that announced the TLS name pattern (never the visitor's own
 // server name, which visitors choose); call Closed on what it returns
 // exactly once when the forwarding has ended.
-func TLSConnectionOpened(name string) TCPConnection {
-	s, ok := tlsSeriesSet.get(name, name)
-	if !ok {
-		return TCPConnection{}
-	}
-	s.total.Inc()
-	s.open.Inc()
-	return TCPConnection{s.open}
-}
+func TLSConnectionOpened(name string) TCPConnection { return opened(tlsSeriesSet, name) }
 
 // TLSNameServed starts the series of an announced TLS name.
 func TLSNameServed(name string) { tlsSeriesSet.serve(name) }
