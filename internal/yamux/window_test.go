@@ -1,0 +1,107 @@
+package yamux
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// pair is a client and a server session over a TCP connection on
+// loopback.
+func pair(t *testing.T) (client, server *Session) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	cfg := DefaultConfig()
+	cfg.LogOutput = io.Discard
+	if client, err = Client(cc, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if server, err = Server(sc, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// A stream whose reader keeps up grows its window, and every window
+// update tells the sender all the credit the receiver counts as granted:
+// once the transfer is over, the sender's credit is the receiver's.
+// Upstream's v5.1.0 drops the reader's freed credit from the update that
+// grows the window; the two sides then drift apart at each growth, and
+// the transfer stalls for good once the receiver believes the sender
+// holds half a window of credit it does not have.
+func TestGrowthKeepsBothSidesCreditInStep(t *testing.T) {
+	client, server := pair(t)
+	for deadline := time.Now().Add(5 * time.Second); client.RTT() == 0 || server.RTT() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no RTT measured")
+		}
+	}
+	const n = 256 << 20
+	var sender atomic.Pointer[Stream]
+	go func() {
+		st, err := client.OpenStream(t.Context())
+		if err != nil {
+			return
+		}
+		sender.Store(st)
+		buf := make([]byte, 64<<10)
+		for sent := 0; sent < n; sent += len(buf) {
+			if _, err := st.Write(buf); err != nil {
+				return
+			}
+		}
+		st.CloseWrite()
+	}()
+	receiver, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 32<<10)
+	var got int
+	for {
+		receiver.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := receiver.Read(buf)
+		got += k
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d MiB of %d, the window at %d KiB: %v", got>>20, n>>20, receiver.recvWindow>>10, err)
+		}
+	}
+	if receiver.recvWindow <= initialStreamWindow {
+		t.Fatalf("the window never grew (%d KiB): the test proves nothing", receiver.recvWindow>>10)
+	}
+	granted := func() uint32 {
+		receiver.recvBuf.bm.Lock()
+		defer receiver.recvBuf.bm.Unlock()
+		return receiver.recvBuf.cap
+	}
+	// The last window update may still be on its way.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		have := atomic.LoadUint32(&sender.Load().sendWindow)
+		if have == granted() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver counts %d bytes of credit granted, the sender has %d (window %d KiB)", granted(), have, receiver.recvWindow>>10)
+		}
+	}
+}
