@@ -74,10 +74,26 @@ type Config struct {
 
 	// DialTimeout bounds dialing the server and each upstream. Default 10s.
 	DialTimeout time.Duration
+
+	// MaxUnread bounds, in bytes, what the servers have sent on streams
+	// that the upstreams have not taken yet, all sessions together, as a
+	// bound: 256 KiB for each stream whose upstream is not waiting for
+	// data, plus what the streams' windows have grown (growth stops at
+	// half of it). Past it, the streams whose upstreams have not taken
+	// data for longest are reset until it is back under 90%: an upstream
+	// that stops reading cannot make the client hold more, whatever its
+	// visitors send. Default DefaultMaxUnread.
+	MaxUnread int64
+	// MaxStreamWindow is the largest receive window a stream grows to
+	// (see tunnel.Config). Default tunnel.DefaultMaxStreamWindow.
+	MaxStreamWindow uint32
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts. Defaults: 250ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
 }
+
+// DefaultMaxUnread is Config.MaxUnread's default: fit for a small device.
+const DefaultMaxUnread = 32 << 20
 
 // Client is a tunnel client. Run it with Run.
 type Client struct {
@@ -93,6 +109,10 @@ type Client struct {
 	udp      map[int]string    // UDP port -> upstream host:port
 	tls      map[string]string // TLS name -> upstream host:port
 	prefixed *prefixProxy      // nil unless an HTTP upstream has a path prefix
+
+	// mux is the configuration of every session, with the budget they
+	// share.
+	mux tunnel.Config
 
 	// connected counts the sessions the servers have accepted now.
 	connected atomic.Int64
@@ -141,8 +161,19 @@ func New(cfg Config) (*Client, error) {
 	if cfg.LookupHost == nil {
 		cfg.LookupHost = net.DefaultResolver.LookupHost
 	}
+	if cfg.MaxUnread == 0 {
+		cfg.MaxUnread = DefaultMaxUnread
+	}
+	if cfg.MaxUnread < 1<<20 {
+		return nil, fmt.Errorf("--max-unread %d: at least 1 MiB", cfg.MaxUnread)
+	}
+	mux := tunnel.Config{MaxStreamWindow: cfg.MaxStreamWindow, Budget: tunnel.NewBudget(cfg.MaxUnread)}
+	if err := tunnel.VerifyConfig(mux); err != nil {
+		return nil, err
+	}
 	c := &Client{
 		cfg:    cfg,
+		mux:    mux,
 		url:    urls[0],
 		urls:   urls,
 		logger: cfg.Logger,
@@ -382,7 +413,7 @@ func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, err
 		return nil, fmt.Errorf("connecting to %s: %w", srv, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
-	sess, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), nil)
+	sess, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), c.mux)
 	if err != nil {
 		ws.Close()
 		return nil, err
@@ -485,23 +516,10 @@ func (c *Client) serveStream(st *tunnel.Stream) {
 	}
 }
 
-// reply answers a stream's header: an empty code says the upstream is
-// connected; any other ends the stream.
+// reply answers a stream's header (see tunnel.Reply): it reports whether
+// the stream goes on.
 func reply(st *tunnel.Stream, code, reason string) bool {
-	st.SetWriteDeadline(time.Now().Add(tunnel.ConnectionWriteTimeout))
-	err := tunnel.WriteFrame(st, tunnel.StreamReply{Error: code, Reason: tunnel.TruncateReason(reason)})
-	st.SetWriteDeadline(time.Time{})
-	switch {
-	case err != nil:
-		st.Reset()
-		return false
-	case code != "":
-		// The server resets the stream once it has read why; a reset
-		// from here could overtake the reply.
-		st.CloseWrite()
-		return false
-	}
-	return true
+	return tunnel.Reply(st, code, reason) == nil
 }
 
 func (c *Client) describe() string {

@@ -69,7 +69,7 @@ func rejectingServer(t *testing.T, code, reason string) (url string, conns chan 
 			return
 		}
 		conns <- time.Now()
-		sess, err := tunnel.ServerSession(tunnel.NewConn(ws, tunnel.ServerSide), tunnel.ServerConfig{})
+		sess, err := tunnel.ServerSession(tunnel.NewConn(ws, tunnel.ServerSide), tunnel.Config{})
 		if err != nil {
 			return
 		}

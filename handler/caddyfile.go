@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -193,8 +195,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("bad %s %q: want a size such as 256KiB or 1GiB", opt, d.Val())
 			}
 			if opt == "stream_window" {
-				if size > 1<<30 {
-					return d.Errf("bad stream_window %q: at most 64MiB", d.Val())
+				if size < tunnel.MinStreamWindow || size > tunnel.MaxStreamWindowLimit {
+					return d.Errf("bad stream_window %q: from 256KiB to 64MiB", d.Val())
 				}
 				h.StreamWindow = int(size)
 			} else {

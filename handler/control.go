@@ -170,12 +170,12 @@ func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, ad
 // admits the client, or tells it why not. It owns conn.
 func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity) {
 	logger := h.reg.Logger()
-	sess, err := tunnel.ServerSession(conn, tunnel.ServerConfig{
-		StreamWindow:  uint32(h.StreamWindow),
-		ProbeAfter:    time.Duration(h.ClientTimeout) * 2 / 5,
-		AnswerTimeout: time.Duration(h.ClientTimeout) * 3 / 5,
-		Budget:        h.reg.Budget(),
-		Logger:        yamuxLogger{h.reg},
+	sess, err := tunnel.ServerSession(conn, tunnel.Config{
+		MaxStreamWindow: uint32(h.StreamWindow),
+		ProbeAfter:      time.Duration(h.ClientTimeout) * 2 / 5,
+		AnswerTimeout:   time.Duration(h.ClientTimeout) * 3 / 5,
+		Budget:          h.reg.Budget(),
+		LogOutput:       yamuxLog{h.reg},
 	})
 	if err != nil {
 		conn.Close()
@@ -266,15 +266,16 @@ func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) erro
 	return nil
 }
 
-// yamuxLogger sends yamux's log lines to the registry's current logger at
+// yamuxLog sends yamux's log lines to the registry's current logger at
 // debug level: they describe peers going away, which is routine.
-type yamuxLogger struct{ r *registry.Registry }
+type yamuxLog struct{ r *registry.Registry }
 
-func (l yamuxLogger) Print(v ...any) { l.r.Logger().Sugar().Debug(v...) }
-func (l yamuxLogger) Printf(format string, v ...any) {
-	l.r.Logger().Sugar().Debugf(format, v...)
+func (l yamuxLog) Write(p []byte) (int, error) {
+	if c := l.r.Logger().Check(zap.DebugLevel, "yamux"); c != nil {
+		c.Write(zap.String("line", strings.TrimSpace(string(p))))
+	}
+	return len(p), nil
 }
-func (l yamuxLogger) Println(v ...any) { l.r.Logger().Sugar().Debugln(v...) }
 
 // hijacker gives gorilla the http.Hijacker it asks for: Caddy's response
 // writer wrappers do not implement it, but unwrap to one that does.

@@ -103,20 +103,25 @@ type Handler struct {
 	MaxHostsPerClient int `json:"max_hosts_per_client,omitempty"`
 	MaxPortsPerClient int `json:"max_ports_per_client,omitempty"`
 
-	// The receive window of each stream, in bytes: how much a client may
-	// send on a stream that Caddy has not passed on to the visitor yet,
-	// and so Caddy's memory for a visitor that does not read (twice this
-	// at most, with the buffer's growth; all streams together are bounded
-	// by max_unread). A stream carries at most this much per round trip to
-	// the client. Default: 1048576 (1 MiB); minimum: 262144 (256 KiB).
+	// The largest receive window a stream grows to, in bytes. Each
+	// stream's window starts at 262144 (256 KiB, yamux's) and doubles
+	// each time its reader takes it all within four round trips to the
+	// client, up to this; a stream whose visitor does not read keeps the
+	// first. One stream moves at most its window per round trip: 16 MiB
+	// is 320 MB/s at 50 ms, 80 MB/s at 200 ms. The windows' growth is
+	// taken from max_unread. Default: 16777216 (16 MiB); from 262144
+	// (256 KiB) to 67108864 (64 MiB).
 	StreamWindow int `json:"stream_window,omitempty"`
 
 	// The data clients have sent on streams that no visitor has read
-	// yet, in bytes, all clients together: past it, the streams holding
-	// unread data whose visitors have not read for longest, the visitors
-	// who stopped reading, are reset until it is back under 90%. Below it, a slow reader slows only its
-	// own stream. One limit serves the whole process: the control plane
-	// provisioned last sets it. Default: 268435456 (256 MiB).
+	// yet, in bytes, all clients together, as a bound: 256 KiB for each
+	// stream whose reader is not waiting for data, plus what the
+	// streams' windows have grown (growth stops at half of it). Past it,
+	// the streams whose visitors have not read for longest, the visitors
+	// who stopped reading, are reset until it is back under 90%. Below
+	// it, a slow reader slows only its own stream. One limit serves the
+	// whole process: the control plane provisioned last sets it.
+	// Default: 268435456 (256 MiB).
 	MaxUnread int64 `json:"max_unread,omitempty"`
 
 	// How long a client may leave the server's data unanswered before its
@@ -272,7 +277,7 @@ func (h *Handler) setDefaults() {
 	def(&h.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
 	def(&h.MaxHostsPerClient, DefaultMaxHostsPerClient)
 	def(&h.MaxPortsPerClient, DefaultMaxPortsPerClient)
-	def(&h.StreamWindow, tunnel.DefaultStreamWindow)
+	def(&h.StreamWindow, tunnel.DefaultMaxStreamWindow)
 	def(&h.AuthFailures, DefaultAuthFailures)
 	def(&h.MaxHandshakesPerAddress, DefaultHandshakesPerAddress)
 	if h.MaxUnread == 0 {
@@ -334,8 +339,8 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("%s %d must be positive", l.name, l.value)
 		}
 	}
-	if h.StreamWindow < tunnel.MinStreamWindow || h.StreamWindow > 64<<20 {
-		return fmt.Errorf("stream_window %d must be between %d (256 KiB) and %d (64 MiB)", h.StreamWindow, tunnel.MinStreamWindow, 64<<20)
+	if h.StreamWindow < tunnel.MinStreamWindow || h.StreamWindow > tunnel.MaxStreamWindowLimit {
+		return fmt.Errorf("stream_window %d must be from %d (256 KiB) to %d (64 MiB)", h.StreamWindow, tunnel.MinStreamWindow, tunnel.MaxStreamWindowLimit)
 	}
 	for _, d := range []struct {
 		name  string

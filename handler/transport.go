@@ -87,9 +87,14 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// dial opens a stream to the session and host that addr names. It
-// returns once the client has connected its upstream.
-func (t *Transport) dial(_ context.Context, _, addr string) (net.Conn, error) {
+// dial opens a stream to the session and host that addr names, and
+// returns without waiting for the client's reply: the request follows
+// the stream's header at once. A client that replies it could not reach
+// its upstream fails the connection with a *registry.UpstreamError, on
+// which RoundTrip sends the request to another client: the stream does
+// not move by itself, so that a kept-alive connection in the pool of a
+// client's dial address always leads to that client.
+func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	id, index, ok := registry.ParseDialAddress(addr)
 	if !ok {
 		return nil, reverseproxy.NewDialError(fmt.Errorf("%s is not an inlets dial address: use the inlets transport with the inlets upstream source", addr))
@@ -98,7 +103,8 @@ func (t *Transport) dial(_ context.Context, _, addr string) (net.Conn, error) {
 	if s == nil || index >= len(s.Hello.HTTP) {
 		return nil, reverseproxy.NewDialError(fmt.Errorf("tunnel session %d has ended", id))
 	}
-	conn, err := s.OpenStream(tunnel.StreamHeader{Kind: tunnel.KindHTTP, Host: s.Hello.HTTP[index].Host})
+	h := tunnel.StreamHeader{Kind: tunnel.KindHTTP, Host: s.Hello.HTTP[index].Host}
+	conn, err := registry.Dial(ctx, h, []*registry.Session{s})
 	if err != nil {
 		return nil, dialFailure{err}
 	}
@@ -113,16 +119,49 @@ type dialFailure struct{ cause error }
 func (e dialFailure) Error() string   { return e.cause.Error() }
 func (e dialFailure) Unwrap() []error { return []error{reverseproxy.NewDialError(e.cause), e.cause} }
 
-// RoundTrip is HTTPTransport's, but for a client that reports its
-// upstream unreachable: when another client serves the host, the dial
-// error has reverse_proxy try that one; when none does, the visitor gets
-// a 502 at once, rather than after reverse_proxy's retries.
+// RoundTrip is HTTPTransport's, with the retry a tunnel allows. A client
+// that replies it could not reach its upstream has forwarded nothing of
+// the request (it connects before it forwards, and drops what it was
+// sent), so the request goes to another client serving the host, whatever
+// its method, body included: what the transport read of the body before
+// the reply is kept for that (at most what the tunnel sends before a
+// reply, tunnel.MaxEarlyData, and the transport's buffer). When no other
+// client is up, the visitor gets a 502 at once, rather than after
+// reverse_proxy's retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.HTTPTransport.RoundTrip(req)
-	var ue *registry.UpstreamError
-	if err == nil || !errors.As(err, &ue) || t.otherClientUp(req) {
-		return resp, err
+	var body *keptBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &keptBody{r: req.Body}
+		req = req.Clone(req.Context())
+		req.Body = body
 	}
+	tried := make(map[uint64]bool)
+	for {
+		resp, err := t.HTTPTransport.RoundTrip(req)
+		var ue *registry.UpstreamError
+		if err == nil || !errors.As(err, &ue) {
+			return resp, err
+		}
+		id, _, _ := registry.ParseDialAddress(req.URL.Host)
+		tried[id] = true
+		next := t.otherClientUp(req, tried)
+		if next == "" {
+			return badGateway(req), nil
+		}
+		if body != nil && !body.rewind() {
+			return nil, err
+		}
+		req = req.Clone(req.Context())
+		req.URL.Host = next
+		if body != nil {
+			req.Body = body
+		}
+	}
+}
+
+// badGateway is the 502 of a host whose clients cannot reach their
+// upstream.
+func badGateway(req *http.Request) *http.Response {
 	body := "502 Bad Gateway: the tunnel client could not reach the upstream for " + tunnel.HostOnly(req.Host) + "\n"
 	return &http.Response{
 		Status:        "502 Bad Gateway",
@@ -134,19 +173,63 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body:          io.NopCloser(strings.NewReader(body)),
 		ContentLength: int64(len(body)),
 		Request:       req,
-	}, nil
+	}
 }
 
-// otherClientUp reports whether a client other than the one req was sent
-// to serves req's host and has not reported its upstream unreachable.
-func (t *Transport) otherClientUp(req *http.Request) bool {
-	id, _, _ := registry.ParseDialAddress(req.URL.Host)
+// otherClientUp is the dial address of a client, not one of tried, that
+// serves req's host and has not reported its upstream unreachable lately;
+// "" if there is none.
+func (t *Transport) otherClientUp(req *http.Request, tried map[uint64]bool) string {
 	for _, rt := range t.reg.Lookup(req.Host) {
-		if rt.Session.ID != id && rt.Up() {
-			return true
+		if !tried[rt.Session.ID] && rt.Up() {
+			return rt.Dial()
 		}
 	}
-	return false
+	return ""
+}
+
+// keptBody is a request body that keeps what is read of it, up to
+// maxKept, so that it can be sent again from its start. Close does not
+// close it: the transport closes the body of a request that failed, and
+// the next try reads on.
+type keptBody struct {
+	r    io.ReadCloser
+	kept []byte
+	// replay is how much of kept the next reads return before reading r
+	// on; over is set once more than maxKept was read.
+	replay int
+	over   bool
+}
+
+// maxKept bounds keptBody: what the tunnel sends before a client's reply,
+// with room for the transport's write buffer.
+const maxKept = tunnel.MaxEarlyData + 64<<10
+
+func (b *keptBody) Read(p []byte) (int, error) {
+	if b.replay < len(b.kept) {
+		n := copy(p, b.kept[b.replay:])
+		b.replay += n
+		return n, nil
+	}
+	n, err := b.r.Read(p)
+	if !b.over {
+		if len(b.kept)+n > maxKept {
+			b.over, b.kept = true, nil
+		} else {
+			b.kept = append(b.kept, p[:n]...)
+			b.replay = len(b.kept)
+		}
+	}
+	return n, err
+}
+
+func (b *keptBody) Close() error { return nil }
+
+// rewind starts the body again from its first byte; false if more than
+// maxKept of it was read, and it cannot.
+func (b *keptBody) rewind() bool {
+	b.replay = 0
+	return !b.over
 }
 
 // UnmarshalCaddyfile takes the options of reverse_proxy's http transport

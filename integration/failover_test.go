@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,12 +10,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 // counted is an upstream that counts the requests it serves.
@@ -221,5 +224,83 @@ func TestClientWithItsUpstreamDownIsPassedOverUntilItIsBack(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("the 502 of the only client took %s, want at once", took)
+	}
+}
+
+// A client whose upstream is down replies so before anything of a request
+// reaches its upstream, and the request, body and all, goes to the other
+// client: 200 POSTs, some of them larger than what is sent before a reply,
+// all answered by the healthy client's upstream, none seen twice, none
+// lost.
+func TestPOSTsAreServedOnceEachBesideAClientWhoseUpstreamIsDown(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		id, _, _ := strings.Cut(string(body), "\n")
+		mu.Lock()
+		seen[id]++
+		mu.Unlock()
+		fmt.Fprintf(w, "%s %d", id, len(body))
+	}))
+	t.Cleanup(healthy.Close)
+	// fail_duration as short as it goes: the client whose upstream is down
+	// is offered most requests again and again.
+	addr, _ := server(t, "inlets {\n\t\ttoken "+testenv.Token+"\n\t\tfail_duration 1ms\n\t}")
+	down := httpClientProcess(t, "ws://"+addr, "post-down", "post.example.com", fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)))
+	httpClientProcess(t, "ws://"+addr, "post-healthy", "post.example.com", healthy.URL)
+	waitSessions(t, "post-down", 1)
+	waitSessions(t, "post-healthy", 1)
+
+	const posts = 200
+	errs := make(chan error, posts)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range posts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id := fmt.Sprintf("post-%d", i)
+			size := 1 << 10
+			if i%10 == 0 {
+				size = 3 * tunnel.MaxEarlyData // past what goes before a reply
+			}
+			body := id + "\n" + strings.Repeat("x", size)
+			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
+			req.Host = "post.example.com"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- fmt.Errorf("%s: %v", id, err)
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%s %d", id, len(body)); resp.StatusCode != http.StatusOK || string(got) != want {
+				errs <- fmt.Errorf("%s: %d %q, want 200 %q", id, resp.StatusCode, got, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range posts {
+		if id := fmt.Sprintf("post-%d", i); seen[id] != 1 {
+			t.Errorf("%s reached the upstream %d times", id, seen[id])
+		}
+	}
+	refused := strings.Count(down.Output(), "upstream unreachable")
+	t.Logf("the client whose upstream is down refused %d of the %d POSTs, all of which the other one served", refused, posts)
+	if refused < 10 {
+		t.Errorf("the client whose upstream is down was offered %d POSTs: the test did not exercise the failover", refused)
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -126,21 +127,28 @@ func TestVersion1ClientIsToldToUpgrade(t *testing.T) {
 	_, _, send := rawSession(t, addr)
 	answer := send(frame(`{"clientID":"v1","version":"0.9","protocol":1,"mode":"http","http":[{"host":"v1.example.com","url":"http://127.0.0.1:9"}]}`))
 	if answer.Type != tunnel.TypeReject || answer.Code != tunnel.RejectProtocol || answer.Retry != tunnel.RetryNever ||
-		!strings.Contains(answer.Reason, "this client speaks protocol 1, and this server 2 to 2: upgrade the client") {
+		!strings.Contains(answer.Reason, "this client speaks protocol 1, and this server 2 to 3: upgrade the client") {
 		t.Fatalf("got %+v, want a protocol-version rejection telling to upgrade the client", answer)
 	}
-	// A newer client, with a range that reaches down to 2, is accepted
-	// at 2; an unknown field in its hello is ignored.
-	_, _, send = rawSession(t, addr)
-	answer = send(frame(`{"clientID":"v3","protocol":3,"minProtocol":2,"mode":"http","http":[{"host":"v3.example.com","url":"http://127.0.0.1:9"}],"futureField":{"x":1}}`))
-	if answer.Type != tunnel.TypeAccept || answer.Protocol != 2 {
-		t.Fatalf("a 2-3 client got %+v, want accept at protocol 2", answer)
+	// A version 2 client is accepted at 2, and one whose range reaches
+	// up to 3 at 3; an unknown field in a hello is ignored.
+	for _, tt := range []struct {
+		hello string
+		want  int
+	}{
+		{`{"clientID":"v2","protocol":2,"mode":"http","http":[{"host":"v2.example.com","url":"http://127.0.0.1:9"}]}`, 2},
+		{`{"clientID":"v3","protocol":4,"minProtocol":2,"mode":"http","http":[{"host":"v3.example.com","url":"http://127.0.0.1:9"}],"futureField":{"x":1}}`, 3},
+	} {
+		_, _, send = rawSession(t, addr)
+		if answer = send(frame(tt.hello)); answer.Type != tunnel.TypeAccept || answer.Protocol != tt.want {
+			t.Fatalf("%s got %+v, want accept at protocol %d", tt.hello, answer, tt.want)
+		}
 	}
 	// One that speaks only newer versions is told to upgrade the server.
 	_, _, send = rawSession(t, addr)
-	answer = send(frame(`{"clientID":"v4","protocol":4,"minProtocol":3,"mode":"http","http":[{"host":"v4.example.com","url":"http://127.0.0.1:9"}]}`))
+	answer = send(frame(`{"clientID":"v4","protocol":5,"minProtocol":4,"mode":"http","http":[{"host":"v4.example.com","url":"http://127.0.0.1:9"}]}`))
 	if answer.Code != tunnel.RejectProtocol || !strings.Contains(answer.Reason, "upgrade the server") {
-		t.Fatalf("a 3-4 client got %+v", answer)
+		t.Fatalf("a 4-5 client got %+v", answer)
 	}
 }
 
@@ -155,29 +163,34 @@ func TestStreamsOpenedByTheClientAreRefused(t *testing.T) {
 	hello := func(id string) []byte {
 		return frame(`{"clientID":"` + id + `","protocol":2,"mode":"http","http":[{"host":"` + id + `.example.com","url":"http://127.0.0.1:9"}]}`)
 	}
+	// refused opens a stream from the client's side and reports whether
+	// the server reset it.
+	refused := func(mux *yamux.Session) error {
+		st, err := mux.OpenStream()
+		if err != nil {
+			return err
+		}
+		st.Write([]byte("hi"))
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := st.Read(make([]byte, 1)); err != yamux.ErrConnectionReset {
+			return fmt.Errorf("a stream the client opened: %v, want it reset", err)
+		}
+		return nil
+	}
 
-	// A stream opened before the hello breaks the protocol: the server
-	// ends the session at once.
-	mux, _, _ := rawSession(t, addr)
-	if _, err := mux.OpenStream(); err != nil {
+	// Before the hello and after it, the server resets such a stream,
+	// and the session goes on.
+	mux, _, send := rawSession(t, addr)
+	if err := refused(mux); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-mux.CloseChan():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the server kept a session whose client opened a stream")
-	}
-
-	// After the hello the server has told yamux to refuse them: the
-	// session stays up and the client cannot open one.
-	mux, _, send := rawSession(t, addr)
-	if answer := send(hello("opens-later")); answer.Type != tunnel.TypeAccept {
+	if answer := send(hello("opens-streams")); answer.Type != tunnel.TypeAccept {
 		t.Fatalf("a valid hello got %+v", answer)
 	}
-	if _, err := mux.OpenStream(); err != yamux.ErrRemoteGoAway {
-		t.Fatalf("opening a stream from the client after the handshake: %v, want %v", err, yamux.ErrRemoteGoAway)
+	if err := refused(mux); err != nil {
+		t.Fatal(err)
 	}
-	if n := len(sessionsOf("opens-later")); n != 1 || mux.IsClosed() {
+	if n := len(sessionsOf("opens-streams")); n != 1 || mux.IsClosed() {
 		t.Fatalf("the accepted session must stay up: %d sessions, closed %v", n, mux.IsClosed())
 	}
 }

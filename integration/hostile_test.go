@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -42,6 +43,15 @@ func newEndless(t *testing.T) *endless {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.requests.Add(1)
+			if r.URL.Path == "/forever" {
+				// No end but the visitor's going away: a body that
+				// no reader finishes, however fast the tunnel.
+				for {
+					if _, err := w.Write(endlessBlock); err != nil {
+						return
+					}
+				}
+			}
 			w.Header().Set("Content-Length", strconv.Itoa(1<<30))
 			for i := 0; i < 1<<30/len(endlessBlock); i++ {
 				if _, err := w.Write(endlessBlock); err != nil {
@@ -289,7 +299,7 @@ func TestMaxUnreadCutsTheVisitorsWhoReadLeast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	fmt.Fprintf(reader, "GET /big HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
+	fmt.Fprintf(reader, "GET /forever HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
 	var read atomic.Int64
 	readErr := make(chan error, 1)
 	go func() {
@@ -349,4 +359,89 @@ func TestMaxUnreadCutsTheVisitorsWhoReadLeast(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// rssOf is the resident memory of a process, in bytes.
+func rssOf(t *testing.T, pid int) float64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kib * 1024
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// 500 visitors upload to a TCP upstream that never reads. Each stream
+// holds its first window in the client; 500 of them are four times the
+// client's budget (--max-unread, 32 MiB by default), past which the
+// streams whose upstream stopped reading longest ago are reset: the
+// client's memory stays within its budget, whatever the visitors send.
+func TestUploadsToAnUpstreamThatNeverReadsStayWithinTheClientsBudget(t *testing.T) {
+	const visitors = 500
+	const budget = 32 << 20
+	hold := make(chan struct{})
+	never := serveTCP(t, "127.0.0.1", func(c net.Conn) { <-hold })
+	// Registered after the upstream's, so run before it: the upstream's
+	// cleanup waits for its connections.
+	t.Cleanup(func() { close(hold) })
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, allowPorts(public))
+	_, upPort, _ := net.SplitHostPort(never.Addr())
+	p := inletsTCP(t, srv.URL, "never-reads", "--upstream", "127.0.0.1", "--ports", fmt.Sprintf("%d:%s", public, upPort))
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	pid := p.Cmd.Process.Pid
+	base := rssOf(t, pid)
+
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for range visitors {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", public))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			chunk := make([]byte, 64<<10)
+			// Until the tunnel stops taking more, or cuts the visitor.
+			for range 64 {
+				c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				n, err := c.Write(chunk)
+				sent.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	most := base
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-time.After(100 * time.Millisecond):
+		}
+		most = max(most, rssOf(t, pid))
+	}
+	held := most - base
+	t.Logf("%d visitors sent %d MiB towards an upstream that never reads; the client's RSS grew by %.1f MiB at most (budget %d MiB)",
+		visitors, sent.Load()>>20, held/(1<<20), budget>>20)
+	if held > budget {
+		t.Fatalf("the client's RSS grew by %.0f MiB, past its budget of %d MiB", held/(1<<20), budget>>20)
+	}
 }

@@ -161,25 +161,46 @@ func TestStreamsPerClientAreLimited(t *testing.T) {
 }
 
 // A client that writes more than its hello on the control stream, or
-// closes it, breaks the protocol: its session ends.
-func TestControlStreamAbuseEndsTheSession(t *testing.T) {
+// closes it, breaks the protocol, at a bounded cost: the server never
+// reads the control stream after the hello, so what the client writes
+// there stops at the stream's first window, and the session serves on.
+func TestControlStreamAbuseIsBounded(t *testing.T) {
+	up := newUpstream(t, "chatty")
 	addr, _ := server(t, inletsBoth)
-	hello := frame(`{"clientID":"chatty","protocol":2,"mode":"http","http":[{"host":"chatty.example.com","url":"http://127.0.0.1:9"}]}`)
-	for name, abuse := range map[string]func(ctrl net.Conn){
-		"more than the hello": func(ctrl net.Conn) { ctrl.Write(make([]byte, 128<<10)) },
-		"closing it":          func(ctrl net.Conn) { ctrl.Close() },
+	hello := frame(`{"clientID":"chatty","protocol":2,"mode":"http","http":[{"host":"chatty.example.com","url":"` + up.URL + `"}]}`)
+	for name, abuse := range map[string]func(t *testing.T, ctrl net.Conn){
+		"more than the hello": func(t *testing.T, ctrl net.Conn) {
+			ctrl.SetWriteDeadline(time.Now().Add(time.Second))
+			if n, err := ctrl.Write(make([]byte, 2*tunnel.MinStreamWindow)); err == nil || n > tunnel.MinStreamWindow {
+				t.Fatalf("the client wrote %d bytes past its hello (%v), want at most the first window, %d", n, err, tunnel.MinStreamWindow)
+			}
+		},
+		"closing it": func(_ *testing.T, ctrl net.Conn) { ctrl.Close() },
 	} {
 		t.Run(name, func(t *testing.T) {
 			mux, ctrl, send := rawSession(t, addr)
 			if answer := send(hello); answer.Type != tunnel.TypeAccept {
 				t.Fatalf("hello: %+v", answer)
 			}
-			abuse(ctrl)
-			select {
-			case <-mux.CloseChan():
-			case <-time.After(5 * time.Second):
-				t.Fatal("the session is still up")
+			abuse(t, ctrl)
+			// The session still serves: a visitor's request comes as a
+			// stream, which this raw client answers.
+			go func() {
+				st, err := mux.AcceptStream()
+				if err != nil {
+					return
+				}
+				var h tunnel.StreamHeader
+				tunnel.ReadFrame(st, tunnel.MaxStreamHeaderSize, &h)
+				tunnel.WriteFrame(st, tunnel.StreamReply{})
+				io.ReadAll(io.LimitReader(st, 1)) // the request has come
+				io.WriteString(st, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nserving")
+				st.Close()
+			}()
+			if code, body := testenv.Get(t, addr, "chatty.example.com", "/"); code != http.StatusOK || body != "serving" {
+				t.Fatalf("after the abuse: %d %q", code, body)
 			}
+			mux.Close()
 		})
 	}
 }

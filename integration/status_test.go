@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,15 @@ func TestStatusCommandPrintsTheTableAndTheJSON(t *testing.T) {
 	testenv.Client(t, cfg)
 	session := sessionsOf(cfg.ID)[0]
 	host, _ := os.Hostname()
+	// The session's first round trip, measured as it starts, is in the
+	// table's RTT column.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if session.RTT() == 0 {
+			return fmt.Errorf("no round-trip time measured yet")
+		}
+		return nil
+	})
+	rtt := regexp.MustCompile(` [0-9]+(\.[0-9])?ms `)
 
 	for how, r := range runCLI(t, "--url", "ws://"+addr, "--token", testenv.Token) {
 		if r.code != 0 || r.stderr != "" {
@@ -259,8 +269,11 @@ func TestStatusCommandPrintsTheTableAndTheJSON(t *testing.T) {
 				row = l
 			}
 		}
-		if f := strings.Fields(header); !reflect.DeepEqual(f, []string{"Client", "ID", "Remote", "Address", "Connected", "Upstreams"}) {
+		if f := strings.Fields(header); !reflect.DeepEqual(f, []string{"Client", "ID", "Remote", "Address", "Connected", "RTT", "Upstreams"}) {
 			t.Errorf("%s status: header %q", how, header)
+		}
+		if !rtt.MatchString(row) {
+			t.Errorf("%s status: no round-trip time in the client row %q", how, row)
 		}
 		// The client connected moments ago: "now" or "N seconds".
 		if !strings.Contains(row, " "+session.RemoteAddr+" ") || !strings.HasSuffix(row, " table.example.com="+up.URL) ||
@@ -280,6 +293,11 @@ func TestStatusCommandPrintsTheTableAndTheJSON(t *testing.T) {
 		}
 		if !contains(clientIDs(s), cfg.ID) || s.Info.Mode != "http" {
 			t.Errorf("%s status --json: %+v", how, s)
+		}
+		for _, c := range s.Clients {
+			if c.ClientID == cfg.ID && (c.RTTMillis <= 0 || c.RTTMillis > 1000) {
+				t.Errorf("%s status --json: rttMs %v for a client on loopback", how, c.RTTMillis)
+			}
 		}
 	}
 

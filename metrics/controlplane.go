@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -52,3 +54,25 @@ func ClientConnected(mode string) { connected[modeIndex(mode)].Inc() }
 
 // ClientDisconnected counts a client of mode out.
 func ClientDisconnected(mode string) { connected[modeIndex(mode)].Dec() }
+
+// rttBuckets span a loopback session to a link around the world, in
+// seconds.
+var rttBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+// sessionRTT are the round-trip times of client sessions, by mode.
+var sessionRTT = [2]prometheus.Histogram{
+	modeHTTP: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "http_controlplane_session_rtt_seconds",
+		Help:    "round-trip times of the sessions of inlets clients, as the server measures them: a ping when a session starts and every 30s",
+		Buckets: rttBuckets,
+	}),
+	modeTCP: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tcp_controlplane_session_rtt_seconds",
+		Help:    "round-trip times of the sessions of inlets clients, as the server measures them: a ping when a session starts and every 30s",
+		Buckets: rttBuckets,
+	}),
+}
+
+// SessionRTT observes a round-trip time measured on the session of a
+// client of mode.
+func SessionRTT(mode string, rtt time.Duration) { sessionRTT[modeIndex(mode)].Observe(rtt.Seconds()) }

@@ -6,6 +6,8 @@
 //	tcp_controlplane_connected_gauge         gauge      TCP clients connected now
 //	http_controlplane_requests_total         counter    code, path: requests to the control plane
 //	tcp_controlplane_requests_total          counter    code, path: the same, from TCP clients
+//	http_controlplane_session_rtt_seconds    histogram  round-trip times of HTTP clients' sessions
+//	tcp_controlplane_session_rtt_seconds     histogram  the same, of TCP clients
 //	http_dataplane_requests_total            counter    code, host, method
 //	http_dataplane_request_duration_seconds  histogram  code, host, method
 //	tcp_dataplane_connections_gauge          gauge      port: TCP connections open now
@@ -16,8 +18,10 @@
 //	tls_dataplane_connections_gauge          gauge      host: TLS passthrough connections open now
 //	tls_dataplane_connections_total          counter    host: TLS passthrough connections forwarded
 //
-// The udp_ and tls_ metrics are caddy-inlets' own (inlets-pro has neither),
-// named in the style of the tcp_ ones; host is the announced TLS name.
+// The udp_ and tls_ metrics, and the session_rtt ones, are caddy-inlets'
+// own (inlets-pro has none of them), named in the style of the others;
+// host is the announced TLS name. Each session's round-trip time is
+// observed once per measurement: as it starts, and every 30s after.
 //
 // The collectors are package-level, so their values outlive config
 // reloads: Caddy gives each config a new registry, and the inlets app
@@ -40,6 +44,8 @@ var collectors = []prometheus.Collector{
 	connected[modeTCP],
 	controlPlaneRequests[modeHTTP],
 	controlPlaneRequests[modeTCP],
+	sessionRTT[modeHTTP],
+	sessionRTT[modeTCP],
 	httpRequests,
 	httpDurations,
 	tcpOpen,

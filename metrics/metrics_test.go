@@ -124,6 +124,9 @@ func TestEveryMetricHasItsReferenceNameTypeAndLabels(t *testing.T) {
 		"http_dataplane_request_duration_seconds": {dto.MetricType_HISTOGRAM, "code,host,method"},
 		"tcp_dataplane_connections_gauge":         {dto.MetricType_GAUGE, "port"},
 		"tcp_dataplane_connections_total":         {dto.MetricType_COUNTER, "port"},
+		// caddy-inlets' own, no labels: one series each from the start.
+		"http_controlplane_session_rtt_seconds": {dto.MetricType_HISTOGRAM, ""},
+		"tcp_controlplane_session_rtt_seconds":  {dto.MetricType_HISTOGRAM, ""},
 	}
 	families, err := reg.Gather()
 	if err != nil {

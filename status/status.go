@@ -87,6 +87,10 @@ type Client struct {
 	// Tunnel is the name of the tunnel whose token the client presented;
 	// absent for the server's own token.
 	Tunnel string `json:"tunnel,omitempty"`
+	// RTTMillis is the round-trip time to the client the server measured
+	// last (as the session starts, and every 30s after), in milliseconds;
+	// absent before the first measurement (caddy-inlets' own).
+	RTTMillis float64 `json:"rttMs,omitempty"`
 }
 
 // ModeNone is Info.Mode while no client is connected.

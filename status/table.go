@@ -41,10 +41,17 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 	// The Tunnel column appears when some client belongs to a named
 	// tunnel: a server with one token prints inlets' own table.
 	tunnels := slices.ContainsFunc(s.Clients, func(c Client) bool { return c.Tunnel != "" })
+	// So does the RTT column when the server measured round trips (an
+	// inlets-pro server, or an older caddy-inlets, does not).
+	rtts := slices.ContainsFunc(s.Clients, func(c Client) bool { return c.RTTMillis > 0 })
 	if tunnels {
 		fmt.Fprint(rows, "Tunnel\t")
 	}
-	fmt.Fprintln(rows, "Client ID\tRemote Address\tConnected\tUpstreams")
+	fmt.Fprint(rows, "Client ID\tRemote Address\tConnected\t")
+	if rtts {
+		fmt.Fprint(rows, "RTT\t")
+	}
+	fmt.Fprintln(rows, "Upstreams")
 	for _, c := range s.Clients {
 		if tunnels {
 			name := c.Tunnel
@@ -53,9 +60,27 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 			}
 			fmt.Fprintf(rows, "%s\t", name)
 		}
-		fmt.Fprintf(rows, "%s\t%s\t%s\t%s\n", c.ClientID, c.RemoteAddr, Ago(c.Since, now), strings.Join(c.Upstreams, ", "))
+		fmt.Fprintf(rows, "%s\t%s\t%s\t", c.ClientID, c.RemoteAddr, Ago(c.Since, now))
+		if rtts {
+			fmt.Fprintf(rows, "%s\t", RTT(c.RTTMillis))
+		}
+		fmt.Fprintln(rows, strings.Join(c.Upstreams, ", "))
 	}
 	return rows.Flush()
+}
+
+// RTT is a round-trip time in milliseconds as the table shows it: "0.3ms",
+// "52ms", "1.25s"; "-" before the first measurement.
+func RTT(ms float64) string {
+	switch {
+	case ms <= 0:
+		return "-"
+	case ms < 10:
+		return fmt.Sprintf("%.1fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0fms", ms)
+	}
+	return fmt.Sprintf("%.2fs", ms/1000)
 }
 
 // Ago is how long before now t was, in words: "now", "49 minutes",

@@ -103,3 +103,32 @@ func TestFleetTableSaysWhenNoClientIsConnected(t *testing.T) {
 		t.Fatalf("a server missing the client, one not answering:\n%s", out)
 	}
 }
+
+// The round-trip times a caddy-inlets server measured get a column; a
+// client not measured yet shows "-".
+func TestTableShowsEachClientsRoundTripTime(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	s := Status{
+		Info: Info{Version: "1.0.0", Mode: "http", StartTime: now.Add(-time.Hour), Hostname: "edge"},
+		Clients: []Client{
+			{ClientID: "laptop", RemoteAddr: "203.0.113.9:40000", Since: now.Add(-5 * time.Minute), Upstreams: []string{"app.example.com=http://127.0.0.1:3000"}, Mode: "http", RTTMillis: 52.4},
+			{ClientID: "lab", RemoteAddr: "198.51.100.2:41000", Since: now.Add(-time.Minute), Upstreams: []string{"*=http://10.0.0.5"}, Mode: "http"},
+			{ClientID: "sat", RemoteAddr: "192.0.2.77:42000", Since: now.Add(-time.Minute), Upstreams: []string{"far.example.com=http://10.1.0.1"}, Mode: "http", RTTMillis: 1250},
+			{ClientID: "local", RemoteAddr: "127.0.0.1:43000", Since: now.Add(-time.Minute), Upstreams: []string{"near.example.com=http://10.2.0.1"}, Mode: "http", RTTMillis: 0.31},
+		},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `Connected clients:
+Client ID Remote Address     Connected RTT   Upstreams
+laptop    203.0.113.9:40000  5 minutes 52ms  app.example.com=http://127.0.0.1:3000
+lab       198.51.100.2:41000 1 minute  -     *=http://10.0.0.5
+sat       192.0.2.77:42000   1 minute  1.25s far.example.com=http://10.1.0.1
+local     127.0.0.1:43000    1 minute  0.3ms near.example.com=http://10.2.0.1
+`
+	if !strings.HasSuffix(b.String(), want) {
+		t.Errorf("got:\n%s\nwant it to end with:\n%s", b.String(), want)
+	}
+}

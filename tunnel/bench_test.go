@@ -9,24 +9,27 @@ import (
 // muxPair returns both sides of a session over a real WebSocket on loopback,
 // with its control stream open.
 func muxPair(b testing.TB) (server, client *Session) {
+	return muxPairWith(b, Config{}, Config{})
+}
+
+// muxPairWith is muxPair with each side's configuration.
+func muxPairWith(b testing.TB, scfg, ccfg Config) (server, client *Session) {
 	cws, sws := wsPair(b)
-	server, err := ServerSession(NewConn(sws, ServerSide), ServerConfig{})
+	server, err := ServerSession(NewConn(sws, ServerSide), scfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	client, err = ClientSession(NewConn(cws, ClientSide), nil)
+	client, err = ClientSession(NewConn(cws, ClientSide), ccfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { server.Close(); client.Close() })
-	// Stream 1 is the control stream, which the server's police watches:
-	// data streams come after it.
-	ctrl, err := server.Open()
+	ctrl, err := server.openControl()
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctrl.Write([]byte{0})
-	if _, err := client.Accept(context.Background()); err != nil {
+	if _, err := client.acceptControl(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	return server, client
@@ -64,7 +67,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			}
 		}
 	}()
-	st, err := server.Open()
+	st, err := server.Open(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,10 +81,10 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	}
 }
 
-// BenchmarkStreamOpen opens a stream with a header, has the client read
-// the header and answer with its reply, as a client does once it has
-// connected the upstream, and closes it: the fixed cost of each tunneled
-// connection.
+// BenchmarkStreamOpen opens a data stream with a header and a request
+// behind it, has the client read the header, reply and answer, as a
+// client does once it has connected the upstream, and closes it: the
+// fixed cost of each tunneled connection.
 func BenchmarkStreamOpen(b *testing.B) {
 	server, client := muxPair(b)
 	go func() {
@@ -92,28 +95,37 @@ func BenchmarkStreamOpen(b *testing.B) {
 			}
 			go func(st *Stream) {
 				var h StreamHeader
-				if ReadFrame(st, MaxStreamHeaderSize, &h) == nil {
-					WriteFrame(st, StreamReply{})
+				if ReadFrame(st, MaxStreamHeaderSize, &h) != nil || Reply(st, "", "") != nil {
+					return
 				}
-				// The server closes the stream once it has the reply.
+				io.ReadFull(st, make([]byte, 4))
+				st.Write([]byte("pong"))
+				// The server closes the stream once it has the answer.
 				io.Copy(io.Discard, st)
 				st.Close()
 			}(st)
 		}
 	}()
 	hdr := StreamHeader{Kind: KindTCP, Port: 2222, RemoteAddr: "203.0.113.7:51000", LocalAddr: "192.0.2.1:2222"}
+	next := func(refused error) (*Session, error) {
+		if refused != nil {
+			return nil, refused
+		}
+		return server, nil
+	}
+	answer := make([]byte, 4)
 	b.ReportAllocs()
 	for b.Loop() {
-		st, err := server.Open()
+		d, err := OpenData(context.Background(), hdr, next)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := WriteFrame(st, hdr); err != nil {
+		if _, err := d.Write([]byte("ping")); err != nil {
 			b.Fatal(err)
 		}
-		if r, err := ReadReply(st); err != nil || r.Error != "" {
-			b.Fatal(r, err)
+		if _, err := io.ReadFull(d, answer); err != nil {
+			b.Fatal(err)
 		}
-		st.Close()
+		d.Close()
 	}
 }

@@ -1,35 +1,53 @@
 package tunnel
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/yamux"
 )
 
-// Budget bounds the bytes that clients have sent the server on data
-// streams and that no visitor has read yet, across every session that
-// shares it: what a visitor who does not read pins in the server's memory.
-// Each stream holds at most its window; while the sum stays under the
-// limit, a slow reader slows only its own stream. Once the sum passes the
-// limit, the streams holding unread data whose reader has waited longest
-// are reset, one after the other, until it is back under 90% of the
-// limit: the visitors who stopped reading are cut, not the others.
+// Budget bounds the bytes that peers have sent on data streams and that
+// no reader has taken yet, across every session that shares it: on the
+// server, what visitors who do not read pin in its memory; on a client,
+// what upstreams that do not read pin in the client's.
+//
+// What a stream holds unread is at most its receive window, and it holds
+// nothing while its reader waits in Read (yamux hands a waiting reader
+// every byte as it comes). So the budget counts, as a bound that needs no
+// look inside yamux:
+//
+//	exposed × MinStreamWindow + grown
+//
+// where exposed is the number of streams whose reader is not waiting in
+// Read (busy elsewhere, or gone), and grown what the windows of all
+// streams have grown beyond MinStreamWindow. Window growth is reserved
+// from the budget, and refused once grown would pass half the limit, so
+// that growth alone can never use it up: a stream then keeps the window it
+// has. Once the count passes the limit, the exposed streams whose reader
+// left Read longest ago, at least Grace ago, are reset, one after the
+// other, until it is back under 90% of the limit: the readers who stopped
+// reading are cut, not the others.
 type Budget struct {
 	limit atomic.Int64
-	used  atomic.Int64
+	// exposed and grown are the two terms of the count.
+	exposed, grown atomic.Int64
 
-	// mu guards streams and sweeping.
+	// mu guards sessions and sweeping.
 	mu       sync.Mutex
-	streams  map[*Stream]struct{}
+	sessions map[*Session]struct{}
 	sweeping bool
 
-	// OnShed, if set, is told of each stream the budget resets.
-	OnShed func(st *Stream, unread int64, idle time.Duration)
+	// OnShed, if set, is told of each stream the budget resets, with how
+	// long its reader had been away.
+	OnShed func(st *Stream, idle time.Duration)
 }
 
 // NewBudget returns a budget of limit bytes; 0 or less: no limit.
 func NewBudget(limit int64) *Budget {
-	b := &Budget{streams: make(map[*Stream]struct{})}
+	b := &Budget{sessions: make(map[*Session]struct{})}
 	b.limit.Store(limit)
 	return b
 }
@@ -40,70 +58,84 @@ func (b *Budget) SetLimit(limit int64) { b.limit.Store(limit) }
 // Limit is the budget's limit.
 func (b *Budget) Limit() int64 { return b.limit.Load() }
 
-// Used is the bytes counted now.
-func (b *Budget) Used() int64 { return b.used.Load() }
+// Used is the bound counted now: what the budget's streams may hold
+// unread at most.
+func (b *Budget) Used() int64 { return b.exposed.Load()*MinStreamWindow + b.grown.Load() }
 
-// add starts counting what st holds.
-func (b *Budget) add(st *Stream) {
-	st.budgetMu.Lock()
-	st.counted = true
-	st.budgetMu.Unlock()
+// Grown is what the windows of the budget's streams have grown beyond
+// MinStreamWindow.
+func (b *Budget) Grown() int64 { return b.grown.Load() }
+
+func (b *Budget) addSession(s *Session) {
 	b.mu.Lock()
-	b.streams[st] = struct{}{}
+	b.sessions[s] = struct{}{}
 	b.mu.Unlock()
 }
 
-// remove takes st out of the budget with what it still counts.
-func (b *Budget) remove(st *Stream) {
-	st.budgetMu.Lock()
-	if st.counted {
-		st.counted = false
-		b.used.Add(-st.unread)
-		st.unread = 0
-	}
-	st.budgetMu.Unlock()
+func (b *Budget) removeSession(s *Session) {
 	b.mu.Lock()
-	delete(b.streams, st)
+	delete(b.sessions, s)
 	b.mu.Unlock()
 }
 
-// received counts n bytes arrived for st. Every update of a stream's
-// count is made under its lock, so that used is always the sum of what
-// the streams counted now hold, however the reader, the session's
-// reader and a reset race.
-func (b *Budget) received(st *Stream, n int64) {
-	st.budgetMu.Lock()
-	var used int64
-	if st.counted {
-		st.unread += n
-		used = b.used.Add(n)
-	}
-	st.budgetMu.Unlock()
-	if limit := b.limit.Load(); limit > 0 && used > limit {
+// expose counts a stream whose reader left Read (or that has none yet),
+// and cuts streams if that passes the limit.
+func (b *Budget) expose() {
+	if used := b.exposed.Add(1)*MinStreamWindow + b.grown.Load(); used > b.limit.Load() && b.limit.Load() > 0 {
 		b.sweep()
 	}
 }
 
-// consumed counts n bytes of st read.
-func (b *Budget) consumed(st *Stream, n int64) {
-	st.budgetMu.Lock()
-	if st.counted {
-		st.unread -= n
-		b.used.Add(-n)
+// cover uncounts a stream whose reader waits in Read, or that has ended.
+func (b *Budget) cover() { b.exposed.Add(-1) }
+
+// errNoGrowth refuses a window's growth.
+var errNoGrowth = errors.New("tunnel: the budget has no room for a larger window")
+
+// span is yamux's MemoryManager for one stream: it counts the stream's
+// window growth in the budget. yamux reserves a stream's initial window
+// (at priority 255) when it opens or accepts the stream, and growth (at a
+// lower priority) as the window grows; the initial window is counted by
+// exposure instead, and is never refused: a refusal there would end the
+// whole session on the client's side.
+type span struct {
+	b     *Budget
+	grown atomic.Int64
+}
+
+// memoryManager is the factory yamux calls for each new stream.
+func (b *Budget) memoryManager() (yamux.MemoryManager, error) { return &span{b: b}, nil }
+
+func (s *span) ReserveMemory(size int, prio uint8) error {
+	if prio == 255 {
+		return nil
 	}
-	st.budgetMu.Unlock()
+	limit := s.b.limit.Load()
+	if g := s.b.grown.Add(int64(size)); limit > 0 && g > limit/2 {
+		s.b.grown.Add(-int64(size))
+		return errNoGrowth
+	}
+	s.grown.Add(int64(size))
+	return nil
 }
 
-// unreadOf is what st holds unread now.
-func (st *Stream) unreadOf() int64 {
-	st.budgetMu.Lock()
-	defer st.budgetMu.Unlock()
-	return st.unread
+func (s *span) ReleaseMemory(size int) {
+	s.grown.Add(-int64(size))
+	s.b.grown.Add(-int64(size))
 }
 
-// sweep resets streams, most unread first, until the budget is back
-// under 90% of its limit. One sweep runs at a time, on a goroutine of its
-// own: it is started from the session's reader.
+func (s *span) Done() { s.b.grown.Add(-s.grown.Swap(0)) }
+
+// Grace is how long a reader may be away from Read before the budget may
+// cut its stream: a burst of new streams, each counted until its reader
+// first waits for data, or a reader's short pause, costs no one a stream.
+// While every stream over the limit is in its grace, the count may pass
+// the limit by what those streams can hold.
+const Grace = time.Second
+
+// sweep resets streams, the longest away from Read first, until the
+// count is back under 90% of the limit. One sweep runs at a time, on a
+// goroutine of its own: it is started from a reader.
 func (b *Budget) sweep() {
 	b.mu.Lock()
 	if b.sweeping {
@@ -114,39 +146,48 @@ func (b *Budget) sweep() {
 	b.mu.Unlock()
 	go func() {
 		for {
-			b.mu.Lock()
-			if b.used.Load() <= b.limit.Load()*9/10 || len(b.streams) == 0 {
-				b.sweeping = false
-				b.mu.Unlock()
-				return
-			}
-			// The reader that has waited longest goes first: a stream
-			// being read can hold as much as a stalled one for a moment.
-			var victim *Stream
-			var most int64
-			var oldest int64
-			for st := range b.streams {
-				n := st.unreadOf()
-				if n == 0 {
-					continue
+			victim, away, wait := b.nextVictim()
+			switch {
+			case victim != nil:
+				victim.Reset()
+				if b.OnShed != nil {
+					b.OnShed(victim, away)
 				}
-				last := st.lastRead.Load()
-				if victim == nil || last < oldest || last == oldest && n > most {
-					victim, most, oldest = st, n, last
-				}
-			}
-			b.mu.Unlock()
-			if victim == nil || most == 0 {
-				b.mu.Lock()
-				b.sweeping = false
-				b.mu.Unlock()
+			case wait > 0:
+				time.Sleep(wait)
+			default:
 				return
-			}
-			idle := time.Since(time.Unix(0, victim.lastRead.Load()))
-			victim.Reset()
-			if b.OnShed != nil {
-				b.OnShed(victim, most, idle)
 			}
 		}
 	}()
+}
+
+// nextVictim is the exposed stream whose reader left Read longest ago,
+// past its Grace, while the count is over 90% of the limit; or how long
+// to wait until the longest away passes its grace. When there is neither
+// it ends the sweep, under the same lock, so that a stream exposed
+// meanwhile starts another.
+func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.Used() <= b.limit.Load()*9/10 {
+		b.sweeping = false
+		return nil, 0, 0
+	}
+	var oldest int64
+	for s := range b.sessions {
+		s.eachStream(func(st *Stream) {
+			if left := st.leftRead.Load(); left > 0 && (victim == nil || left < oldest) {
+				victim, oldest = st, left
+			}
+		})
+	}
+	if victim == nil {
+		b.sweeping = false
+		return nil, 0, 0
+	}
+	if away = time.Since(time.Unix(0, oldest)); away < Grace {
+		return nil, 0, Grace - away
+	}
+	return victim, away, 0
 }

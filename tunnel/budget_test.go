@@ -3,31 +3,25 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/latency"
 )
 
 // budgetPair is a session pair whose server counts unread data in a
 // budget of limit bytes, with its control stream open.
 func budgetPair(t *testing.T, limit int64) (*Budget, *Session, *Session) {
 	t.Helper()
-	cws, sws := wsPair(t)
 	budget := NewBudget(limit)
-	server, err := ServerSession(NewConn(sws, ServerSide), ServerConfig{Budget: budget})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ClientSession(NewConn(cws, ClientSide), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close(); client.Close() })
-	ctrl, _ := server.Open()
-	ctrl.Write([]byte{0})
-	if _, err := client.Accept(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	server, client := muxPairWith(t, Config{Budget: budget}, Config{})
 	return budget, server, client
 }
 
@@ -94,4 +88,150 @@ func TestBudgetCutsTheStreamsNobodyReads(t *testing.T) {
 	// Closing everything gives the budget back entirely.
 	server.Close()
 	eventually(t, "the budget is empty once the session ended", func() bool { return budget.Used() == 0 })
+}
+
+// wsPairOver is wsPair with the client's WebSocket through a relay that
+// delays each way by oneWay: a link of twice that round trip.
+func wsPairOver(t testing.TB, oneWay time.Duration) (client, server *websocket.Conn) {
+	t.Helper()
+	accepted := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		accepted <- ws
+	}))
+	t.Cleanup(srv.Close)
+	relay, err := latency.Start(strings.TrimPrefix(srv.URL, "http://"), oneWay, oneWay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	c, _, err := (&websocket.Dialer{}).Dial("ws://"+relay.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+// sessionsOver is a session pair over a link of round trip 2×oneWay, the
+// server's with budget.
+func sessionsOver(t *testing.T, oneWay time.Duration, budget *Budget) (server, client *Session) {
+	t.Helper()
+	cws, sws := wsPairOver(t, oneWay)
+	server, err := ServerSession(NewConn(sws, ServerSide), Config{Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err = ClientSession(NewConn(cws, ClientSide), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// download has the client write n bytes on a new stream, read by the
+// server as fast as it comes, and returns how long that took.
+func download(t *testing.T, server, client *Session, n int) time.Duration {
+	t.Helper()
+	go func() {
+		st, err := client.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		st.Write(make([]byte, n))
+		st.CloseWrite()
+	}()
+	s, err := server.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Write([]byte{0}) // the stream's first frame
+	start := time.Now()
+	s.SetReadDeadline(start.Add(60 * time.Second))
+	got, err := io.Copy(io.Discard, s)
+	if err != nil || got != int64(n) {
+		t.Fatalf("read %d of %d bytes: %v", got, n, err)
+	}
+	return time.Since(start)
+}
+
+// On a link of 100 ms round trip, a fixed 256 KiB window moves at most
+// 2.6 MB/s; a stream whose reader keeps up grows its window, round trip
+// after round trip, well past that.
+func TestWindowGrowsWhileTheReaderKeepsUp(t *testing.T) {
+	const oneWay = 50 * time.Millisecond
+	budget := NewBudget(256 << 20)
+	server, client := sessionsOver(t, oneWay, budget)
+	eventually(t, "the first RTT measurement", func() bool { return server.RTT() > 0 && client.RTT() > 0 })
+	const n = 48 << 20
+	took := download(t, server, client, n)
+	rate := float64(n) / took.Seconds()
+	fixed := float64(MinStreamWindow) / (2 * oneWay).Seconds()
+	t.Logf("%d MiB in %s: %.1f MB/s; a fixed first window allows %.1f MB/s; windows grown by %d KiB", n>>20, took, rate/1e6, fixed/1e6, budget.Grown()>>10)
+	if rate < 4*fixed {
+		t.Fatalf("%.1f MB/s over a 100 ms round trip: the window did not grow (a fixed %d KiB window allows %.1f MB/s)", rate/1e6, MinStreamWindow>>10, fixed/1e6)
+	}
+}
+
+// A stream whose reader takes nothing keeps its first window: its writer
+// gets that much through, and no more, however long it tries.
+func TestStalledReaderKeepsTheFirstWindow(t *testing.T) {
+	server, client := muxPair(t)
+	s, c := streamPair(t, server, client)
+	_ = s // the server's reader never reads
+	var written atomic.Int64
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Write(buf)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, "the writer fills the first window", func() bool { return written.Load() >= MinStreamWindow-1 })
+	// Long enough for a window update to have come, had any been sent.
+	time.Sleep(300 * time.Millisecond)
+	if n := written.Load(); n > MinStreamWindow {
+		t.Fatalf("the writer got %d bytes through to a reader that takes nothing, past the first window of %d", n, MinStreamWindow)
+	}
+}
+
+// A window grows only as far as the budget lets it: growth stops at half
+// the limit, and the stream keeps moving at the window it has.
+func TestWindowGrowthStopsAtHalfTheBudget(t *testing.T) {
+	const oneWay = 25 * time.Millisecond
+	const limit = 4 << 20
+	budget := NewBudget(limit)
+	server, client := sessionsOver(t, oneWay, budget)
+	eventually(t, "the first RTT measurement", func() bool { return server.RTT() > 0 && client.RTT() > 0 })
+	var most atomic.Int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			most.Store(max(most.Load(), budget.Grown()))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	download(t, server, client, 32<<20)
+	close(done)
+	<-sampled
+	if most := most.Load(); most > limit/2 || most == 0 {
+		t.Fatalf("the windows grew by %d KiB at most, want some, and at most half the budget, %d KiB", most>>10, limit/2>>10)
+	}
 }

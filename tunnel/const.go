@@ -5,9 +5,11 @@ import "time"
 // Protocol versions this package speaks: the server accepts a Hello whose
 // range [MinProtocol, Protocol] includes one of them, and answers with the
 // newest in both ranges. Version 1 (no stream replies) is no longer spoken;
-// a version 1 client is rejected with RejectProtocol.
+// a version 1 client is rejected with RejectProtocol. A version 2 session
+// is served as version 2 asks: the server sends a visitor's bytes only
+// once the client has replied.
 const (
-	ProtocolVersion    = 2
+	ProtocolVersion    = 3
 	MinProtocolVersion = 2
 )
 
@@ -134,6 +136,10 @@ const (
 	// a client for the server's answer.
 	HandshakeTimeout = 10 * time.Second
 
+	// RejectLinger is how long a server that has rejected a client waits
+	// for the client to end the session, before it does.
+	RejectLinger = time.Second
+
 	// KeepAliveInterval is how often the client pings the server; a
 	// session whose server stops answering is closed after
 	// ConnectionWriteTimeout.
@@ -147,17 +153,8 @@ const (
 	// the session to take its frame, and each write on the control stream.
 	ConnectionWriteTimeout = 10 * time.Second
 
-	// MinStreamWindow is yamux's initial stream window, which a peer may
-	// fill before any window update: the smallest receive window a stream
-	// can have.
-	MinStreamWindow = 256 << 10
-
-	// DefaultStreamWindow is the client's receive window per stream, and
-	// the server's default (ServerConfig.StreamWindow).
-	DefaultStreamWindow = 1 << 20
-
 	// DefaultProbeAfter and DefaultAnswerTimeout are the server's defaults
-	// for ServerConfig.ProbeAfter and AnswerTimeout: a client that stops
+	// for Config.ProbeAfter and AnswerTimeout: a client that stops
 	// answering while it has work is dropped within 2s.
 	DefaultProbeAfter    = 800 * time.Millisecond
 	DefaultAnswerTimeout = 1200 * time.Millisecond

@@ -1,8 +1,19 @@
 // Package tunnel is the wire protocol shared by the caddy-inlets server (the
 // http.handlers.inlets module inside Caddy) and the inlets client. This
-// comment is its specification, version 2: another client can be written
-// from it, with any WebSocket library and a stock yamux
-// (github.com/hashicorp/yamux, whose spec.md defines the framing).
+// comment is its specification, version 3: another client can be written
+// from it, with any WebSocket library and any yamux that follows yamux's
+// spec.md (github.com/hashicorp/yamux's, which defines the framing). This
+// package uses libp2p's go-yamux (v5.1.0, with a fix to its window
+// updates: see internal/yamux), which speaks that spec on the wire; the
+// tests connect a stock hashicorp/yamux client to the server.
+//
+// # Versions
+//
+//   - 1: no stream replies; no longer spoken.
+//   - 2: a data stream's first bytes wait for the client's reply.
+//   - 3: the server sends a visitor's first bytes right behind the stream
+//     header, without waiting for the reply: a new connection costs one
+//     round trip to the client, not two (see Data streams).
 //
 // # Conventions
 //
@@ -51,33 +62,43 @@
 //
 // That byte stream carries one yamux session (version 0). The server is
 // the yamux client: it opens every stream, with odd IDs; the client never
-// opens one. A client that does, that sends more than its Hello on the
-// control stream, that closes (FIN or RST) the control stream, or that
-// sends more than 20 pings at once or 2 a second on average, breaks the
-// protocol: the server ends its session without a word. Once it has read
-// the Hello the server also sends a yamux Go Away, so that stock yamux
-// refuses such streams at the client's end.
+// opens one. The server resets any stream a client opens, answers at most
+// a backlog of its pings (32) at a time and drops the rest, and never
+// reads its control stream after the Hello, so that a client sending more
+// there holds at most the stream's first window.
 //
 // Each side's receive window on a stream starts at yamux's 256 KiB
-// ([MinStreamWindow]); both grant more, the client [DefaultStreamWindow],
-// the server its stream_window (the same by default). The server may reset streams
-// whose visitors do not read, to keep the data it holds for them bounded. The client sends a yamux ping every [KeepAliveInterval], and
-// ends the session when one goes unanswered for [ConnectionWriteTimeout].
-// The server does not ping an idle client: it ends a session from which
-// nothing has arrived for [PeerSilenceTimeout]. When it has sent a client
-// data or a new stream and heard nothing back for [DefaultProbeAfter], it
-// pings, and it ends the session when nothing has come [DefaultAnswerTimeout]
+// ([MinStreamWindow]); each side grows it, by window updates, as its
+// reader keeps up: when the reader has taken the whole window within four
+// round trips, the window doubles, up to the side's maximum
+// ([Config].MaxStreamWindow, [DefaultMaxStreamWindow] by default). A
+// stream whose reader stalls keeps its window. Either side may refuse to
+// grow a window, to bound its memory, and may reset streams whose readers
+// do not read (see [Budget]). Both sides ping (a yamux ping) when the
+// session starts and every [DefaultMeasureRTTInterval] after, to measure
+// the round-trip time that window growth uses. The client also sends a
+// yamux ping when it has heard nothing from the server for
+// [KeepAliveInterval], and ends the session when one goes unanswered for
+// [ConnectionWriteTimeout]. The server ends a session from which nothing
+// has arrived for [PeerSilenceTimeout]. When it has sent a client data or
+// a new stream and heard nothing back for [DefaultProbeAfter], it pings,
+// and it ends the session when nothing has come [DefaultAnswerTimeout]
 // after that (the server's client_timeout, 2s by default, is the sum): a
 // client must answer pings promptly, even while its upstream is slow.
+// Neither side sends a yamux Go Away: some yamux implementations end the
+// session on one.
 //
 // A stream ends in one of two ways. A FIN (yamux's close) is a half-close:
 // the peer reads end-of-file while the other direction keeps flowing, and
 // the stream is over once both sides have sent one. An RST (a yamux window
-// update with the RST flag) ends it at once in both directions: the
-// receiver discards what it holds of the stream and stops writing to it. A
-// side that closes a stream before its peer has sent FIN sends RST, not
-// FIN, so that nothing is left buffered for a reader that is gone; both
-// sides run no close timer.
+// update with the RST flag; its length may carry an error code, which a
+// reader may ignore) ends it at once in both directions: the receiver
+// discards what it holds of the stream and stops writing to it. A side
+// that closes a stream before its peer has sent FIN sends RST, not FIN, so
+// that nothing is left buffered for a reader that is gone; both sides run
+// no close timer. When a session ends, what its streams hold unread is
+// discarded: a side that wants a last message read (a rejection) waits
+// for its peer to end the session.
 //
 // # Messages
 //
@@ -106,11 +127,14 @@
 //     protocol version the session speaks (the newest in both ranges) and
 //     its software version; or "reject", carrying a Code (one of the
 //     Reject* constants), a Retry class and a Reason for the operator,
-//     which the client prints; the server then ends the session.
+//     which the client prints; the server then sends FIN on the control
+//     stream and waits, at most [RejectLinger], for the client to end the
+//     session before it does.
 //
 // A version 1 client sends only Protocol (1): this server rejects it with
 // [RejectProtocol], in a reason that a version 1 client prints, telling to
-// upgrade it.
+// upgrade it. A version 2 client is accepted, and served as version 2
+// says: its new streams cost it a round trip more than version 3's.
 //
 // The retry classes say what the client does next: [RetryNow], connect
 // again at once (the server is shutting down and its successor takes
@@ -152,9 +176,15 @@
 //
 // # Data streams
 //
-// Every later stream carries one visitor connection. The server opens it and
-// writes a [StreamHeader]; the client answers with a [StreamReply] before
-// any other byte, and the server writes nothing more until it has read it:
+// Every later stream carries one visitor connection. The server opens it
+// and writes a [StreamHeader]; the client answers with a [StreamReply]
+// before any other byte. In version 3 the server sends the visitor's
+// first bytes right behind the header, without waiting for the reply: at
+// most [MaxEarlyData] of them, and it keeps a copy of those until the
+// reply comes. The client connects the stream's upstream before it
+// forwards anything, so a client that cannot reach it has forwarded
+// nothing, and drops what it was sent. In version 2 the server writes
+// nothing after the header until it has read the reply.
 //
 //   - Kind "http": Host is the announced host pattern the visitor's request
 //     matched (for example "app.example.com", "*.example.com" or "*"). The
@@ -202,10 +232,13 @@
 // Error says why not ([StreamUpstreamUnreachable], [StreamUnknownTarget],
 // [StreamUnknownKind]); the client then sends FIN and nothing else, and the
 // server resets the stream once it has read the reply. Nothing of the
-// visitor's has reached the upstream, so the server may offer the visitor
-// to another client; it passes over, for a while, a client that could not
-// reach an upstream. The server waits at most [StreamReplyTimeout] for a
-// reply.
+// visitor's has reached the upstream, so the server offers the visitor to
+// another client, on a new stream with the same header, the bytes it kept
+// and, if the visitor had half-closed, a FIN; it passes over, for a while,
+// a client that could not reach an upstream. A stream that breaks before
+// its reply is not offered again once any byte of the visitor's went with
+// it: its client may have taken it. The server waits at most
+// [StreamReplyTimeout] for a reply.
 //
 // Either side passes on how the other end of its relay ended: a FIN as a
 // FIN, a reset or an error as an RST.

@@ -44,7 +44,7 @@ func RetryOf(code string) string {
 // AcceptClient or RejectClient; on a rejection, it has sent it already.
 func ReadHello(sess *Session) (*Stream, Hello, int, error) {
 	var hello Hello
-	ctrl, err := sess.Open()
+	ctrl, err := sess.openControl()
 	if err != nil {
 		return nil, hello, 0, fmt.Errorf("opening the control stream: %w", err)
 	}
@@ -53,11 +53,6 @@ func ReadHello(sess *Session) (*Stream, Hello, int, error) {
 		err = fmt.Errorf("reading the client's hello: %w", err)
 		RejectClient(ctrl, Reject(RejectBadHello, "%s", err))
 		return nil, hello, 0, err
-	}
-	// The client never opens a stream: from here on yamux resets any it
-	// would, and the session's police ends the session if it tries.
-	if err := sess.GoAway(); err != nil {
-		return nil, hello, 0, fmt.Errorf("answering the client's hello: %w", err)
 	}
 	version, err := hello.NegotiateProtocol()
 	if err != nil {
@@ -73,9 +68,19 @@ func ReadHello(sess *Session) (*Stream, Hello, int, error) {
 	return ctrl, hello, version, nil
 }
 
-// RejectClient tells the client why it is refused.
+// RejectClient tells the client why it is refused, and waits, at most
+// RejectLinger, for the client to end the session once it has read why:
+// yamux discards what a stream holds unread when its session ends, so
+// ending it at once could lose the reason.
 func RejectClient(ctrl *Stream, r *Rejection) {
-	_ = WriteFrame(ctrl, Message{Type: TypeReject, Code: r.Code, Retry: r.Retry, Reason: TruncateReason(r.Reason)})
+	if WriteFrame(ctrl, Message{Type: TypeReject, Code: r.Code, Retry: r.Retry, Reason: TruncateReason(r.Reason)}) != nil {
+		return
+	}
+	ctrl.CloseWrite()
+	select {
+	case <-ctrl.sess.Done():
+	case <-time.After(RejectLinger):
+	}
 }
 
 // AcceptClient tells the client it is accepted and lifts the handshake's
@@ -85,8 +90,7 @@ func AcceptClient(ctrl *Stream, serverVersion string, protocol int) error {
 		return err
 	}
 	ctrl.SetDeadline(time.Time{})
-	// The hello's bytes are read: give back the buffer they grew.
-	ctrl.st.Shrink()
+	ctrl.sess.SetProtocol(protocol)
 	return nil
 }
 
@@ -98,7 +102,7 @@ func SendHello(ctx context.Context, sess *Session, hello Hello) (*Stream, Messag
 	var answer Message
 	actx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	defer cancel()
-	ctrl, err := sess.Accept(actx)
+	ctrl, err := sess.acceptControl(actx)
 	if err != nil {
 		return nil, answer, fmt.Errorf("waiting for the server's control stream: %w", err)
 	}
@@ -121,16 +125,28 @@ func SendHello(ctx context.Context, sess *Session, hello Hello) (*Stream, Messag
 		return nil, answer, fmt.Errorf("the server answered the hello with a %q message, not accept or reject: is it a caddy-inlets server?", TruncateReason(answer.Type))
 	}
 	ctrl.SetDeadline(time.Time{})
+	sess.SetProtocol(answer.Protocol)
 	return ctrl, answer, nil
 }
 
-// ReadReply reads the client's StreamReply to a stream the server has
-// opened, within StreamReplyTimeout.
-func ReadReply(st *Stream) (StreamReply, error) {
-	var r StreamReply
-	st.SetReadDeadline(time.Now().Add(StreamReplyTimeout))
-	err := ReadFrame(st, MaxStreamHeaderSize, &r)
-	st.SetReadDeadline(time.Time{})
-	r.Reason = TruncateReason(r.Reason)
-	return r, err
+// Reply is the client's answer to a data stream's header: an empty code
+// says the upstream is connected, and the stream goes on. Any other
+// refuses the stream: the reply goes out with a FIN, and the client
+// forgets the stream; the server resets it once it has read the reply (an
+// RST from here could overtake the reply), and what the server sent
+// meanwhile is dropped.
+func Reply(st *Stream, code, reason string) error {
+	st.SetWriteDeadline(time.Now().Add(ConnectionWriteTimeout))
+	err := WriteFrame(st, StreamReply{Error: code, Reason: TruncateReason(reason)})
+	st.SetWriteDeadline(time.Time{})
+	switch {
+	case err != nil:
+		st.Reset()
+		return err
+	case code != "":
+		st.CloseWrite()
+		st.end()
+		return &ReplyError{Code: code, Reason: reason}
+	}
+	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/yamux"
 )
 
 // copyBufferSize is the size of each pooled copy buffer.
@@ -99,7 +97,7 @@ func (j *joiner) copy(dst, src net.Conn, buf []byte) error {
 		if err == io.EOF {
 			return nil
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, yamux.ErrTimeout) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Idle in this direction: carry on while the other one moves.
 			if time.Since(time.Unix(0, j.last.Load())) < j.idle {
 				continue

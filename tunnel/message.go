@@ -143,15 +143,22 @@ type StreamReply struct {
 
 // WriteFrame writes v as one length-prefixed JSON frame.
 func WriteFrame(w io.Writer, v any) error {
-	body, err := json.Marshal(v)
+	buf, err := AppendFrame(nil, v)
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 4+len(body))
-	binary.BigEndian.PutUint32(buf, uint32(len(body)))
-	copy(buf[4:], body)
 	_, err = w.Write(buf)
 	return err
+}
+
+// AppendFrame appends v, as one length-prefixed JSON frame, to b.
+func AppendFrame(b []byte, v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+	return append(b, body...), nil
 }
 
 // ReadFrame reads one length-prefixed JSON frame of at most limit bytes into v.

@@ -4,105 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/caddy-inlets/caddy-inlets/internal/yamux"
 )
 
 // Session is the yamux session of one client's WebSocket, on either side.
 // The server opens every stream (it is yamux's "client" role); the client
 // accepts them.
 type Session struct {
-	mux  *yamux.Session
-	conn *Conn
-	// ended is why the session ended, when Conn or the watchdog ended it.
+	mux    *yamux.Session
+	conn   *Conn
+	budget *Budget
+	// watch is the server's watchdog; nil on the client's side.
+	watch *watchdog
+
+	// protocol is the protocol version the handshake agreed on.
+	protocol atomic.Int32
+	// ended is why the session ended, when the watchdog ended it.
 	ended atomic.Pointer[error]
+
+	// maxStreams bounds the data streams open at once; 0: no bound.
+	// open counts them, from Open or Accept until Close or Reset.
+	maxStreams, open atomic.Int64
+	// streamsMu guards streams, the data streams open, and over.
+	streamsMu sync.Mutex
+	streams   map[*Stream]struct{}
+	over      bool
 }
 
-// ServerConfig is what the server chooses for a session.
-type ServerConfig struct {
-	// StreamWindow is the receive window of each stream: how many bytes
-	// the client may send on a stream that the server has not read yet.
-	// It bounds the server's memory per stream, and one stream's
-	// throughput to StreamWindow per round trip. Default:
-	// DefaultStreamWindow; minimum: MinStreamWindow.
-	StreamWindow uint32
-
-	// ProbeAfter and AnswerTimeout bound how long a client that stops
-	// answering keeps its session: the server pings a client from which
-	// it has heard nothing for ProbeAfter since it sent it data or a new
-	// stream, and ends the session when nothing more has come
-	// AnswerTimeout later. Defaults: DefaultProbeAfter and
-	// DefaultAnswerTimeout.
-	ProbeAfter, AnswerTimeout time.Duration
-
-	// Budget, if set, bounds the data clients have sent that no visitor
-	// has read yet, with the other sessions that share it.
-	Budget *Budget
-
-	// Logger receives yamux's log lines; nil discards them.
-	Logger yamux.Logger
-}
-
-// muxConfig is the yamux configuration of both sides.
-//
-// yamux's defaults are not used as they are:
-//   - MaxStreamWindowSize is the side's choice (ServerConfig.StreamWindow).
-//   - ConnectionWriteTimeout is a safety valve, not a liveness check: a
-//     healthy but slow link must not trip it (yamux advisory
-//     GHSA-29qp-crvh-w22m). Nothing here retries a stream write that timed
-//     out: the copier that sees the error resets the stream.
-//   - The client pings every KeepAliveInterval, which tells it when the
-//     server is gone. The server does not ping an idle client: its Conn
-//     ends a session that has sent nothing for PeerSilenceTimeout, and its
-//     watchdog one that leaves data unanswered (see ServerConfig).
-//   - StreamCloseTimeout and StreamOpenTimeout are off. yamux's close
-//     timer keeps a half-closed stream and its buffers for the timeout
-//     even after the session has ended; here a stream is reset when it is
-//     closed before its peer has finished (see Stream.Close), and a peer
-//     that does not accept a stream is caught by the watchdog, which does
-//     not need a goroutine per stream.
-func muxConfig(window uint32, logger yamux.Logger) *yamux.Config {
-	cfg := &yamux.Config{
-		AcceptBacklog:          256,
-		EnableKeepAlive:        true,
-		KeepAliveInterval:      KeepAliveInterval,
-		ConnectionWriteTimeout: ConnectionWriteTimeout,
-		MaxStreamWindowSize:    max(window, MinStreamWindow),
-		Logger:                 logger,
+// ServerSession starts the server's side of a session over conn. It owns
+// conn from then on.
+func ServerSession(conn *Conn, cfg Config) (*Session, error) {
+	if err := VerifyConfig(cfg); err != nil {
+		return nil, err
 	}
-	if logger == nil {
-		cfg.Logger = log.New(io.Discard, "", 0)
-	}
-	return cfg
-}
-
-// ServerSession starts the server's side of a session over conn.
-func ServerSession(conn *Conn, cfg ServerConfig) (*Session, error) {
-	s := &Session{conn: conn}
+	cfg = cfg.withDefaults()
+	s := newSession(conn, cfg)
 	conn.SetIdleTimeout(PeerSilenceTimeout)
-	conn.inspect = newClientPolice().inspect
-	conn.budget = cfg.Budget
-	probe, answer := cfg.ProbeAfter, cfg.AnswerTimeout
-	if probe <= 0 {
-		probe = DefaultProbeAfter
-	}
-	if answer <= 0 {
-		answer = DefaultAnswerTimeout
-	}
-	conn.Watch(probe, answer, func() {
-		s.end(fmt.Errorf("the client answered nothing for %s", probe+answer))
-	})
-	window := cfg.StreamWindow
-	if window == 0 {
-		window = DefaultStreamWindow
-	}
-	mc := muxConfig(window, cfg.Logger)
-	mc.EnableKeepAlive = false
-	mux, err := yamux.Client(conn, mc)
+	s.watch = newWatchdog(s, cfg.ProbeAfter, cfg.AnswerTimeout)
+	conn.onHeard = s.watch.heard
+	mc := muxConfig(cfg, false)
+	// The client never opens a stream: yamux resets any it does.
+	mc.MaxIncomingStreams = 0
+	mux, err := yamux.Client(conn, mc, s.memoryManager())
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +57,58 @@ func ServerSession(conn *Conn, cfg ServerConfig) (*Session, error) {
 	return s, nil
 }
 
-// ClientSession starts the client's side of a session over conn.
-func ClientSession(conn *Conn, logger yamux.Logger) (*Session, error) {
-	mux, err := yamux.Server(conn, muxConfig(DefaultStreamWindow, logger))
+// ClientSession starts the client's side of a session over conn. It owns
+// conn from then on.
+func ClientSession(conn *Conn, cfg Config) (*Session, error) {
+	if err := VerifyConfig(cfg); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := newSession(conn, cfg)
+	mux, err := yamux.Server(conn, muxConfig(cfg, true), s.memoryManager())
 	if err != nil {
 		return nil, err
 	}
-	return &Session{mux: mux, conn: conn}, nil
+	s.mux = mux
+	return s, nil
+}
+
+func newSession(conn *Conn, cfg Config) *Session {
+	s := &Session{conn: conn, budget: cfg.Budget, streams: make(map[*Stream]struct{})}
+	s.protocol.Store(ProtocolVersion)
+	conn.onEnd = s.release
+	if s.budget != nil {
+		s.budget.addSession(s)
+	}
+	return s
+}
+
+// memoryManager is the factory of the yamux session's MemoryManagers:
+// the budget's, or none.
+func (s *Session) memoryManager() func() (yamux.MemoryManager, error) {
+	if s.budget == nil {
+		return nil
+	}
+	return s.budget.memoryManager
+}
+
+// release runs once, when the connection closes, whatever ended the
+// session: its streams leave the budget.
+func (s *Session) release() {
+	if s.watch != nil {
+		s.watch.stop()
+	}
+	s.streamsMu.Lock()
+	s.over = true
+	streams := s.streams
+	s.streams = nil
+	s.streamsMu.Unlock()
+	for st := range streams {
+		st.end()
+	}
+	if s.budget != nil {
+		s.budget.removeSession(s)
+	}
 }
 
 // end closes the session for a reason that Err will report, without
@@ -127,121 +119,162 @@ func (s *Session) end(reason error) {
 	s.Close()
 }
 
-// Err is why the session ended, if it was not closed by either side's
-// code or by the connection's end: an unanswering peer or a breach of
-// the protocol. It is nil otherwise.
+// Err is why the session ended when the server's watchdog ended it
+// (a client that stopped answering); nil otherwise.
 func (s *Session) Err() error {
 	if p := s.ended.Load(); p != nil {
 		return *p
 	}
-	return s.conn.inspectErr()
+	return nil
 }
 
-// Open opens a stream (the server's side). A data stream (any but the
-// first, the control stream) counts in the session's budget.
-func (s *Session) Open() (*Stream, error) {
-	st, err := s.mux.OpenStream()
+// SetProtocol records the protocol version the handshake agreed on.
+func (s *Session) SetProtocol(v int) { s.protocol.Store(int32(v)) }
+
+// Protocol is the protocol version the session speaks.
+func (s *Session) Protocol() int { return int(s.protocol.Load()) }
+
+// SetMaxStreams bounds the data streams the session has open at once; 0:
+// no bound.
+func (s *Session) SetMaxStreams(n int) { s.maxStreams.Store(int64(n)) }
+
+// Streams is the number of data streams open now.
+func (s *Session) Streams() int { return int(s.open.Load()) }
+
+// RTT is the round-trip time the session measured last (smoothed), or 0
+// before the first measurement.
+func (s *Session) RTT() time.Duration { return s.mux.RTT() }
+
+// ErrStreamLimit is what Open returns when the session has as many data
+// streams open as SetMaxStreams allows.
+var ErrStreamLimit = errors.New("as many streams open as allowed")
+
+// Open opens a data stream (the server's side).
+func (s *Session) Open(ctx context.Context) (*Stream, error) {
+	if n := s.open.Add(1); s.maxStreams.Load() > 0 && n > s.maxStreams.Load() {
+		s.open.Add(-1)
+		return nil, fmt.Errorf("%w (%d)", ErrStreamLimit, s.maxStreams.Load())
+	}
+	st, err := s.mux.OpenStream(ctx)
+	if err != nil {
+		s.open.Add(-1)
+		return nil, err
+	}
+	stream := &Stream{st: st, sess: s, data: true}
+	if !s.track(stream) {
+		return nil, yamux.ErrSessionShutdown
+	}
+	s.watch.spoke()
+	return stream, nil
+}
+
+// openControl opens the control stream, the first the server opens.
+func (s *Session) openControl() (*Stream, error) {
+	st, err := s.mux.OpenStream(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	stream := newStream(st, s.conn)
-	if st.StreamID() != controlStreamID {
-		s.conn.track(stream)
+	return &Stream{st: st, sess: s}, nil
+}
+
+// Accept waits for the next data stream the server opens (the client's
+// side). A ctx that ends first ends the session: yamux has no way to stop
+// waiting otherwise.
+func (s *Session) Accept(ctx context.Context) (*Stream, error) {
+	st, err := s.accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.open.Add(1)
+	stream := &Stream{st: st, sess: s, data: true}
+	if !s.track(stream) {
+		return nil, yamux.ErrSessionShutdown
 	}
 	return stream, nil
 }
 
-// Accept waits for the next stream the server opens (the client's side).
-func (s *Session) Accept(ctx context.Context) (*Stream, error) {
-	st, err := s.mux.AcceptStreamWithContext(ctx)
+// acceptControl waits for the control stream.
+func (s *Session) acceptControl(ctx context.Context) (*Stream, error) {
+	st, err := s.accept(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return newStream(st, s.conn), nil
+	return &Stream{st: st, sess: s}, nil
 }
 
-// GoAway tells the peer that this side accepts no stream of its: yamux
-// resets any it opens from then on.
-func (s *Session) GoAway() error { return s.mux.GoAway() }
-
-// NumStreams is the number of streams yamux holds open.
-func (s *Session) NumStreams() int { return s.mux.NumStreams() }
-
-// Close ends the session and every stream in it. It closes the
-// connection and lets yamux end the session when its reader sees the
-// end, rather than calling yamux's Close first: that one wakes every
-// goroutine blocked reading a stream before its reader has stopped, and
-// they spin until it has; with thousands of sessions closing at once,
-// for minutes.
-func (s *Session) Close() error {
-	s.conn.Close()
-	<-s.mux.CloseChan()
-	return nil
+func (s *Session) accept(ctx context.Context) (*yamux.Stream, error) {
+	if ctx.Done() == nil {
+		return s.mux.AcceptStream()
+	}
+	type accepted struct {
+		st  *yamux.Stream
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		st, err := s.mux.AcceptStream()
+		ch <- accepted{st, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.st, a.err
+	case <-ctx.Done():
+		s.Close()
+		if a := <-ch; a.st != nil {
+			a.st.Reset()
+		}
+		return nil, ctx.Err()
+	}
 }
+
+// track counts a new data stream in the session and its budget; false
+// when the session is over already (the stream is then reset).
+func (s *Session) track(st *Stream) bool {
+	s.streamsMu.Lock()
+	if s.over {
+		s.streamsMu.Unlock()
+		st.ended.Store(true)
+		s.open.Add(-1)
+		st.st.Reset()
+		return false
+	}
+	s.streams[st] = struct{}{}
+	if s.budget != nil {
+		st.leftRead.Store(time.Now().UnixNano())
+	}
+	s.streamsMu.Unlock()
+	if s.budget != nil {
+		s.budget.expose()
+	}
+	return true
+}
+
+// untrack counts st out of the session and its budget.
+func (s *Session) untrack(st *Stream) {
+	s.streamsMu.Lock()
+	delete(s.streams, st)
+	s.streamsMu.Unlock()
+	s.open.Add(-1)
+	if s.budget != nil && st.leftRead.Swap(-1) > 0 {
+		s.budget.cover()
+	}
+}
+
+// eachStream calls f with each data stream open, under the session's
+// lock: f must not block.
+func (s *Session) eachStream(f func(*Stream)) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	for st := range s.streams {
+		f(st)
+	}
+}
+
+// Close ends the session and every stream in it.
+func (s *Session) Close() error { return s.mux.Close() }
 
 // Done is closed once the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
 // Conn is the session's connection.
 func (s *Session) Conn() *Conn { return s.conn }
-
-// ErrProtocol marks a breach of the protocol by the peer.
-var ErrProtocol = errors.New("protocol violation")
-
-// clientPolice holds a client to what the protocol lets it send the
-// server, frame by frame, before yamux acts on the frames: yamux itself
-// would buffer a control stream's data, accept streams the client opens,
-// and answer every ping with a goroutine of its own.
-type clientPolice struct {
-	// controlBytes counts the data the client sent on the control stream.
-	controlBytes int
-	// pingTokens is a bucket of the pings the client may send, refilled
-	// at pingRate per second up to pingBurst; pingRefill is when it was
-	// last refilled.
-	pingTokens float64
-	pingRefill time.Time
-}
-
-const (
-	// controlStreamID is the yamux ID of the control stream, the first
-	// stream the server opens.
-	controlStreamID = 1
-
-	pingBurst = 20
-	pingRate  = 2
-)
-
-func newClientPolice() *clientPolice {
-	return &clientPolice{pingTokens: pingBurst, pingRefill: time.Now()}
-}
-
-func (p *clientPolice) inspect(h *yamuxHeader) error {
-	flags := h.flags()
-	switch h.typ() {
-	case yamuxTypeData, yamuxTypeWindowUpdate:
-		if flags&yamuxFlagSYN != 0 {
-			return fmt.Errorf("%w: the client opened a stream; the server opens every stream", ErrProtocol)
-		}
-		if h.streamID() != controlStreamID {
-			return nil
-		}
-		if flags&(yamuxFlagFIN|yamuxFlagRST) != 0 {
-			return fmt.Errorf("the client closed its control stream")
-		}
-		if p.controlBytes += h.bodyLen(); p.controlBytes > 4+MaxHandshakeSize {
-			return fmt.Errorf("%w: the client sent more than its hello on the control stream", ErrProtocol)
-		}
-	case yamuxTypePing:
-		if flags&yamuxFlagSYN == 0 {
-			return nil
-		}
-		now := time.Now()
-		p.pingTokens = min(pingBurst, p.pingTokens+now.Sub(p.pingRefill).Seconds()*pingRate)
-		p.pingRefill = now
-		if p.pingTokens < 1 {
-			return fmt.Errorf("%w: the client sends more than %d pings a second", ErrProtocol, pingRate)
-		}
-		p.pingTokens--
-	}
-	return nil
-}

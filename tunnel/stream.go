@@ -4,11 +4,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
+	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/caddy-inlets/caddy-inlets/internal/yamux"
 )
 
 // Stream is one yamux stream of a Session, as a net.Conn with the two
@@ -18,56 +18,72 @@ import (
 //     still write back.
 //   - Close ends it. When the peer has half-closed already, that is a FIN
 //     too, and both sides are done. Otherwise Close resets the stream
-//     (see Conn.ResetStream): whatever the peer sends from then on is
-//     thrown away at once on both sides, rather than kept in a receive
-//     window nobody reads, and a peer still writing gets an error.
+//     (Reset): whatever the peer sends from then on is thrown away at once
+//     on both sides, rather than kept in a receive window nobody reads,
+//     and a peer still writing gets an error.
+//
+// Read returns io.EOF after the peer's FIN, ErrStreamReset after its RST,
+// net.ErrClosed after Close, and os.ErrDeadlineExceeded past a deadline;
+// Write the same but io.EOF.
 type Stream struct {
 	st   *yamux.Stream
-	conn *Conn
+	sess *Session
 
-	// budget, when set, counts what the stream holds unread: unread,
-	// while counted, both guarded by budgetMu. lastRead is when its
-	// reader last took something, in UnixNano.
-	budget   *Budget
-	budgetMu sync.Mutex
-	unread   int64
-	counted  bool
-	lastRead atomic.Int64
+	// data is set on a data stream, which counts in the session's
+	// streams and budget: everything but the control stream.
+	data bool
+	// leftRead is when the reader last left Read (or the stream was
+	// opened), in UnixNano, while it is not in Read; 0 while it is; -1
+	// once the stream has ended. Kept for a data stream with a budget.
+	leftRead atomic.Int64
 
 	// eof is set once Read has returned io.EOF, the peer's FIN.
 	eof atomic.Bool
-	// peerReset is set once yamux has reported the peer's RST.
-	peerReset atomic.Bool
-	// closed is set by Close.
-	closed atomic.Bool
+	// ended is set once the stream is counted out of its session: by
+	// Close or Reset.
+	ended atomic.Bool
 }
-
-func newStream(st *yamux.Stream, conn *Conn) *Stream { return &Stream{st: st, conn: conn} }
 
 // ID is the stream's yamux ID, the same on both sides.
 func (s *Stream) ID() uint32 { return s.st.StreamID() }
 
-// Read reads from the stream. It returns io.EOF after the peer's FIN,
-// ErrStreamReset after its RST, and net.ErrClosed after Close.
+// Read reads from the stream.
 func (s *Stream) Read(p []byte) (int, error) {
-	if s.closed.Load() {
+	if s.ended.Load() {
 		return 0, net.ErrClosed
 	}
+	b := s.budgeted()
+	if b != nil {
+		if left := s.leftRead.Load(); left > 0 && s.leftRead.CompareAndSwap(left, 0) {
+			b.cover()
+		}
+	}
 	n, err := s.st.Read(p)
-	if n > 0 && s.budget != nil {
-		s.budget.consumed(s, int64(n))
-		s.lastRead.Store(time.Now().UnixNano())
+	if b != nil && s.leftRead.CompareAndSwap(0, time.Now().UnixNano()) {
+		b.expose()
 	}
 	return n, s.note(err)
 }
 
-// Write writes to the stream, with the errors of Read.
+// Write writes to the stream. On the server's side it wakes the
+// session's watchdog: the client owes an answer.
 func (s *Stream) Write(p []byte) (int, error) {
-	if s.closed.Load() {
+	if s.ended.Load() {
 		return 0, net.ErrClosed
+	}
+	if s.data && s.sess.watch != nil {
+		s.sess.watch.spoke()
 	}
 	n, err := s.st.Write(p)
 	return n, s.note(err)
+}
+
+// budgeted is the budget a data stream counts in, or nil.
+func (s *Stream) budgeted() *Budget {
+	if s.data {
+		return s.sess.budget
+	}
+	return nil
 }
 
 // ErrStreamReset is what Read and Write return once the peer has reset
@@ -79,58 +95,52 @@ func (s *Stream) note(err error) error {
 	case err == nil:
 	case err == io.EOF:
 		s.eof.Store(true)
-	case errors.Is(err, yamux.ErrConnectionReset):
-		s.peerReset.Store(true)
-		return ErrStreamReset
-	case s.closed.Load():
+	case s.ended.Load():
 		return net.ErrClosed
+	case errors.Is(err, yamux.ErrTimeout):
+		return os.ErrDeadlineExceeded
+	case errors.Is(err, yamux.ErrStreamReset):
+		return ErrStreamReset
 	}
 	return err
 }
 
 // CloseWrite half-closes the stream.
-func (s *Stream) CloseWrite() error { return s.st.Close() }
+func (s *Stream) CloseWrite() error { return s.st.CloseWrite() }
 
 // Close ends the stream: see Stream.
 func (s *Stream) Close() error {
-	if s.closed.Swap(true) {
+	if s.ended.Load() {
 		return nil
 	}
-	switch {
-	case s.peerReset.Load():
-		// yamux has forgotten it already.
-		s.conn.untrack(s)
-	case s.eof.Load():
-		s.st.Close()
-		s.conn.untrack(s)
-	default:
+	if !s.eof.Load() {
 		s.Reset()
+		return nil
 	}
+	s.end()
+	// The peer is done writing: a FIN, and yamux forgets the stream.
+	s.st.CloseWrite()
 	return nil
 }
 
-// Reset resets the stream on both sides, frees what it has buffered, and
-// wakes whoever waits on it.
+// Reset resets the stream on both sides: yamux sends an RST, forgets the
+// stream, and from then on discards what the peer sends for it; whoever
+// waits on the stream wakes with an error.
 func (s *Stream) Reset() {
-	s.closed.Store(true)
-	s.conn.untrack(s)
-	s.conn.ResetStream(s.ID())
-	// Take out what yamux holds for the stream now; the window updates
-	// its reads would send are dropped by the Conn.
-	past := time.Unix(1, 0)
-	s.st.SetDeadline(past)
-	buf := copyBuffers.Get().(*[]byte)
-	for {
-		if _, err := s.st.Read(*buf); err != nil {
-			break
-		}
-	}
-	copyBuffers.Put(buf)
-	s.st.Shrink()
+	s.end()
+	s.st.Reset()
 }
 
-func (s *Stream) LocalAddr() net.Addr                { return s.st.LocalAddr() }
-func (s *Stream) RemoteAddr() net.Addr               { return s.st.RemoteAddr() }
+// end counts a data stream out of its session, once.
+func (s *Stream) end() {
+	if s.ended.Swap(true) || !s.data {
+		return
+	}
+	s.sess.untrack(s)
+}
+
+func (s *Stream) LocalAddr() net.Addr                { return s.sess.conn.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr               { return s.sess.conn.RemoteAddr() }
 func (s *Stream) SetDeadline(t time.Time) error      { return s.st.SetDeadline(t) }
 func (s *Stream) SetReadDeadline(t time.Time) error  { return s.st.SetReadDeadline(t) }
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }

@@ -1,53 +1,51 @@
 package tunnel
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// watchdog ends a session whose peer has stopped answering, within a
-// bound, without costing an idle session anything: no goroutine, no timer
-// running, no ping.
+// watchdog ends a server's session whose client has stopped answering,
+// within a bound, without costing an idle session anything: no goroutine,
+// no timer running, no ping.
 //
-// It wakes only when Conn sends the peer something that calls for an
-// answer (data, or a new stream, other than the control stream's: the
-// handshake has its own timeout, and the server's later messages call
-// for none) while the peer has been heard since it last did. If the peer then sends nothing at all for probe, the watchdog
-// pings it; if it still sends nothing for timeout more, the peer is taken
-// to be gone (a frozen process, a dropped link) and onDead runs. Any byte
-// from the peer counts as an answer, so a peer busy sending is never
-// pinged, and a healthy peer that is slow to serve a request answers the
-// ping in one round trip.
+// It wakes only when the server sends the client something that calls for
+// an answer (data, or a new stream, on a data stream: the handshake has
+// its own timeout, and the server's later control messages call for none)
+// while the client has been heard since it last did. If the client then
+// sends nothing at all for probe, the watchdog pings it; if it still sends
+// nothing for timeout more, the client is taken to be gone (a frozen
+// process, a dropped link) and the session ends. Any byte from the client
+// counts as an answer (its Conn reports each read), so a client busy
+// sending is never pinged, and a healthy client that is slow to serve a
+// request answers the ping in one round trip.
 type watchdog struct {
-	conn           *Conn
+	sess           *Session
 	probe, timeout time.Duration
-	onDead         func()
 
-	// since is when the peer was first sent something it has not
-	// answered, in UnixNano; 0 once the peer has been heard since.
+	// since is when the client was first sent something it has not
+	// answered, in UnixNano; 0 once it has been heard since.
 	since atomic.Int64
 	// timer runs check; it is stopped while since is 0.
 	timer *time.Timer
 
-	// mu guards pinged and nextPing.
+	// mu guards pinged and dead.
 	mu sync.Mutex
 	// pinged is the value of since the last ping was sent for.
 	pinged int64
-	// nextPing is the opaque value of the next ping. yamux numbers its
-	// own pings from 0, and ignores an answer to a ping it did not send.
-	nextPing uint32
-	dead     bool
+	dead   bool
 }
 
-func newWatchdog(c *Conn, probe, timeout time.Duration, onDead func()) *watchdog {
-	w := &watchdog{conn: c, probe: probe, timeout: timeout, onDead: onDead, nextPing: 1 << 31}
+func newWatchdog(s *Session, probe, timeout time.Duration) *watchdog {
+	w := &watchdog{sess: s, probe: probe, timeout: timeout}
 	w.timer = time.AfterFunc(time.Hour, w.check)
 	w.timer.Stop()
 	return w
 }
 
-// spoke notes that the peer was sent something it should answer.
+// spoke notes that the client was sent something it should answer.
 func (w *watchdog) spoke() {
 	if w.since.Load() != 0 {
 		return
@@ -57,7 +55,7 @@ func (w *watchdog) spoke() {
 	}
 }
 
-// heard notes that the peer sent something.
+// heard notes that the client sent something.
 func (w *watchdog) heard() {
 	if w.since.Load() != 0 {
 		w.since.Store(0)
@@ -66,7 +64,7 @@ func (w *watchdog) heard() {
 
 func (w *watchdog) stop() { w.timer.Stop() }
 
-// check runs when the peer may have been silent for probe, or for probe
+// check runs when the client may have been silent for probe, or for probe
 // and timeout.
 func (w *watchdog) check() {
 	since := w.since.Load()
@@ -86,14 +84,13 @@ func (w *watchdog) check() {
 	if waited < w.probe+w.timeout {
 		if w.pinged != since {
 			w.pinged = since
-			w.nextPing++
-			w.conn.writeMu.Lock()
-			w.conn.sendFrame(pingFrame(w.nextPing))
-			w.conn.writeMu.Unlock()
+			// yamux's ping waits for its answer; the answer's bytes are
+			// what counts, through heard.
+			go w.sess.mux.Ping()
 		}
 		w.timer.Reset(w.probe + w.timeout - waited)
 		return
 	}
 	w.dead = true
-	go w.onDead()
+	go w.sess.end(fmt.Errorf("the client answered nothing for %s", w.probe+w.timeout))
 }

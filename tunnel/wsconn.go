@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,83 +15,44 @@ import (
 
 // Conn is a net.Conn over a WebSocket: the binary messages, read in order,
 // form its byte stream (see the package documentation). It carries one
-// yamux session, and follows that session's frames in both directions,
-// which lets it do what yamux cannot: reset a stream on both sides at once
-// (ResetStream), and tell whether the peer still answers (see watchdog).
+// yamux session, and knows nothing of yamux's frames: what it is given to
+// write is bytes.
 //
 // Reads go through gorilla's NextReader, so a message is never buffered
-// whole. Writes do not go through gorilla: Conn frames each message itself
-// (masked on the client's side, as RFC 6455 requires) and appends it to a
-// pending buffer, which a flusher goroutine, started when there is
-// something to send and gone when there is not, writes with one system
-// call. Frames queued while a write is in progress go out together in the
-// next one, so a busy session makes a fraction of the system calls of one
-// write per frame, and its writers do not wait for the socket; at most
-// maxPending bytes wait, and beyond that Write blocks. For this to be safe
-// Conn must be the only writer: NewConn replaces gorilla's ping and close
-// handlers, the only ones that write on their own, with its own, which
-// answer a Ping with a Pong and a Close with a Close through the pending
-// buffer (a peer's protocol error, which makes gorilla write a close
-// frame, ends the session anyway).
+// whole. Writes do not go through gorilla: Conn frames each Write as one
+// message (masked on the client's side, as RFC 6455 requires, and split
+// if larger than MaxMessageSize) and appends it to a pending buffer, which
+// a flusher goroutine, started when there is something to send and gone
+// when there is not, writes with one system call. Messages queued while a
+// write is in progress go out together in the next one, so a busy session
+// makes a fraction of the system calls of one write per message, and its
+// writers do not wait for the socket; at most maxPending bytes wait, and
+// beyond that Write blocks. For this to be safe Conn must be the only
+// writer: NewConn replaces gorilla's ping and close handlers, the only
+// ones that write on their own, with its own, which answer a Ping with a
+// Pong and a Close with a Close through the pending buffer (a peer's
+// protocol error, which makes gorilla write a close frame, ends the
+// session anyway).
 //
-// yamux writes a data frame as two calls, its 12-byte header and then its
-// body; Conn sends the two as one message. One goroutine may read while
-// another writes.
+// One goroutine may read while others write.
 type Conn struct {
 	ws *websocket.Conn
-	// nc is the connection ws reads from; Conn writes frames to it.
+	// nc is the connection ws reads from; Conn writes messages to it.
 	nc net.Conn
 	// mask is set on the client's side, which must mask what it sends.
 	mask bool
 
-	// reader is the message being read, and in the yamux frames read so
-	// far; only Read touches them.
+	// reader is the message being read; only Read touches it.
 	reader io.Reader
-	in     frameCursor
 	// idle, when positive, is how long Read waits for the next message.
 	idle time.Duration
-	// inspect, if set, sees each frame header the peer sends before yamux
-	// does; an error from it ends the session.
-	inspect func(h *yamuxHeader) error
-	// inspectFailed is inspect's error, once it has returned one.
-	inspectFailed atomic.Pointer[error]
-
-	// injectMu guards injected and injecting.
-	injectMu sync.Mutex
-	// injected holds frames for Read to hand yamux as if the peer had sent
-	// them, at the next frame boundary; injecting is their number, read
-	// without the lock on every Read.
-	injected  []yamuxHeader
-	injecting atomic.Int32
-	// handing is the rest of an injected frame that Read has begun to hand
-	// over, an RST for stream handingID; only Read touches them.
-	handing   []byte
-	handingID uint32
-
-	// watch tells whether the peer still answers; nil when not watched.
-	watch *watchdog
-
-	// budget, when set, counts the data the peer sends on the streams in
-	// tracked (by ID, guarded by trackMu) until it is read.
-	budget  *Budget
-	trackMu sync.Mutex
-	tracked map[uint32]*Stream
+	// onHeard, if set, is told of every read of the peer's bytes (see
+	// the server's watchdog).
+	onHeard func()
 
 	// writeMu serialises writers and guards what follows.
 	writeMu sync.Mutex
-	// out follows the frames yamux writes. Its header is held back, once
-	// whole, until the first bytes of its body come, so that the two go
-	// out as one message.
-	out frameCursor
-	// dropping is set while the frame being written belongs to a stream
-	// reset by ResetStream: it is not sent.
-	dropping bool
-	// reset holds the streams reset by ResetStream whose frames yamux may
-	// still write: they are dropped.
-	reset map[uint32]struct{}
-	// queued holds frames to send at the next frame boundary.
-	queued []yamuxHeader
-	// pending holds whole frames for the flusher to write; nil when none.
+	// pending holds whole messages for the flusher to write; nil when none.
 	pending *[]byte
 	// flushing is set while the flusher goroutine runs.
 	flushing bool
@@ -106,6 +66,9 @@ type Conn struct {
 	closeMu sync.Mutex
 	closed  bool
 	onClose func()
+	// onEnd, if set, runs on the first Close, before it returns: the
+	// session's own bookkeeping.
+	onEnd func()
 }
 
 // WebSocket framing (RFC 6455, section 5.2).
@@ -151,50 +114,9 @@ func (c *Conn) control(opcode int, payload []byte) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.werr == nil {
-		c.appendWSFrame(0x80|byte(opcode), payload[:min(len(payload), 125)], nil)
+		c.appendWSFrame(0x80|byte(opcode), payload[:min(len(payload), 125)])
 		c.startFlusher()
 	}
-}
-
-// track counts what st holds unread in the Conn's budget, if it has one.
-func (c *Conn) track(st *Stream) {
-	if c.budget == nil {
-		return
-	}
-	st.budget = c.budget
-	st.lastRead.Store(time.Now().UnixNano())
-	c.trackMu.Lock()
-	if c.tracked == nil {
-		c.tracked = make(map[uint32]*Stream)
-	}
-	c.tracked[st.ID()] = st
-	c.trackMu.Unlock()
-	c.budget.add(st)
-}
-
-// untrack takes st out of the budget.
-func (c *Conn) untrack(st *Stream) {
-	if st.budget == nil {
-		return
-	}
-	c.trackMu.Lock()
-	delete(c.tracked, st.ID())
-	c.trackMu.Unlock()
-	st.budget.remove(st)
-}
-
-// inspectErr is the error with which inspect ended the session, or nil.
-func (c *Conn) inspectErr() error {
-	if p := c.inspectFailed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// Watch has Conn tell when its peer stops answering: see watchdog. Call
-// it before the session starts.
-func (c *Conn) Watch(probe, timeout time.Duration, onDead func()) {
-	c.watch = newWatchdog(c, probe, timeout, onDead)
 }
 
 // SetIdleTimeout makes Read fail once no message has begun for d. The
@@ -203,66 +125,8 @@ func (c *Conn) Watch(probe, timeout time.Duration, onDead func()) {
 func (c *Conn) SetIdleTimeout(d time.Duration) { c.idle = d }
 
 // Read reads from the current message, moving on to the next one at its
-// end. At a frame boundary it first hands over the frames that ResetStream
-// injected.
+// end.
 func (c *Conn) Read(p []byte) (int, error) {
-	if len(c.handing) > 0 || c.injecting.Load() > 0 && c.in.atBoundary() {
-		return c.handOver(p), nil
-	}
-	if c.injecting.Load() > 0 {
-		// Stop at the end of this frame, to inject at its boundary.
-		p = p[:min(len(p), c.in.left())]
-	}
-	n, err := c.read(p)
-	if n > 0 {
-		if c.watch != nil {
-			c.watch.heard()
-		}
-		var ierr error
-		c.in.scan(p[:n], func(h *yamuxHeader) {
-			if c.inspect != nil && ierr == nil {
-				ierr = c.inspect(h)
-			}
-			if c.budget != nil && h.typ() == yamuxTypeData && h.length() > 0 {
-				c.trackMu.Lock()
-				st := c.tracked[h.streamID()]
-				c.trackMu.Unlock()
-				if st != nil {
-					c.budget.received(st, int64(h.length()))
-				}
-			}
-		})
-		if ierr != nil {
-			c.inspectFailed.Store(&ierr)
-			return 0, ierr
-		}
-	}
-	return n, err
-}
-
-// handOver copies injected frames into p, as much as fits.
-func (c *Conn) handOver(p []byte) int {
-	if len(c.handing) == 0 {
-		c.injectMu.Lock()
-		h := c.injected[0]
-		c.injected = c.injected[1:]
-		c.injecting.Add(-1)
-		c.injectMu.Unlock()
-		c.handing, c.handingID = h[:], h.streamID()
-	}
-	n := copy(p, c.handing)
-	c.handing = c.handing[n:]
-	if len(c.handing) == 0 {
-		// yamux has the RST: it writes nothing more for the stream,
-		// but for what it may have queued already, which the peer
-		// ignores.
-		c.forgetReset(c.handingID)
-	}
-	return n
-}
-
-// read reads the WebSocket's byte stream.
-func (c *Conn) read(p []byte) (int, error) {
 	for {
 		if c.reader == nil {
 			if c.idle > 0 {
@@ -278,6 +142,9 @@ func (c *Conn) read(p []byte) (int, error) {
 			c.reader = r
 		}
 		n, err := c.reader.Read(p)
+		if n > 0 && c.onHeard != nil {
+			c.onHeard()
+		}
 		if err == io.EOF {
 			c.reader = nil
 			if n == 0 {
@@ -297,16 +164,16 @@ func readError(err error) error {
 	return err
 }
 
-// maxPending is how many bytes of frames may wait for the flusher before
-// Write blocks.
+// maxPending is how many bytes of messages may wait for the flusher
+// before Write blocks.
 const maxPending = 256 << 10
 
-// closeFlushTimeout bounds how long Close waits for pending frames (a
+// closeFlushTimeout bounds how long Close waits for pending messages (a
 // rejection's reason, yamux's Go Away) to reach the socket.
 const closeFlushTimeout = time.Second
 
-// Write queues p as one or more binary messages. p is yamux's: a frame
-// header, or part of a frame body, or both.
+// Write queues p as one binary message, or several if it is larger than
+// MaxMessageSize.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -316,141 +183,20 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
-	defer c.startFlusher()
 	n := len(p)
 	for len(p) > 0 {
-		if c.out.body > 0 {
-			chunk := p[:min(len(p), c.out.body)]
-			p = p[len(chunk):]
-			c.out.body -= len(chunk)
-			c.writeBody(chunk)
-			if c.out.body == 0 {
-				c.frameWritten()
-			}
-			continue
-		}
-		if c.out.headerLen > 0 || len(p) < yamuxHeaderSize {
-			// A header in pieces, which yamux never writes: pass them
-			// on as they come, and follow the frame.
-			k := copy(c.out.header[c.out.headerLen:], p)
-			c.appendFrame(p[:k], nil)
-			c.out.headerLen += k
-			p = p[k:]
-			if c.out.headerLen < yamuxHeaderSize {
-				break
-			}
-			c.out.headerLen = 0
-			if c.out.body = c.out.header.bodyLen(); c.out.body == 0 {
-				c.frameWritten()
-			}
-			continue
-		}
-		copy(c.out.header[:], p)
-		c.out.headerLen = yamuxHeaderSize
-		p = p[yamuxHeaderSize:]
-		h := &c.out.header
-		c.dropping = false
-		if len(c.reset) > 0 && h.typ() <= yamuxTypeWindowUpdate {
-			_, c.dropping = c.reset[h.streamID()]
-		}
-		if c.watch != nil && !c.dropping && h.streamID() != controlStreamID &&
-			(h.typ() == yamuxTypeData || h.flags()&yamuxFlagSYN != 0) {
-			c.watch.spoke()
-		}
-		if c.out.body = c.out.header.bodyLen(); c.out.body == 0 {
-			if !c.dropping {
-				c.appendFrame(c.out.header[:], nil)
-			}
-			c.frameWritten()
-		}
+		part := p[:min(len(p), MaxMessageSize)]
+		c.appendWSFrame(finalBinaryFrame, part)
+		p = p[len(part):]
 	}
+	c.startFlusher()
 	return n, nil
 }
 
-// writeBody queues a chunk of the current frame's body, with the frame's
-// header if it is the first.
-func (c *Conn) writeBody(chunk []byte) {
-	if c.dropping {
-		c.out.headerLen = 0
-		return
-	}
-	if c.out.headerLen > 0 {
-		c.out.headerLen = 0
-		if yamuxHeaderSize+len(chunk) <= MaxMessageSize {
-			c.appendFrame(c.out.header[:], chunk)
-			return
-		}
-		c.appendFrame(c.out.header[:], nil)
-	}
-	for len(chunk) > 0 {
-		part := chunk[:min(len(chunk), MaxMessageSize)]
-		c.appendFrame(part, nil)
-		chunk = chunk[len(part):]
-	}
-}
-
-// frameWritten ends the current frame: the frames queued for a boundary
-// go out now.
-func (c *Conn) frameWritten() {
-	c.out.headerLen = 0
-	c.dropping = false
-	for _, h := range c.queued {
-		c.appendFrame(h[:], nil)
-	}
-	c.queued = c.queued[:0]
-}
-
-// sendFrame sends h, a frame of Conn's own, at the next frame boundary of
-// what yamux writes. The caller holds writeMu.
-func (c *Conn) sendFrame(h yamuxHeader) {
-	if c.werr != nil {
-		return
-	}
-	if c.out.atBoundary() {
-		c.appendFrame(h[:], nil)
-		c.startFlusher()
-		return
-	}
-	c.queued = append(c.queued, h)
-}
-
-// ResetStream resets stream id on both sides at once, which yamux's API
-// cannot: it sends the peer an RST for it, has the local yamux session
-// handle an RST for it too (injected into what it reads, at the next frame
-// boundary), and drops whatever yamux still writes for it. yamux then
-// forgets the stream, and discards the data the peer sent before it saw
-// the RST, rather than keeping it until a close timer fires.
-func (c *Conn) ResetStream(id uint32) {
-	c.writeMu.Lock()
-	if c.reset == nil {
-		c.reset = make(map[uint32]struct{})
-	}
-	c.reset[id] = struct{}{}
-	c.sendFrame(resetFrame(id))
-	c.writeMu.Unlock()
-
-	c.injectMu.Lock()
-	c.injected = append(c.injected, resetFrame(id))
-	c.injecting.Add(1)
-	c.injectMu.Unlock()
-}
-
-// forgetReset stops dropping the frames of a reset stream, once yamux
-// has seen its RST and writes nothing more for it.
-func (c *Conn) forgetReset(id uint32) {
-	c.writeMu.Lock()
-	delete(c.reset, id)
-	c.writeMu.Unlock()
-}
-
-// appendFrame appends a and b, concatenated, to pending as one final binary
-// frame. The caller holds writeMu.
-func (c *Conn) appendFrame(a, b []byte) { c.appendWSFrame(finalBinaryFrame, a, b) }
-
-// appendWSFrame appends a and b, concatenated, to pending as one frame
-// whose first byte (FIN bit and opcode) is first.
-func (c *Conn) appendWSFrame(first byte, a, b []byte) {
-	n := len(a) + len(b)
+// appendWSFrame appends p to pending as one frame whose first byte (FIN
+// bit and opcode) is first. The caller holds writeMu.
+func (c *Conn) appendWSFrame(first byte, p []byte) {
+	n := len(p)
 	c.reserve(maxFrameHeaderSize + n)
 	buf := append(*c.pending, first, 0)
 	lenByte := len(buf) - 1
@@ -471,7 +217,7 @@ func (c *Conn) appendWSFrame(first byte, a, b []byte) {
 		buf = append(buf, key[:]...)
 	}
 	start := len(buf)
-	buf = append(append(buf, a...), b...)
+	buf = append(buf, p...)
 	if c.mask {
 		maskBytes(key, buf[start:])
 	}
@@ -479,10 +225,10 @@ func (c *Conn) appendWSFrame(first byte, a, b []byte) {
 }
 
 // reserve makes room in pending for n more bytes. A session's small
-// frames (a pong, a window update, a short answer) take a small buffer,
+// messages (a pong, a window update, a short answer) take a small buffer,
 // which moves to a large one only when data comes: an idle session, whose
-// only frames are answers to its client's pings, should not hold a 64 KiB
-// buffer each time it writes.
+// only messages are answers to its client's pings, should not hold a
+// 64 KiB buffer each time it writes.
 func (c *Conn) reserve(n int) {
 	if c.pending == nil {
 		if n <= smallBufferSize {
@@ -500,8 +246,8 @@ func (c *Conn) reserve(n int) {
 	}
 }
 
-// startFlusher starts the flusher if frames wait and none runs. The caller
-// holds writeMu.
+// startFlusher starts the flusher if messages wait and none runs. The
+// caller holds writeMu.
 func (c *Conn) startFlusher() {
 	if c.pending != nil && !c.flushing {
 		c.flushing = true
@@ -509,7 +255,7 @@ func (c *Conn) startFlusher() {
 	}
 }
 
-// flush writes pending frames until none are left, then ends.
+// flush writes pending messages until none are left, then ends.
 func (c *Conn) flush() {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -533,8 +279,8 @@ func (c *Conn) flush() {
 	c.flushed.Broadcast()
 }
 
-// frameBuffers and smallBuffers hold the frames waiting for a flusher:
-// large ones for data, small ones for a few control frames.
+// frameBuffers and smallBuffers hold the messages waiting for a flusher:
+// large ones for data, small ones for a few control messages.
 var (
 	frameBuffers = sync.Pool{New: func() any {
 		b := make([]byte, 0, 64<<10)
@@ -580,20 +326,11 @@ func (c *Conn) Close() error {
 	first := !c.closed
 	c.closed = true
 	c.closeMu.Unlock()
+	if first && c.onEnd != nil {
+		c.onEnd()
+	}
 	if first && f != nil {
 		go f()
-	}
-	if c.watch != nil {
-		c.watch.stop()
-	}
-	if first && c.budget != nil {
-		c.trackMu.Lock()
-		streams := c.tracked
-		c.tracked = nil
-		c.trackMu.Unlock()
-		for _, st := range streams {
-			c.budget.remove(st)
-		}
 	}
 	c.writeMu.Lock()
 	if c.flushing {

@@ -35,6 +35,7 @@ func Of(reg *registry.Registry) status.Status {
 			Mode:       s.Hello.Mode,
 			Version:    s.Hello.Version,
 			Tunnel:     s.Tunnel,
+			RTTMillis:  float64(s.RTT().Microseconds()) / 1000,
 		}
 		for _, up := range s.Hello.TCP {
 			c.Ports = append(c.Ports, up.Port)

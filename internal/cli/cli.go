@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/version"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
+	"github.com/dustin/go-humanize"
 )
 
 // commands are the commands, as their usage lists them.
@@ -91,11 +92,20 @@ type clientFlags struct {
 	serverFlags
 	id               string
 	upstreamInsecure bool
+	maxUnread        int64
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
 	f.serverFlags.register(fs, "ws://HOST:PORT, or wss://HOST for a server with HTTPS; the path defaults to "+tunnel.ConnectPath, mode == tunnel.ModeHTTP)
 	fs.StringVar(&f.id, "id", "", "the client's `ID` in the server's status (default: random); replicas of one service may share one")
+	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): past it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
+		size, err := humanize.ParseBytes(s)
+		if err != nil || size < 1<<20 || size > 1<<40 {
+			return fmt.Errorf("--max-unread %q: want a size from 1MiB, such as 32MiB", s)
+		}
+		f.maxUnread = int64(size)
+		return nil
+	})
 	if mode == tunnel.ModeHTTP {
 		fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
 	}
@@ -226,7 +236,7 @@ func (f *clientFlags) config() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
-	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots)}
+	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread}
 	if roots != nil || f.upstreamInsecure {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}

@@ -66,6 +66,29 @@ type Registry struct {
 	}
 	// peers are the fleet's other servers the config advertises.
 	peers atomic.Pointer[[]string]
+	// rttTimer runs sampleRTT, guarded by mu.
+	rttTimer *time.Timer
+}
+
+// rttSampleInterval is how often the sessions' round-trip times are
+// looked at: each new measurement (a session measures as it starts, and
+// every tunnel.DefaultMeasureRTTInterval after) is observed once.
+const rttSampleInterval = 5 * time.Second
+
+// sampleRTT observes the sessions' round-trip times measured since it
+// last ran, then runs again in rttSampleInterval. No goroutine waits
+// meanwhile.
+func (r *Registry) sampleRTT() {
+	for _, s := range r.Sessions() {
+		if rtt := s.RTT(); rtt > 0 && s.observedRTT.Swap(int64(rtt)) != int64(rtt) {
+			metrics.SessionRTT(s.Hello.Mode, rtt)
+		}
+	}
+	r.mu.Lock()
+	if !r.closed {
+		r.rttTimer.Reset(rttSampleInterval)
+	}
+	r.mu.Unlock()
 }
 
 // DefaultMaxUnread is the budget's limit unless a control plane sets it.
@@ -76,6 +99,7 @@ func New() *Registry {
 	r := &Registry{started: time.Now(), budget: tunnel.NewBudget(DefaultMaxUnread)}
 	r.logger.Store(zap.NewNop())
 	r.budget.OnShed = r.logShed
+	r.rttTimer = time.AfterFunc(rttSampleInterval, r.sampleRTT)
 	return r
 }
 
@@ -84,7 +108,7 @@ func New() *Registry {
 func (r *Registry) Budget() *tunnel.Budget { return r.budget }
 
 // logShed logs a stream the budget reset, at most once a second.
-func (r *Registry) logShed(_ *tunnel.Stream, unread int64, idle time.Duration) {
+func (r *Registry) logShed(_ *tunnel.Stream, idle time.Duration) {
 	r.shedLog.Lock()
 	defer r.shedLog.Unlock()
 	if time.Since(r.shedLog.last) < time.Second {
@@ -93,7 +117,7 @@ func (r *Registry) logShed(_ *tunnel.Stream, unread int64, idle time.Duration) {
 	}
 	r.shedLog.last = time.Now()
 	r.Logger().Warn("data that visitors do not read passed max_unread: cutting the visitors who read least",
-		zap.Int64("unread_bytes", unread), zap.Duration("reader_idle", idle),
+		zap.Duration("reader_idle", idle),
 		zap.Int64("max_unread", r.budget.Limit()), zap.Int("streams_cut_since_last_line", r.shedLog.suppressed))
 	r.shedLog.suppressed = 0
 }
@@ -212,6 +236,7 @@ func (r *Registry) Destruct() error {
 	if r.expiry != nil {
 		r.expiry.Stop()
 	}
+	r.rttTimer.Stop()
 	r.mu.Unlock()
 	for _, s := range r.Sessions() {
 		s.Close()

@@ -1,11 +1,11 @@
 package registry
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,18 +41,19 @@ type Session struct {
 	// plane gives reverse_proxy for this session (see DialAddress).
 	dials []string
 
+	reg     *Registry
 	sess    *tunnel.Session
 	control *tunnel.Stream
 	limits  Limits
-
-	// streams counts open data streams, for least-connection balancing
-	// and the limit on streams per client.
-	streams atomic.Int64
 
 	// down holds, for each announced HTTP host and then each TCP port, in
 	// the Hello's order, until when (UnixNano) the client is taken not to
 	// reach that upstream: it said so when a stream was opened.
 	down []atomic.Int64
+
+	// observedRTT is the round-trip time last observed in the metrics, in
+	// nanoseconds.
+	observedRTT atomic.Int64
 
 	// accepted is set once the client has been told it is accepted.
 	accepted atomic.Bool
@@ -98,6 +99,7 @@ func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello t
 		Since:       time.Now(),
 		Tunnel:      limits.Tunnel,
 		tokenDigest: limits.TokenDigest,
+		reg:         r,
 		sess:        sess,
 		control:     ctrl,
 		limits:      limits,
@@ -106,6 +108,7 @@ func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello t
 	for i := range hello.HTTP {
 		s.dials = append(s.dials, DialAddress(s.ID, i))
 	}
+	sess.SetMaxStreams(limits.MaxStreams)
 	return s
 }
 
@@ -265,7 +268,13 @@ func (p Port) String() string {
 }
 
 // Streams is the number of data streams open now.
-func (s *Session) Streams() int64 { return s.streams.Load() }
+func (s *Session) Streams() int64 { return int64(s.sess.Streams()) }
+
+// RTT is the round-trip time to the client the session measured last, 0
+// before the first measurement.
+func (s *Session) RTT() time.Duration { return s.sess.RTT() }
+
+func (s *Session) logger() *zap.Logger { return s.reg.Logger() }
 
 // Upstreams lists the announcement as status shows it: "host=url" for HTTP,
 // "upstream" for TCP (the client's host:port), "udp://upstream" for UDP,
@@ -327,43 +336,48 @@ func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("tunnel client %s: %s: %s", e.ClientID, e.Code, e.Reason)
 }
 
-// ErrStreamLimit is what OpenStream returns when the session has as many
-// streams open as its limit allows.
-var ErrStreamLimit = errors.New("the tunnel client has as many streams open as the server allows one client (max_streams_per_client)")
-
-// OpenStream opens a data stream to the client, writes its header and
-// waits for the client's reply: once it returns, the client has
-// connected the stream's upstream. A client that reports its upstream
-// unreachable (an *UpstreamError) has that upstream avoided for a while.
-func (s *Session) OpenStream(h tunnel.StreamHeader) (net.Conn, error) {
-	if n := s.streams.Add(1); s.limits.MaxStreams > 0 && n > int64(s.limits.MaxStreams) {
-		s.streams.Add(-1)
-		return nil, fmt.Errorf("client %s: %w: %d", s.Hello.ClientID, ErrStreamLimit, s.limits.MaxStreams)
+// Dial opens a data stream with header h for a visitor, offering it to
+// sessions in turn (see tunnel.OpenData): it returns once the first that
+// can open a stream has the header, without waiting for its client's
+// reply, and moves the visitor to the next when a client replies that it
+// could not take the stream. A client that reports its upstream
+// unreachable has that upstream avoided for a while. When none is left,
+// the error is the last one's.
+func Dial(ctx context.Context, h tunnel.StreamHeader, sessions []*Session) (*tunnel.DataConn, error) {
+	var offered *Session
+	next := func(refused error) (*tunnel.Session, error) {
+		if offered != nil {
+			err := offered.refusal(h, refused)
+			if c := offered.logger().Check(zap.DebugLevel, "trying the next client"); c != nil {
+				c.Write(zap.String("kind", h.Kind), zap.Uint64("session", offered.ID), zap.Error(err))
+			}
+			if len(sessions) == 0 {
+				return nil, err
+			}
+		}
+		if len(sessions) == 0 {
+			return nil, errNoClient
+		}
+		offered, sessions = sessions[0], sessions[1:]
+		return offered.sess, nil
 	}
-	st, err := s.openStream(h)
-	if err != nil {
-		s.streams.Add(-1)
-		return nil, err
-	}
-	return &dataStream{Stream: st, session: s}, nil
+	return tunnel.OpenData(ctx, h, next)
 }
 
-func (s *Session) openStream(h tunnel.StreamHeader) (*tunnel.Stream, error) {
-	st, err := s.sess.Open()
-	if err != nil {
-		return nil, fmt.Errorf("opening a stream to client %s: %w", s.Hello.ClientID, err)
+var errNoClient = errors.New("no tunnel client serves it")
+
+// refusal is the error of the client's refusal of a stream with header
+// h, and has an upstream it reports unreachable avoided for a while.
+func (s *Session) refusal(h tunnel.StreamHeader, refused error) error {
+	var re *tunnel.ReplyError
+	if !errors.As(refused, &re) {
+		if errors.Is(refused, tunnel.ErrStreamLimit) {
+			return fmt.Errorf("client %s: the tunnel client has as many streams open as the server allows one client (max_streams_per_client %d)",
+				s.Hello.ClientID, s.limits.MaxStreams)
+		}
+		return fmt.Errorf("client %s: %w", s.Hello.ClientID, refused)
 	}
-	if err := tunnel.WriteFrame(st, h); err != nil {
-		st.Reset()
-		return nil, fmt.Errorf("writing a stream header to client %s: %w", s.Hello.ClientID, err)
-	}
-	reply, err := tunnel.ReadReply(st)
-	if err != nil {
-		st.Reset()
-		return nil, fmt.Errorf("waiting for client %s to take a stream: %w", s.Hello.ClientID, err)
-	}
-	if reply.Error != "" {
-		st.Reset()
+	if re.Code == tunnel.StreamUpstreamUnreachable {
 		i := -1 // a UDP port's upstream is not followed: a UDP socket connects to anything
 		switch h.Kind {
 		case tunnel.KindHTTP:
@@ -371,26 +385,9 @@ func (s *Session) openStream(h tunnel.StreamHeader) (*tunnel.Stream, error) {
 		case tunnel.KindTCP:
 			i = s.portIndex(h.Port)
 		}
-		if reply.Error == tunnel.StreamUpstreamUnreachable {
-			s.markDown(i)
-		}
-		return nil, &UpstreamError{ClientID: s.Hello.ClientID, Code: reply.Error, Reason: reply.Reason}
+		s.markDown(i)
 	}
-	return st, nil
-}
-
-// dataStream counts itself out of its session's open streams once closed.
-type dataStream struct {
-	*tunnel.Stream
-	session *Session
-	closed  atomic.Bool
-}
-
-func (d *dataStream) Close() error {
-	if d.closed.CompareAndSwap(false, true) {
-		d.session.streams.Add(-1)
-	}
-	return d.Stream.Close()
+	return &UpstreamError{ClientID: s.Hello.ClientID, Code: re.Code, Reason: re.Reason}
 }
 
 // DialAddress is the reverse_proxy dial address of announced HTTP host

@@ -11,6 +11,7 @@
 package l4inlets
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -136,31 +137,25 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	if len(sessions) == 0 {
 		return next.Handle(cx)
 	}
-	for _, s := range h.order(sessions) {
-		stream, err := s.OpenStream(header)
-		if err != nil {
-			if c := h.logger.Check(zap.DebugLevel, "trying the next client"); c != nil {
-				c.Write(zap.String("for", what), zap.Uint64("session", s.ID), zap.Error(err))
-			}
-			continue
-		}
-		if c := h.logger.Check(zap.DebugLevel, "connection passed to a tunnel client"); c != nil {
-			c.Write(zap.String("for", what), zap.Uint64("session", s.ID), zap.String("remote_addr", header.RemoteAddr))
-		}
-		switch header.Kind {
-		case tunnel.KindTLS:
-			defer metrics.TLSConnectionOpened(header.Host).Closed()
-			tunnel.Join(visitor{cx}, stream, h.idle)
-		case tunnel.KindTCP:
-			defer metrics.TCPConnectionOpened(header.Port).Closed()
-			tunnel.Join(visitor{cx}, stream, h.idle)
-		case tunnel.KindUDP:
-			defer metrics.UDPFlowOpened(header.Port).Closed()
-			relayDatagrams(cx, stream)
-		}
-		return nil
+	stream, err := registry.Dial(context.Background(), header, h.order(sessions))
+	if err != nil {
+		return fmt.Errorf("no tunnel client could take a connection for %s (from %s): %w", what, header.RemoteAddr, err)
 	}
-	return fmt.Errorf("no tunnel client could take a connection for %s (from %s)", what, header.RemoteAddr)
+	if c := h.logger.Check(zap.DebugLevel, "connection passed to a tunnel client"); c != nil {
+		c.Write(zap.String("for", what), zap.String("remote_addr", header.RemoteAddr))
+	}
+	switch header.Kind {
+	case tunnel.KindTLS:
+		defer metrics.TLSConnectionOpened(header.Host).Closed()
+		tunnel.Join(visitor{cx}, stream, h.idle)
+	case tunnel.KindTCP:
+		defer metrics.TCPConnectionOpened(header.Port).Closed()
+		tunnel.Join(visitor{cx}, stream, h.idle)
+	case tunnel.KindUDP:
+		defer metrics.UDPFlowOpened(header.Port).Closed()
+		relayDatagrams(cx, stream)
+	}
+	return nil
 }
 
 // relayDatagrams carries the datagrams of one caddy-l4 UDP "connection"

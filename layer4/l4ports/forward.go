@@ -1,6 +1,7 @@
 package l4ports
 
 import (
+	"context"
 	"net"
 	"time"
 
@@ -30,31 +31,25 @@ func (l *portListener) serve(visitor net.Conn) {
 		LocalAddr:     visitor.LocalAddr().String(),
 		ProxyProtocol: l.fwd.proxyProtocol,
 	}
-	for _, s := range l.balancer.order(l.port, l.fwd.reg.PortSessions(l.port)) {
-		stream, err := s.OpenStream(header)
-		if err != nil {
-			if c := l.fwd.reg.Logger().Check(zap.DebugLevel, "tcp: trying the next client"); c != nil {
-				c.Write(zap.Int("port", l.port), zap.Uint64("session", s.ID), zap.Error(err))
-			}
-			continue
+	stream, err := registry.Dial(context.Background(), header, l.balancer.order(l.port, l.fwd.reg.PortSessions(l.port)))
+	if err != nil {
+		visitor.Close()
+		if c := l.fwd.reg.Logger().Check(zap.WarnLevel, "tcp: no tunnel client could take a connection"); c != nil {
+			c.Write(zap.Int("port", l.port), zap.String("remote_addr", header.RemoteAddr), zap.Error(err))
 		}
-		relay(l.fwd, s, l.port, visitor, stream)
 		return
 	}
-	visitor.Close()
-	if c := l.fwd.reg.Logger().Check(zap.WarnLevel, "tcp: no tunnel client could take a connection"); c != nil {
-		c.Write(zap.Int("port", l.port), zap.String("remote_addr", header.RemoteAddr))
-	}
+	relay(l.fwd, l.port, visitor, stream)
 }
 
 // relay copies visitor ⇄ stream until both directions have ended. Every
 // forwarded connection passes here exactly once, so this is where the data
 // plane counts connections per port: one opened before the copy, one
 // closed after it.
-func relay(fwd forwarding, s *registry.Session, port int, visitor, stream net.Conn) {
+func relay(fwd forwarding, port int, visitor net.Conn, stream *tunnel.DataConn) {
 	logger := fwd.reg.Logger()
 	if c := logger.Check(zap.DebugLevel, "tcp: connection opened"); c != nil {
-		c.Write(zap.Int("port", port), zap.Uint64("session", s.ID), zap.String("remote_addr", visitor.RemoteAddr().String()))
+		c.Write(zap.Int("port", port), zap.String("remote_addr", visitor.RemoteAddr().String()))
 	}
 	start := time.Now()
 
@@ -62,6 +57,6 @@ func relay(fwd forwarding, s *registry.Session, port int, visitor, stream net.Co
 	tunnel.Join(visitor, stream, fwd.idleTimeout)
 
 	if c := logger.Check(zap.DebugLevel, "tcp: connection closed"); c != nil {
-		c.Write(zap.Int("port", port), zap.Uint64("session", s.ID), zap.Duration("duration", time.Since(start)))
+		c.Write(zap.Int("port", port), zap.Duration("duration", time.Since(start)))
 	}
 }

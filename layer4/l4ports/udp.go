@@ -1,6 +1,7 @@
 package l4ports
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -377,22 +378,10 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 	defer f.close()
 	logger := fwd.reg.Logger()
 	port := f.port.port
-	var stream net.Conn
-	var session *registry.Session
-	for _, s := range f.port.balancer.order(port, fwd.reg.UDPPortSessions(port)) {
-		st, err := s.OpenStream(header)
-		if err != nil {
-			if c := logger.Check(zap.DebugLevel, "udp: trying the next client"); c != nil {
-				c.Write(zap.Int("udp_port", port), zap.Uint64("session", s.ID), zap.Error(err))
-			}
-			continue
-		}
-		stream, session = st, s
-		break
-	}
-	if stream == nil {
+	stream, err := registry.Dial(context.Background(), header, f.port.balancer.order(port, fwd.reg.UDPPortSessions(port)))
+	if err != nil {
 		if c := logger.Check(zap.WarnLevel, "udp: no tunnel client could take a flow"); c != nil {
-			c.Write(zap.Int("udp_port", port), zap.String("remote_addr", header.RemoteAddr))
+			c.Write(zap.Int("udp_port", port), zap.String("remote_addr", header.RemoteAddr), zap.Error(err))
 		}
 		f.drain(metrics.DropNoClient)
 		return
@@ -410,7 +399,7 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 
 	defer metrics.UDPFlowOpened(port).Closed()
 	if c := logger.Check(zap.DebugLevel, "udp: flow opened"); c != nil {
-		c.Write(zap.Int("udp_port", port), zap.Uint64("session", session.ID), zap.String("remote_addr", header.RemoteAddr))
+		c.Write(zap.Int("udp_port", port), zap.String("remote_addr", header.RemoteAddr))
 	}
 	answered := make(chan struct{})
 	go func() {
