@@ -283,7 +283,7 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 			return err
 		}
 		defer c.stop()
-		cl, err := h.env.httpClientProcAs(port, h.env.tunnelToken(appTunnel), tunnelHost, h.up)
+		cl, err := h.env.httpClientProcAs(loopback(port), h.env.tunnelToken(appTunnel), tunnelHost, h.up)
 		if err != nil {
 			return err
 		}

@@ -72,7 +72,7 @@ func (h *harness) startTraffic() (*traffic, error) {
 	if t.httpClient, err = e.httpClientProc(t.tunnel, tunnelHost, h.up); err != nil {
 		return nil, err
 	}
-	if t.tcpClient, err = e.tcpClientProc(t.tunnel, map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf}); err != nil {
+	if t.tcpClient, err = e.tcpClientProc(loopback(t.tunnel), map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf}); err != nil {
 		return nil, err
 	}
 	if err := t.caddy.waitClients(2, 30*time.Second); err != nil {
