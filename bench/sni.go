@@ -163,7 +163,7 @@ func loadHTTPS(ctx context.Context, addr string, d time.Duration) (httpLoad, err
 		return httpLoad{}, fmt.Errorf("no request through %s succeeded (%.0f errors)", addr, errs)
 	}
 	slices.Sort(lat)
-	return httpLoad{rps: float64(len(lat)) / elapsed, p50: lat[len(lat)/2], p99: lat[min(len(lat)-1, len(lat)*99/100)], sockErrs: errs}, nil
+	return httpLoad{rps: float64(len(lat)) / elapsed, p50: lat[len(lat)/2], p99: quantile(lat, 0.99), sockErrs: errs}, nil
 }
 
 // writeSNI is scenario 10's section of the report.

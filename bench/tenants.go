@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -217,21 +216,11 @@ func authLatency(ctx context.Context, url, token string, n int) (p50, p99 float6
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	took := make([]float64, 0, n)
-	for i := range n + n/10 {
-		if ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("after %d requests: %w", i, ctx.Err())
-		}
-		d, err := getStatus(cl, url, token)
-		if err != nil {
-			return 0, 0, err
-		}
-		if i >= n/10 {
-			took = append(took, float64(d.Microseconds()))
-		}
+	took, err := oneByOne(ctx, n, n/10, func() (time.Duration, error) { return getStatus(cl, url, token) })
+	if err != nil {
+		return 0, 0, err
 	}
-	slices.Sort(took)
-	return median(took), took[len(took)*99/100], nil
+	return median(took) * 1e6, quantile(took, 0.99) * 1e6, nil
 }
 
 // getStatus GETs the control plane's /status with a bearer token and

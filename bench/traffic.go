@@ -205,18 +205,61 @@ func (h *harness) discard(scenario string, run int, disturbed float64) bool {
 // checkSmall fetches url once and checks the answer is the upstream's, so
 // that a fast error page cannot pass for a fast tunnel.
 func checkSmall(url string) error {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Host = tunnelHost
-	resp, err := benchClient.Do(req)
+	_, err := getSmall(benchClient, url)
+	return err
+}
+
+// getSmall GETs url, the upstream's /small by some way, with the
+// tunnel's Host, checks that the answer is the upstream's, and says how
+// long it took to the end of the body.
+func getSmall(cl *http.Client, url string) (time.Duration, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	req.Host = tunnelHost
+	start := time.Now()
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if err := isSmall(resp, body); err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return d, nil
+}
+
+// isSmall checks that an answer is the upstream's /small.
+func isSmall(resp *http.Response, body []byte) error {
 	if resp.StatusCode != http.StatusOK || string(body) != smallBody {
-		return fmt.Errorf("GET %s: HTTP %d %q, want 200 %q", url, resp.StatusCode, body, smallBody)
+		return fmt.Errorf("HTTP %d %q, want 200 %q", resp.StatusCode, body, smallBody)
 	}
 	return nil
+}
+
+// oneByOne calls do warm+n times, one after the other, and returns the
+// times it reports for the last n, in seconds.
+func oneByOne(ctx context.Context, n, warm int, do func() (time.Duration, error)) ([]float64, error) {
+	took := make([]float64, 0, n)
+	for i := range warm + n {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("after %d requests: %w", i, ctx.Err())
+		}
+		d, err := do()
+		if err != nil {
+			return nil, err
+		}
+		if i >= warm {
+			took = append(took, d.Seconds())
+		}
+	}
+	return took, nil
 }
 
 // bulk is scenario 2: iperf3, 1 and 8 streams, both directions, direct
