@@ -512,15 +512,19 @@ func goroutineTotal(profile string) (float64, error) {
 // httpClientProc runs `inlets http client` for host → the upstream, with
 // the server's token, connected to the tunnel site on tunnelPort.
 func (e *env) httpClientProc(tunnelPort int, host string, up *upstream) (*proc, error) {
-	return e.httpClientProcAs(loopback(tunnelPort), e.token, host, up)
+	return e.httpClientProcAs(loopback(tunnelPort), e.token, up, host)
 }
 
 // httpClientProcAs is httpClientProc presenting token (a tunnel's, say)
-// to the tunnel site at server, host:port.
-func (e *env) httpClientProcAs(server, token, host string, up *upstream) (*proc, error) {
+// to the tunnel site at server, host:port, for each of hosts.
+func (e *env) httpClientProcAs(server, token string, up *upstream, hosts ...string) (*proc, error) {
+	upstreams := make([]string, len(hosts))
+	for i, host := range hosts {
+		upstreams[i] = fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http)
+	}
 	return e.start("http-client", filepath.Join(e.bin, "inlets"), "http", "client",
 		"--url", "ws://"+server, "--token", token, "--id", "bench-http",
-		"--upstream", fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http))
+		"--upstream", strings.Join(upstreams, ","))
 }
 
 // tcpClientProc runs `inlets tcp client`, connected to the tunnel site at
@@ -652,6 +656,37 @@ func (c *caddy) metric(name string) (float64, error) {
 		return 0, err
 	}
 	return metricValue(string(text), name)
+}
+
+// heapEvery is how often watchHeap samples.
+const heapEvery = 100 * time.Millisecond
+
+// watchHeap samples Caddy's heap in use (go_memstats_heap_inuse_bytes,
+// without forcing a collection) every heapEvery until the stop function
+// it returns is called; stop returns the largest sample.
+func (c *caddy) watchHeap() (stop func() float64) {
+	done := make(chan struct{})
+	peak := make(chan float64)
+	go func() {
+		var most float64
+		tick := time.NewTicker(heapEvery)
+		defer tick.Stop()
+		for {
+			if v, err := c.metric("go_memstats_heap_inuse_bytes"); err == nil {
+				most = max(most, v)
+			}
+			select {
+			case <-done:
+				peak <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		return <-peak
+	}
 }
 
 func readFile(path string) (string, error) {

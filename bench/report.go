@@ -63,6 +63,8 @@ type results struct {
 	sni map[string][]httpLoad
 	// fleet is scenario 11's, per run.
 	fleet []fleetResult
+	// link is scenario 12's, per round-trip time, per run.
+	link map[time.Duration][]linkResult
 }
 
 func newResults() *results {
@@ -76,6 +78,7 @@ func newResults() *results {
 		dns:         map[string][]dnsResult{},
 		udpIperf:    map[udpKey][]udpIperfResult{},
 		sni:         map[string][]httpLoad{},
+		link:        map[time.Duration][]linkResult{},
 	}
 }
 
@@ -324,6 +327,7 @@ is listed.
 	r.writeUDP(w)
 	r.writeSNI(w)
 	r.writeFleet(w)
+	r.writeLink(w)
 	return b.String()
 }
 

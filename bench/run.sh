@@ -7,7 +7,15 @@
 #                                    minutes), to check they all work (CI)
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
 #                                    bodies, idle, concurrency, reconnect,
-#                                    scale, tenants, udp, sni, fleet)
+#                                    scale, tenants, udp, sni, fleet,
+#                                    link)
+#
+# Scenario link puts a relay (internal/latency) between the tunnel
+# clients and Caddy that delays each direction by half the round-trip
+# time, 50 and 200 ms (--quick: 50 ms, with small transfers), and
+# measures the first byte of new connections, downloads, and small
+# requests beside a download, against the upstream reached through the
+# same delays.
 #
 # Needs Go, and wrk, hey and iperf3 from Debian's packages; scenario udp
 # also dnsmasq (dnsmasq-base) and dnsperf.

@@ -272,7 +272,7 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 			return err
 		}
 		defer c.stop()
-		cl, err := h.env.httpClientProcAs(loopback(port), h.env.tunnelToken(appTunnel), tunnelHost, h.up)
+		cl, err := h.env.httpClientProcAs(loopback(port), h.env.tunnelToken(appTunnel), h.up, tunnelHost)
 		if err != nil {
 			return err
 		}
