@@ -81,9 +81,11 @@ type linkResult struct {
 	// download and downloads are MB/s of one and of 8 at once, by
 	// subject (subjectDirect, subjectTCPTunnel).
 	download, downloads map[string]float64
-	heapOne, heapEight  float64   // bytes: Caddy's heap in use, the most sampled during the tunnel's
-	idle, loaded        []float64 // seconds: each small request, without and with the download
-	loadRate            float64   // MB/s of the download while the small requests ran
+	// heapBefore is Caddy's heap in use before the downloads; heapOne and
+	// heapEight the most sampled during the tunnel's, in bytes.
+	heapBefore, heapOne, heapEight float64
+	idle, loaded                   []float64 // seconds: each small request, without and with the download
+	loadRate                       float64   // MB/s of the download while the small requests ran
 }
 
 // The subjects of scenario 12's first byte, besides subjectDirect and
@@ -285,6 +287,10 @@ func timeFirstByte(s firstByteSubject) (time.Duration, error) {
 // eighth each, directly and through the TCP tunnel, each on a new
 // connection.
 func (h *harness) linkDownloads(ctx context.Context, s linkSetup, toHTTP string, r *linkResult) error {
+	var err error
+	if r.heapBefore, err = s.caddy.metric("go_memstats_heap_inuse_bytes"); err != nil {
+		return err
+	}
 	for _, n := range []int{1, 8} {
 		mbpsOf, heapAt := r.download, &r.heapOne
 		if n > 1 {
@@ -425,10 +431,14 @@ func (r *results) writeLink(w writer) {
 	p50 := namedStat{"p50", median}
 	p90 := namedStat{"p90", func(xs []float64) float64 { return quantile(xs, 0.9) }}
 	p99 := namedStat{"p99", func(xs []float64) float64 { return quantile(xs, 0.99) }}
-	w("\n## 12. A long link\n\nThe tunnel clients reach Caddy through a relay that delays each direction by half the round-trip time (RTT), " +
-		"chunk by chunk and pipelined, with no bandwidth limit (`internal/latency`); visitors, Caddy and the upstream stay on loopback. " +
-		"The baseline, direct over the link, is the visitor reaching the upstream through a relay of the same delays in front of it. " +
-		"The relay accepts and dials at once, so a connection's own TCP handshake costs nothing: direct, a request's first byte comes one RTT after it is written.\n\n")
+	w("\n## 12. A long link\n\nThe tunnel clients reach Caddy through a relay that delays each direction by half the round-trip time (RTT), "+
+		"chunk by chunk and pipelined, with no bandwidth limit (`internal/latency`); visitors, Caddy and the upstream stay on loopback. "+
+		"The baseline, direct over the link, is the visitor reaching the upstream through a relay of the same delays in front of it. "+
+		"The relay accepts and dials at once, so a connection's own TCP handshake costs nothing: direct, a request's first byte comes one RTT after it is written. "+
+		"The relay ends each TCP connection on its side, so no TCP window spans the link: direct downloads are bounded by the CPU and the relay's %d MiB in flight per direction "+
+		"(%.1f GB/s at %s each way), not by a receive window per RTT as a TCP connection over a real link would be, and their ratios say how far the tunnel is from the link's own speed, not from TCP's. "+
+		"Nor does a download queue anything on the link, which has no bandwidth limit: small requests beside one measure only what the client and Caddy add.\n\n",
+		latency.MaxInFlight>>20, float64(latency.MaxInFlight)/1e9/(p.linkRTTs[0]/2).Seconds(), p.linkRTTs[0]/2)
 	w("- **First byte**: from starting to write (the TLS handshake, then the request) to the answer's first byte, on %d new connections one after the other, "+
 		"the subjects in turn, after one unmeasured round: GET /small with `Connection: close`, directly and through the TCP tunnel "+
 		"(an `inlets tcp client` process; the upstream closes each connection); through the HTTP tunnel (an `inlets http client` process) "+
@@ -460,8 +470,9 @@ func (r *results) writeLink(w writer) {
 		eight := func(x linkResult) map[string]float64 { return x.downloads }
 		linkRow(w, fmt.Sprintf("one download of %s, MB/s (baseline: direct)", mb(p.linkSize)), mbps(one, subjectDirect), mbps(one, subjectTCPTunnel), "%.1f", 1)
 		linkRow(w, fmt.Sprintf("8 downloads of %s at once, MB/s in all (baseline: direct)", mb(p.linkSize/8)), mbps(eight, subjectDirect), mbps(eight, subjectTCPTunnel), "%.1f", 1)
-		linkRow(w, "Caddy's heap in use, most during the one download", nil, pick(rs, func(x linkResult) float64 { return x.heapOne }), mibFormat, 1.0/(1<<20))
-		linkRow(w, "Caddy's heap in use, most during the 8 downloads", nil, pick(rs, func(x linkResult) float64 { return x.heapEight }), mibFormat, 1.0/(1<<20))
+		before := pick(rs, func(x linkResult) float64 { return x.heapBefore })
+		linkRow(w, "Caddy's heap in use, most during the one download (baseline: before the downloads)", before, pick(rs, func(x linkResult) float64 { return x.heapOne }), mibFormat, 1.0/(1<<20))
+		linkRow(w, "Caddy's heap in use, most during the 8 downloads (baseline: before the downloads)", before, pick(rs, func(x linkResult) float64 { return x.heapEight }), mibFormat, 1.0/(1<<20))
 		for _, stat := range []namedStat{p50, p99} {
 			linkRow(w, fmt.Sprintf("small request through the HTTP tunnel during a download, %s (baseline: no download)", stat.name),
 				pick(rs, func(x linkResult) float64 { return stat.f(x.idle) }),
