@@ -173,7 +173,10 @@ func (h *harness) measureHTTP(ctx context.Context, tool string, s subject, procs
 	}
 	maps.Copy(l.cpu, cpu.stop())
 	after, err := h.up.connections()
-	l.upstreamConns = after - conns - 1 // less the count's own
+	// The count's own connection is kept alive (adminClient, and an
+	// upstream without an idle timeout): if the first count opened it,
+	// its own answer counted it already.
+	l.upstreamConns = after - conns
 	return l, err
 }
 
