@@ -298,7 +298,7 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 		round := map[string]httpLoad{}
 		var disturbed float64
 		for _, name := range order {
-			l, err := h.measureHTTP(ctx, "wrk", subjects[name], procs[name])
+			l, err := h.measureHTTP(ctx, toolWrk, subjects[name], procs[name])
 			if err != nil {
 				return err
 			}
