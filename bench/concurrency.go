@@ -52,7 +52,7 @@ func (h *harness) concurrencyRun(ctx context.Context) (concResult, error) {
 		return r, err
 	}
 	defer c.stop()
-	cl, err := h.env.tcpClientProc(tunnelPort, map[int]int{port: h.up.echo})
+	cl, err := h.env.tcpClientProc(loopback(tunnelPort), map[int]int{port: h.up.echo})
 	if err != nil {
 		return r, err
 	}

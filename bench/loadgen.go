@@ -41,11 +41,26 @@ func runWrk(ctx context.Context, url, host string, d time.Duration) (httpLoad, e
 	return runWrkConns(ctx, url, host, d, 50)
 }
 
-// runWrkConns runs wrk with conns keep-alive connections against url for d.
-func runWrkConns(ctx context.Context, url, host string, d time.Duration, conns int) (httpLoad, error) {
-	out, cpu, err := run(ctx, d+30*time.Second, "wrk",
-		"-t", strconv.Itoa(wrkThreads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())),
-		"--latency", "--timeout", "5s", "-H", "Host: "+host, url)
+// runWrkNewConns runs wrk with 50 connections against url for d, each
+// request on a new connection: the request says Connection: close, the
+// server answers with the same and closes, and wrk connects again for the
+// next request, as it does after any answer that does not keep the
+// connection alive. wrk's latency starts when it writes the request, once
+// connected: it leaves out the handshake, which requests/s includes.
+func runWrkNewConns(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
+	return runWrkConns(ctx, url, host, d, 50, "Connection: close")
+}
+
+// runWrkConns runs wrk with conns connections against url for d, each
+// request with the Host host and headers: kept alive unless headers say
+// otherwise.
+func runWrkConns(ctx context.Context, url, host string, d time.Duration, conns int, headers ...string) (httpLoad, error) {
+	args := []string{"-t", strconv.Itoa(wrkThreads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())),
+		"--latency", "--timeout", "5s", "-H", "Host: " + host}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	out, cpu, err := run(ctx, d+30*time.Second, "wrk", append(args, url)...)
 	if err != nil {
 		return httpLoad{}, err
 	}

@@ -24,32 +24,38 @@ import (
 
 // params sizes a harness run.
 type params struct {
-	runs          int           // of each scenario
-	wrk, warmup   time.Duration // per wrk run, and the unmeasured run before
-	hey           time.Duration // per hey run (the cross-check)
-	iperf         time.Duration // per iperf3 run
-	bodySize      int64         // of each large HTTP body
-	bodyRuns      int           // transfers of each kind; each takes a fraction of a second
-	idle          []int         // idle clients at each step
-	conns         int           // concurrent TCP connections
-	restarts      int           // Caddy restarts in the reconnect scenario
-	scale         []int         // clients at each step of the scale scenario
-	memorySamples int           // a second apart, of which the median is taken
-	tunnels       []int         // configured tunnels at each step of the tenants scenario
-	otherTunnels  int           // configured besides the one that small requests go through
-	configChanges int           // reloads, and tunnels created, at each step
-	authRequests  int           // GET /status with a tunnel's token, at each step
+	runs          int             // of each scenario
+	wrk, warmup   time.Duration   // per wrk run, and the unmeasured run before
+	hey           time.Duration   // per hey run (the cross-check)
+	iperf         time.Duration   // per iperf3 run
+	bodySize      int64           // of each large HTTP body
+	bodyRuns      int             // transfers of each kind; each takes a fraction of a second
+	idle          []int           // idle clients at each step
+	conns         int             // concurrent TCP connections
+	restarts      int             // Caddy restarts in the reconnect scenario
+	scale         []int           // clients at each step of the scale scenario
+	memorySamples int             // a second apart, of which the median is taken
+	tunnels       []int           // configured tunnels at each step of the tenants scenario
+	otherTunnels  int             // configured besides the one that small requests go through
+	configChanges int             // reloads, and tunnels created, at each step
+	authRequests  int             // GET /status with a tunnel's token, at each step
+	linkRTTs      []time.Duration // round-trip times of the link scenario
+	linkConns     int             // new connections of each subject, for the first byte
+	linkSize      int64           // bytes of the link scenario's download, and of its 8 at once in all
+	linkSmall     int             // small requests one after the other, with and without a download
 }
 
 var (
 	fullParams = params{runs: 3, wrk: 10 * time.Second, warmup: 2 * time.Second, hey: 5 * time.Second,
 		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5,
-		scale: []int{1000, 2000, 5000}, tunnels: []int{1, 1000, 10000}, otherTunnels: 1000, configChanges: 5, authRequests: 5000}
+		scale: []int{1000, 2000, 5000}, tunnels: []int{1, 1000, 10000}, otherTunnels: 1000, configChanges: 5, authRequests: 5000,
+		linkRTTs: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}, linkConns: 20, linkSize: 300e6, linkSmall: 200}
 	// quickParams keeps every code path and finishes in about two minutes,
 	// for CI: its figures mean nothing.
 	quickParams = params{runs: 1, wrk: 2 * time.Second, warmup: time.Second, hey: time.Second,
 		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2,
-		scale: []int{20, 100}, tunnels: []int{1, 100}, otherTunnels: 100, configChanges: 3, authRequests: 500}
+		scale: []int{20, 100}, tunnels: []int{1, 100}, otherTunnels: 100, configChanges: 3, authRequests: 500,
+		linkRTTs: []time.Duration{50 * time.Millisecond}, linkConns: 5, linkSize: 20e6, linkSmall: 50}
 )
 
 // scenario is one of the harness's measurements.
@@ -72,6 +78,7 @@ var scenarios = []scenario{
 	{"udp", (*harness).udp, false},
 	{"sni", (*harness).sni, false},
 	{"fleet", (*harness).fleet, false},
+	{"link", (*harness).link, false},
 }
 
 // harness is one run of the benchmarks.

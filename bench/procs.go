@@ -174,6 +174,9 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// loopback is 127.0.0.1:port.
+func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
 // canDial reports whether something listens on addr.
 func canDial(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -507,28 +510,34 @@ func goroutineTotal(profile string) (float64, error) {
 }
 
 // httpClientProc runs `inlets http client` for host → the upstream, with
-// the server's token.
+// the server's token, connected to the tunnel site on tunnelPort.
 func (e *env) httpClientProc(tunnelPort int, host string, up *upstream) (*proc, error) {
-	return e.httpClientProcAs(tunnelPort, e.token, host, up)
+	return e.httpClientProcAs(loopback(tunnelPort), e.token, up, host)
 }
 
-// httpClientProcAs is httpClientProc presenting token: a tunnel's.
-func (e *env) httpClientProcAs(tunnelPort int, token, host string, up *upstream) (*proc, error) {
+// httpClientProcAs is httpClientProc presenting token (a tunnel's, say)
+// to the tunnel site at server, host:port, for each of hosts.
+func (e *env) httpClientProcAs(server, token string, up *upstream, hosts ...string) (*proc, error) {
+	upstreams := make([]string, len(hosts))
+	for i, host := range hosts {
+		upstreams[i] = fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http)
+	}
 	return e.start("http-client", filepath.Join(e.bin, "inlets"), "http", "client",
-		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", token, "--id", "bench-http",
-		"--upstream", fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http))
+		"--url", "ws://"+server, "--token", token, "--id", "bench-http",
+		"--upstream", strings.Join(upstreams, ","))
 }
 
-// tcpClientProc runs `inlets tcp client` serving each public port from the
-// local port it maps to on 127.0.0.1.
-func (e *env) tcpClientProc(tunnelPort int, ports map[int]int) (*proc, error) {
+// tcpClientProc runs `inlets tcp client`, connected to the tunnel site at
+// server (host:port), serving each public port from the local port it
+// maps to on 127.0.0.1, with more flags (--sni, say).
+func (e *env) tcpClientProc(server string, ports map[int]int, more ...string) (*proc, error) {
 	var list []string
 	for pub, local := range ports {
 		list = append(list, fmt.Sprintf("%d:%d", pub, local))
 	}
-	return e.start("tcp-client", filepath.Join(e.bin, "inlets"), "tcp", "client",
-		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", e.token, "--id", "bench-tcp",
-		"--upstream", "127.0.0.1", "--ports", strings.Join(list, ","))
+	args := []string{"tcp", "client", "--url", "ws://" + server, "--token", e.token, "--id", "bench-tcp",
+		"--upstream", "127.0.0.1", "--ports", strings.Join(list, ",")}
+	return e.start("tcp-client", filepath.Join(e.bin, "inlets"), append(args, more...)...)
 }
 
 // run runs a command to its end with a timeout and returns its standard
@@ -647,6 +656,37 @@ func (c *caddy) metric(name string) (float64, error) {
 		return 0, err
 	}
 	return metricValue(string(text), name)
+}
+
+// heapEvery is how often watchHeap samples.
+const heapEvery = 100 * time.Millisecond
+
+// watchHeap samples Caddy's heap in use (go_memstats_heap_inuse_bytes,
+// without forcing a collection) every heapEvery until the stop function
+// it returns is called; stop returns the largest sample.
+func (c *caddy) watchHeap() (stop func() float64) {
+	done := make(chan struct{})
+	peak := make(chan float64)
+	go func() {
+		var most float64
+		tick := time.NewTicker(heapEvery)
+		defer tick.Stop()
+		for {
+			if v, err := c.metric("go_memstats_heap_inuse_bytes"); err == nil {
+				most = max(most, v)
+			}
+			select {
+			case <-done:
+				peak <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		return <-peak
+	}
 }
 
 func readFile(path string) (string, error) {

@@ -45,8 +45,12 @@ type results struct {
 	// took the CPU.
 	discarded []string
 
-	small     map[string][]httpLoad // wrk, per subject, per run
-	smallHey  map[string][]httpLoad // hey, the same
+	small    map[string][]httpLoad // wrk, per subject, per run
+	smallHey map[string][]httpLoad // hey, the same
+	// smallNewConns is wrk with each request on a new connection, direct
+	// and through the TCP tunnel, per subject, per run.
+	smallNewConns map[string][]httpLoad
+
 	bulk      map[bulkKey][]iperfResult
 	bodies    map[bodyKey][]float64 // MB/s per run
 	idle      [][]idleStep          // per run, per step
@@ -63,19 +67,23 @@ type results struct {
 	sni map[string][]httpLoad
 	// fleet is scenario 11's, per run.
 	fleet []fleetResult
+	// link is scenario 12's, per round-trip time, per run.
+	link map[time.Duration][]linkResult
 }
 
 func newResults() *results {
 	return &results{
-		small:    map[string][]httpLoad{},
-		smallHey: map[string][]httpLoad{},
-		bulk:     map[bulkKey][]iperfResult{},
-		bodies:   map[bodyKey][]float64{},
+		small:         map[string][]httpLoad{},
+		smallHey:      map[string][]httpLoad{},
+		smallNewConns: map[string][]httpLoad{},
+		bulk:          map[bulkKey][]iperfResult{},
+		bodies:        map[bodyKey][]float64{},
 
 		tenantSmall: map[string][]httpLoad{},
 		dns:         map[string][]dnsResult{},
 		udpIperf:    map[udpKey][]udpIperfResult{},
 		sni:         map[string][]httpLoad{},
+		link:        map[time.Duration][]linkResult{},
 	}
 }
 
@@ -99,7 +107,7 @@ func loadavg() string {
 // connections.
 func (r *results) errorCount() float64 {
 	var n float64
-	for _, runs := range [](map[string][]httpLoad){r.small, r.smallHey, r.tenantSmall} {
+	for _, runs := range [](map[string][]httpLoad){r.small, r.smallHey, r.smallNewConns, r.tenantSmall} {
 		for _, ls := range runs {
 			for _, l := range ls {
 				n += l.errors()
@@ -182,6 +190,17 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// quantile is the q-quantile of xs, the harness's way: the element at
+// q·len of them sorted; 0 for none.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 func pick[T any](xs []T, f func(T) float64) []float64 {
@@ -313,6 +332,7 @@ is listed.
 	r.writeUDP(w)
 	r.writeSNI(w)
 	r.writeFleet(w)
+	r.writeLink(w)
 	return b.String()
 }
 
@@ -334,11 +354,8 @@ func (r *results) maxDisturbance() (share float64, where string) {
 			share, where = f, what
 		}
 	}
-	for tool, set := range map[string]map[string][]httpLoad{"wrk": r.small, "hey": r.smallHey} {
-		d := r.params.wrk
-		if tool == "hey" {
-			d = r.params.hey
-		}
+	for tool, set := range map[string]map[string][]httpLoad{toolWrk: r.small, toolHey: r.smallHey, toolWrkNewConns: r.smallNewConns} {
+		d := r.params.loadTime(tool)
 		for s, ls := range set {
 			for i, l := range ls {
 				note(otherCPU(l.cpu), d, fmt.Sprintf("%s run %d of %s", tool, i+1, s))
@@ -401,6 +418,50 @@ func (r *results) writeSmall(w writer) {
 		w("\nRatios with hey: HTTP tunnel / reverse_proxy requests/s %.2f, p99 %.2f; TCP tunnel / direct requests/s %.2f.\n",
 			ratio(hrps, prps), ratio(hp99, pp99), ratio(trps, drps))
 	}
+	r.writeSmallNewConns(w)
+}
+
+// writeSmallNewConns writes scenario 1's requests each on a new
+// connection.
+func (r *results) writeSmallNewConns(w writer) {
+	set := r.smallNewConns
+	if len(set) == 0 {
+		return
+	}
+	p := r.params
+	w("\n### Each request on a new connection\n\n"+
+		"The same GET, each on a new TCP connection, (a) directly and (d) through the TCP tunnel, in the same rounds: "+
+		"`wrk -t %d -c 50 -d %s --latency -H 'Connection: close'`. "+
+		"The upstream answers a request that says `Connection: close` with the same header and closes the connection, "+
+		"and wrk connects again for the next request, as it does after any answer that does not keep the connection alive "+
+		"(wrk rather than `hey -disable-keepalive`: the lighter of the two, as in the table above). "+
+		"Through the TCP tunnel every connection of wrk's is a stream to the client and a connection of the client's to the upstream. "+
+		"wrk's latency starts when it writes the request, once connected: it leaves out the handshake with the upstream or with Caddy's port, "+
+		"which requests/s includes, and through the tunnel it includes opening the stream and the client's connection to the upstream. "+
+		"Each subject had a %s unmeasured warm-up of its own. "+
+		"Every run checks that the upstream accepted at least one connection per request answered, or the scenario fails; "+
+		"it accepted, per request answered: %s (the few more are the connection wrk opens to check the address before it starts, "+
+		"and its connections still waiting for an answer when the run ended).\n\n",
+		wrkThreads, p.wrk, p.warmup, r.connsPerRequest(set))
+	r.writeLoadTable(w, set)
+	drps, _, _, _ := r.smallMedians(set, subjectDirect)
+	trps, _, _, _ := r.smallMedians(set, subjectTCPTunnel)
+	w("\nRatio: TCP tunnel / direct requests/s **%.2f**.\n", ratio(trps, drps))
+	w("\nCPU time per request, in µs, by process, as above:\n")
+	r.writeCPUPerRequest(w, set)
+}
+
+// connsPerRequest is the upstream's connections per request answered, of
+// each subject in each run.
+func (r *results) connsPerRequest(set map[string][]httpLoad) string {
+	var each []string
+	for _, s := range smallSubjects {
+		if len(set[s]) == 0 {
+			continue
+		}
+		each = append(each, s+" "+runs(pick(set[s], func(l httpLoad) float64 { return ratio(l.upstreamConns, l.requests) }), "%.4f"))
+	}
+	return strings.Join(each, ", ")
 }
 
 func (r *results) writeLoadTable(w writer, set map[string][]httpLoad) {
@@ -608,6 +669,12 @@ func (r *results) targets() []target {
 			target{"HTTP tunnel p99 ≤ 1.2 × reverse_proxy p99", fmt.Sprintf("%.2f (%s vs %s)", ratio(hp99, pp99), ms(hp99), ms(pp99)), hp99 > 0 && ratio(hp99, pp99) <= 1.2},
 			target{"TCP tunnel ≥ 0.4 × direct requests/s (keep-alive HTTP)", fmt.Sprintf("%.2f (%.0f vs %.0f req/s)", ratio(trps, drps), trps, drps), ratio(trps, drps) >= 0.4},
 		)
+	}
+	if len(r.smallNewConns) > 0 {
+		drps, _, _, _ := r.smallMedians(r.smallNewConns, subjectDirect)
+		trps, _, _, _ := r.smallMedians(r.smallNewConns, subjectTCPTunnel)
+		ts = append(ts, target{"TCP tunnel ≥ 0.45 × direct requests/s, small requests each on a new connection",
+			fmt.Sprintf("%.2f (%.0f vs %.0f req/s)", ratio(trps, drps), trps, drps), ratio(trps, drps) >= 0.45})
 	}
 	for _, a := range bulkTests {
 		d, t := r.bulkBPS(a, subjectDirect), r.bulkBPS(a, subjectTCPTunnel)

@@ -2,12 +2,22 @@
 # The benchmarks, in one command: caddy-inlets against serving directly,
 # on loopback, written to BENCHMARKS.md (see the README's Benchmarks).
 #
-#   bench/run.sh                     the full run (about 15 minutes): BENCHMARKS.md
+#   bench/run.sh                     the full run (about 15 minutes, and 15
+#                                    more for scenario link): BENCHMARKS.md
 #   bench/run.sh --quick --out FILE  one short run of each scenario (about 2
 #                                    minutes), to check they all work (CI)
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
 #                                    bodies, idle, concurrency, reconnect,
-#                                    scale, tenants, udp, sni, fleet)
+#                                    scale, tenants, udp, sni, fleet,
+#                                    link)
+#
+# Scenario link puts a relay (internal/latency) between the tunnel
+# clients and Caddy that delays each direction by half the round-trip
+# time, 50 and 200 ms (--quick: 50 ms, with small transfers), and
+# measures the first byte of new connections, downloads, and small
+# requests beside a download, against the upstream reached through the
+# same delays (about 5 minutes a run, mostly the 300 MB downloads and
+# 200 sequential requests at 200 ms).
 #
 # Needs Go, and wrk, hey and iperf3 from Debian's packages; scenario udp
 # also dnsmasq (dnsmasq-base) and dnsperf.

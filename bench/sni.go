@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -26,16 +25,13 @@ import (
 func (h *harness) sni(ctx context.Context) error {
 	e := h.env
 	tunnelPort, shared, tcpPublic := freePort(), freePort(), freePort()
-	globals := fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\tlistener_wrappers {\n\t\t\tlayer4 {\n\t\t\t\t@pass tls sni %s\n\t\t\t\troute @pass {\n\t\t\t\t\tinlets\n\t\t\t\t}\n\t\t\t}\n\t\t\ttls\n\t\t}\n\t}\n", shared, tlsName)
-	sites := fmt.Sprintf("https://own.bench.test:%d {\n\tbind 127.0.0.1\n\ttls internal\n\trespond \"caddy's own site\"\n}\n", shared)
+	globals, sites := sniRoute(shared)
 	c, err := e.startCaddy(caddyfile{admin: freePort(), tunnel: tunnelPort, tcpPorts: []int{tcpPublic}, globals: globals, sites: sites})
 	if err != nil {
 		return err
 	}
 	defer c.stop()
-	client, err := e.start("sni-client", filepath.Join(e.bin, "inlets"), "tcp", "client",
-		"--url", fmt.Sprintf("ws://127.0.0.1:%d", tunnelPort), "--token", e.token, "--id", "bench-sni", "--upstream", "127.0.0.1",
-		"--sni", fmt.Sprintf("%s=%d", tlsName, h.up.https), "--ports", fmt.Sprintf("%d:%d", tcpPublic, h.up.https))
+	client, err := e.tcpClientProc(loopback(tunnelPort), map[int]int{tcpPublic: h.up.https}, "--sni", fmt.Sprintf("%s=%d", tlsName, h.up.https))
 	if err != nil {
 		return err
 	}
@@ -66,6 +62,15 @@ func (h *harness) sni(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sniRoute is the config of a port that Caddy shares between a site of
+// its own and caddy-l4's route for tlsName, whose TLS connections go to
+// the inlets handler: the globals and sites of a caddyfile.
+func sniRoute(port int) (globals, sites string) {
+	globals = fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\tlistener_wrappers {\n\t\t\tlayer4 {\n\t\t\t\t@pass tls sni %s\n\t\t\t\troute @pass {\n\t\t\t\t\tinlets\n\t\t\t\t}\n\t\t\t}\n\t\t\ttls\n\t\t}\n\t}\n", port, tlsName)
+	sites = fmt.Sprintf("https://own.bench.test:%d {\n\tbind 127.0.0.1\n\ttls internal\n\trespond \"caddy's own site\"\n}\n", port)
+	return globals, sites
 }
 
 // subjectSNIRoute is the TLS passthrough route of scenario 10.
@@ -158,7 +163,7 @@ func loadHTTPS(ctx context.Context, addr string, d time.Duration) (httpLoad, err
 		return httpLoad{}, fmt.Errorf("no request through %s succeeded (%.0f errors)", addr, errs)
 	}
 	slices.Sort(lat)
-	return httpLoad{rps: float64(len(lat)) / elapsed, p50: lat[len(lat)/2], p99: lat[min(len(lat)-1, len(lat)*99/100)], sockErrs: errs}, nil
+	return httpLoad{rps: float64(len(lat)) / elapsed, p50: lat[len(lat)/2], p99: quantile(lat, 0.99), sockErrs: errs}, nil
 }
 
 // writeSNI is scenario 10's section of the report.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -217,21 +216,11 @@ func authLatency(ctx context.Context, url, token string, n int) (p50, p99 float6
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	took := make([]float64, 0, n)
-	for i := range n + n/10 {
-		if ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("after %d requests: %w", i, ctx.Err())
-		}
-		d, err := getStatus(cl, url, token)
-		if err != nil {
-			return 0, 0, err
-		}
-		if i >= n/10 {
-			took = append(took, float64(d.Microseconds()))
-		}
+	took, err := oneByOne(ctx, n, n/10, func() (time.Duration, error) { return getStatus(cl, url, token) })
+	if err != nil {
+		return 0, 0, err
 	}
-	slices.Sort(took)
-	return median(took), took[len(took)*99/100], nil
+	return median(took) * 1e6, quantile(took, 0.99) * 1e6, nil
 }
 
 // getStatus GETs the control plane's /status with a bearer token and
@@ -283,7 +272,7 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 			return err
 		}
 		defer c.stop()
-		cl, err := h.env.httpClientProcAs(port, h.env.tunnelToken(appTunnel), tunnelHost, h.up)
+		cl, err := h.env.httpClientProcAs(loopback(port), h.env.tunnelToken(appTunnel), h.up, tunnelHost)
 		if err != nil {
 			return err
 		}
@@ -309,7 +298,7 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 		round := map[string]httpLoad{}
 		var disturbed float64
 		for _, name := range order {
-			l, err := h.measureHTTP(ctx, "wrk", subjects[name], procs[name])
+			l, err := h.measureHTTP(ctx, toolWrk, subjects[name], procs[name])
 			if err != nil {
 				return err
 			}

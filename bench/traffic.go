@@ -72,7 +72,7 @@ func (h *harness) startTraffic() (*traffic, error) {
 	if t.httpClient, err = e.httpClientProc(t.tunnel, tunnelHost, h.up); err != nil {
 		return nil, err
 	}
-	if t.tcpClient, err = e.tcpClientProc(t.tunnel, map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf}); err != nil {
+	if t.tcpClient, err = e.tcpClientProc(loopback(t.tunnel), map[int]int{t.tcpHTTP: h.up.http, t.tcpIperf: t.iperf}); err != nil {
 		return nil, err
 	}
 	if err := t.caddy.waitClients(2, 30*time.Second); err != nil {
@@ -98,20 +98,42 @@ type subject struct {
 	name, url string
 }
 
+// The ways scenario 1 loads a subject, as the log and the report name
+// them.
+const (
+	toolWrk         = "wrk"
+	toolHey         = "hey"
+	toolWrkNewConns = "wrk on new connections"
+)
+
+// loadTime is how long one timed run of tool lasts.
+func (p params) loadTime(tool string) time.Duration {
+	if tool == toolHey {
+		return p.hey
+	}
+	return p.wrk
+}
+
 // small is scenario 1: small keep-alive requests, with wrk, to the
 // upstream served directly, through reverse_proxy, through the HTTP
-// tunnel and through the TCP tunnel. hey cross-checks wrk's figures.
+// tunnel and through the TCP tunnel. hey cross-checks wrk's figures. Then
+// small requests each on a new connection, directly and through the TCP
+// tunnel: what opening a connection costs, a stream and the client's
+// connection to the upstream against the upstream's own accept.
 func (h *harness) small(ctx context.Context) error {
 	t, err := h.startTraffic()
 	if err != nil {
 		return err
 	}
+	direct := subject{subjectDirect, fmt.Sprintf("http://127.0.0.1:%d/small", h.up.http)}
+	tcpTunnel := subject{subjectTCPTunnel, fmt.Sprintf("http://127.0.0.1:%d/small", t.tcpHTTP)}
 	subjects := []subject{
-		{subjectDirect, fmt.Sprintf("http://127.0.0.1:%d/small", h.up.http)},
+		direct,
 		{subjectProxy, fmt.Sprintf("http://127.0.0.1:%d/small", t.proxy)},
 		{subjectHTTPTunnel, fmt.Sprintf("http://127.0.0.1:%d/small", t.tunnel)},
-		{subjectTCPTunnel, fmt.Sprintf("http://127.0.0.1:%d/small", t.tcpHTTP)},
+		tcpTunnel,
 	}
+	newConns := []subject{direct, tcpTunnel}
 	for _, s := range subjects {
 		if err := checkSmall(s.url); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -121,41 +143,71 @@ func (h *harness) small(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, s := range newConns {
+		logf("warm-up %s, new connections", s.name)
+		if _, err := runWrkNewConns(ctx, s.url, tunnelHost, h.p.warmup); err != nil {
+			return err
+		}
+	}
 	procs := map[string]*proc{roleUpstream: h.up.proc, roleCaddy: t.caddy.proc, roleHTTPClient: t.httpClient, roleTCPClient: t.tcpClient}
+	loads := []struct {
+		tool     string
+		subjects []subject
+		into     map[string][]httpLoad
+	}{
+		{toolWrk, subjects, h.res.small},
+		{toolHey, subjects, h.res.smallHey},
+		{toolWrkNewConns, newConns, h.res.smallNewConns},
+	}
 	for run := 0; run < h.p.runs; {
-		wrk, hey := map[string]httpLoad{}, map[string]httpLoad{}
+		round := make([]map[string]httpLoad, len(loads))
 		var disturbed float64
-		for _, tool := range []string{"wrk", "hey"} {
-			for _, s := range subjects {
-				l, err := h.measureHTTP(ctx, tool, s, procs)
+		for i, ld := range loads {
+			round[i] = map[string]httpLoad{}
+			for _, s := range ld.subjects {
+				l, err := h.measureHTTP(ctx, ld.tool, s, procs)
 				if err != nil {
 					return err
 				}
-				logf("run %d %s %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  upstream connections %.0f  CPU elsewhere %.1fs",
-					run+1, tool, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.upstreamConns, otherCPU(l.cpu).Seconds())
-				if tool == "wrk" {
-					wrk[s.name] = l
-					disturbed = max(disturbed, disturbance(l.cpu, h.p.wrk))
-				} else {
-					hey[s.name] = l
-					disturbed = max(disturbed, disturbance(l.cpu, h.p.hey))
+				logf("run %d %s %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  requests %.0f  upstream connections %.0f  CPU elsewhere %.1fs",
+					run+1, ld.tool, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.requests, l.upstreamConns, otherCPU(l.cpu).Seconds())
+				if ld.tool == toolWrkNewConns {
+					if err := oneConnEach(l); err != nil {
+						return fmt.Errorf("%s, %s: %w", s.name, ld.tool, err)
+					}
 				}
+				round[i][s.name] = l
+				disturbed = max(disturbed, disturbance(l.cpu, h.p.loadTime(ld.tool)))
 			}
 		}
 		if h.discard("small", run, disturbed) {
 			continue
 		}
-		for _, s := range subjects {
-			h.res.small[s.name] = append(h.res.small[s.name], wrk[s.name])
-			h.res.smallHey[s.name] = append(h.res.smallHey[s.name], hey[s.name])
+		for i, ld := range loads {
+			for name, l := range round[i] {
+				ld.into[name] = append(ld.into[name], l)
+			}
 		}
 		run++
 	}
 	return nil
 }
 
-// measureHTTP runs wrk or hey against s, with the CPU time of procs and
-// the upstream connections opened meanwhile.
+// oneConnEach checks that the upstream accepted a connection for every
+// request of a run meant to open one per request: fewer, and some
+// requests went on a connection kept alive.
+func oneConnEach(l httpLoad) error {
+	if l.requests == 0 {
+		return errors.New("no request was answered")
+	}
+	if l.upstreamConns < l.requests {
+		return fmt.Errorf("the upstream accepted %.0f connections for %.0f requests: connections were reused", l.upstreamConns, l.requests)
+	}
+	return nil
+}
+
+// measureHTTP runs tool against s, with the CPU time of procs and the
+// upstream connections opened meanwhile.
 func (h *harness) measureHTTP(ctx context.Context, tool string, s subject, procs map[string]*proc) (httpLoad, error) {
 	cpu := newCPUMeter(procs)
 	conns, err := h.up.connections()
@@ -163,17 +215,26 @@ func (h *harness) measureHTTP(ctx context.Context, tool string, s subject, procs
 		return httpLoad{}, err
 	}
 	var l httpLoad
-	if tool == "wrk" {
-		l, err = runWrk(ctx, s.url, tunnelHost, h.p.wrk)
-	} else {
-		l, err = runHey(ctx, s.url, tunnelHost, h.p.hey)
+	d := h.p.loadTime(tool)
+	switch tool {
+	case toolWrk:
+		l, err = runWrk(ctx, s.url, tunnelHost, d)
+	case toolHey:
+		l, err = runHey(ctx, s.url, tunnelHost, d)
+	case toolWrkNewConns:
+		l, err = runWrkNewConns(ctx, s.url, tunnelHost, d)
+	default:
+		err = fmt.Errorf("no load generator %q", tool)
 	}
 	if err != nil {
 		return l, err
 	}
 	maps.Copy(l.cpu, cpu.stop())
 	after, err := h.up.connections()
-	l.upstreamConns = after - conns - 1 // less the count's own
+	// The count's own connection is kept alive (adminClient, and an
+	// upstream without an idle timeout): if the first count opened it,
+	// its own answer counted it already.
+	l.upstreamConns = after - conns
 	return l, err
 }
 
@@ -205,18 +266,61 @@ func (h *harness) discard(scenario string, run int, disturbed float64) bool {
 // checkSmall fetches url once and checks the answer is the upstream's, so
 // that a fast error page cannot pass for a fast tunnel.
 func checkSmall(url string) error {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Host = tunnelHost
-	resp, err := benchClient.Do(req)
+	_, err := getSmall(benchClient, url)
+	return err
+}
+
+// getSmall GETs url, the upstream's /small by some way, with the
+// tunnel's Host, checks that the answer is the upstream's, and says how
+// long it took to the end of the body.
+func getSmall(cl *http.Client, url string) (time.Duration, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	req.Host = tunnelHost
+	start := time.Now()
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if err := isSmall(resp, body); err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return d, nil
+}
+
+// isSmall checks that an answer is the upstream's /small.
+func isSmall(resp *http.Response, body []byte) error {
 	if resp.StatusCode != http.StatusOK || string(body) != smallBody {
-		return fmt.Errorf("GET %s: HTTP %d %q, want 200 %q", url, resp.StatusCode, body, smallBody)
+		return fmt.Errorf("HTTP %d %q, want 200 %q", resp.StatusCode, body, smallBody)
 	}
 	return nil
+}
+
+// oneByOne calls do warm+n times, one after the other, and returns the
+// times it reports for the last n, in seconds.
+func oneByOne(ctx context.Context, n, warm int, do func() (time.Duration, error)) ([]float64, error) {
+	took := make([]float64, 0, n)
+	for i := range warm + n {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("after %d requests: %w", i, ctx.Err())
+		}
+		d, err := do()
+		if err != nil {
+			return nil, err
+		}
+		if i >= warm {
+			took = append(took, d.Seconds())
+		}
+	}
+	return took, nil
 }
 
 // bulk is scenario 2: iperf3, 1 and 8 streams, both directions, direct

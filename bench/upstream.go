@@ -27,7 +27,8 @@ import (
 // and file descriptors are not the harness's, as a real upstream's are not
 // the visitor's.
 //
-//	GET  /small        a fixed 13-byte body
+//	GET  /small        a fixed 13-byte body; with ?close, the upstream
+//	                   closes the connection after it (Connection: close)
 //	GET  /connections  how many connections the upstream has accepted
 //	GET  /blob?size=N  N bytes of the pattern (see patternBlock)
 //	POST /upload       reads the body, compares every byte with the
@@ -111,6 +112,9 @@ func upstreamHandler() http.Handler {
 	mux.HandleFunc("GET /small", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Content-Length", strconv.Itoa(len(smallBody)))
+		if r.URL.Query().Has("close") {
+			w.Header().Set("Connection", "close")
+		}
 		io.WriteString(w, smallBody)
 	})
 	mux.HandleFunc("GET /blob", func(w http.ResponseWriter, r *http.Request) {
