@@ -79,10 +79,10 @@ type Config struct {
 	// that the upstreams have not taken yet, all sessions together, as a
 	// bound: 256 KiB for each stream whose upstream is not waiting for
 	// data, plus what the streams' windows have grown (growth stops at
-	// half of it). Past it, the streams whose upstreams have not taken
-	// data for longest are reset until it is back under 90%: an upstream
-	// that stops reading cannot make the client hold more, whatever its
-	// visitors send. Default DefaultMaxUnread.
+	// half of it). Past three quarters of it, the streams whose upstreams
+	// have not taken data for longest are reset (see tunnel.Budget): an
+	// upstream that stops reading cannot make the client hold more,
+	// whatever its visitors send. Default DefaultMaxUnread.
 	MaxUnread int64
 	// MaxStreamWindow is the largest receive window a stream grows to
 	// (see tunnel.Config). Default tunnel.DefaultMaxStreamWindow.
@@ -92,8 +92,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// DefaultMaxUnread is Config.MaxUnread's default: fit for a small device.
-const DefaultMaxUnread = 32 << 20
+// DefaultMaxUnread is Config.MaxUnread's default: fit for a small device,
+// a quarter of the server's default.
+const DefaultMaxUnread = 64 << 20
 
 // Client is a tunnel client. Run it with Run.
 type Client struct {

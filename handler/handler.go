@@ -116,10 +116,11 @@ type Handler struct {
 	// The data clients have sent on streams that no visitor has read
 	// yet, in bytes, all clients together, as a bound: 256 KiB for each
 	// stream whose reader is not waiting for data, plus what the
-	// streams' windows have grown (growth stops at half of it). Past it,
-	// the streams whose visitors have not read for longest, the visitors
-	// who stopped reading, are reset until it is back under 90%. Below
-	// it, a slow reader slows only its own stream. One limit serves the
+	// streams' windows have grown (growth stops at half of it). Past three
+	// quarters of it, the streams whose visitors have not read for longest
+	// (at least 250ms), the visitors who stopped reading, are reset until
+	// it is back under 90% of that; at the limit, at once. Below it, a slow
+	// reader slows only its own stream. One limit serves the
 	// whole process: the control plane provisioned last sets it.
 	// Default: 268435456 (256 MiB).
 	MaxUnread int64 `json:"max_unread,omitempty"`

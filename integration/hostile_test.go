@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -382,13 +383,13 @@ func rssOf(t *testing.T, pid int) float64 {
 }
 
 // 500 visitors upload to a TCP upstream that never reads. Each stream
-// holds its first window in the client; 500 of them are four times the
-// client's budget (--max-unread, 32 MiB by default), past which the
+// holds its first window in the client; 500 of them are twice the
+// client's budget (--max-unread, 64 MiB by default), past which the
 // streams whose upstream stopped reading longest ago are reset: the
 // client's memory stays within its budget, whatever the visitors send.
 func TestUploadsToAnUpstreamThatNeverReadsStayWithinTheClientsBudget(t *testing.T) {
 	const visitors = 500
-	const budget = 32 << 20
+	const budget = client.DefaultMaxUnread
 	hold := make(chan struct{})
 	never := serveTCP(t, "127.0.0.1", func(c net.Conn) { <-hold })
 	// Registered after the upstream's, so run before it: the upstream's

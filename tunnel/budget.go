@@ -26,10 +26,11 @@ import (
 // streams have grown beyond MinStreamWindow. Window growth is reserved
 // from the budget, and refused once grown would pass half the limit, so
 // that growth alone can never use it up: a stream then keeps the window it
-// has. Once the count passes the limit, the exposed streams whose reader
-// left Read longest ago, at least Grace ago, are reset, one after the
-// other, until it is back under 90% of the limit: the readers who stopped
-// reading are cut, not the others.
+// has. Once the count passes three quarters of the limit, the exposed
+// streams whose reader left Read longest ago, at least Grace ago, are
+// reset, one after the other, until it is back under 90% of that; past
+// the limit itself, they are reset whatever their grace. The readers who
+// stopped reading are cut, not the others.
 type Budget struct {
 	limit atomic.Int64
 	// exposed and grown are the two terms of the count.
@@ -81,7 +82,7 @@ func (b *Budget) removeSession(s *Session) {
 // expose counts a stream whose reader left Read (or that has none yet),
 // and cuts streams if that passes the limit.
 func (b *Budget) expose() {
-	if used := b.exposed.Add(1)*MinStreamWindow + b.grown.Load(); used > b.limit.Load() && b.limit.Load() > 0 {
+	if used := b.exposed.Add(1)*MinStreamWindow + b.grown.Load(); used > b.soft() && b.limit.Load() > 0 {
 		b.sweep()
 	}
 }
@@ -126,16 +127,16 @@ func (s *span) ReleaseMemory(size int) {
 
 func (s *span) Done() { s.b.grown.Add(-s.grown.Swap(0)) }
 
-// Grace is how long a reader may be away from Read before the budget may
-// cut its stream: a burst of new streams, each counted until its reader
+// Grace is how long a reader may be away from Read before the budget
+// cuts its stream while the count is between three quarters of the limit
+// and the limit: a burst of new streams, each counted until its reader
 // first waits for data, or a reader's short pause, costs no one a stream.
-// While every stream over the limit is in its grace, the count may pass
-// the limit by what those streams can hold.
-const Grace = time.Second
+// At the limit, the longest away is cut at once.
+const Grace = 250 * time.Millisecond
 
 // sweep resets streams, the longest away from Read first, until the
-// count is back under 90% of the limit. One sweep runs at a time, on a
-// goroutine of its own: it is started from a reader.
+// count is back under 90% of three quarters of the limit. One sweep runs
+// at a time, on a goroutine of its own: it is started from a reader.
 func (b *Budget) sweep() {
 	b.mu.Lock()
 	if b.sweeping {
@@ -162,15 +163,16 @@ func (b *Budget) sweep() {
 	}()
 }
 
-// nextVictim is the exposed stream whose reader left Read longest ago,
-// past its Grace, while the count is over 90% of the limit; or how long
-// to wait until the longest away passes its grace. When there is neither
-// it ends the sweep, under the same lock, so that a stream exposed
-// meanwhile starts another.
+// nextVictim is the exposed stream whose reader left Read longest ago:
+// at once while the count is over the limit, once past its Grace while
+// it is over three quarters of it; or how long to wait until the longest
+// away passes its grace. When there is neither it ends the sweep, under
+// the same lock, so that a stream exposed meanwhile starts another.
 func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.Used() <= b.limit.Load()*9/10 {
+	used, limit := b.Used(), b.limit.Load()
+	if used <= b.soft()*9/10 {
 		b.sweeping = false
 		return nil, 0, 0
 	}
@@ -186,8 +188,12 @@ func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 		b.sweeping = false
 		return nil, 0, 0
 	}
-	if away = time.Since(time.Unix(0, oldest)); away < Grace {
+	if away = time.Since(time.Unix(0, oldest)); away < Grace && used <= limit {
 		return nil, 0, Grace - away
 	}
 	return victim, away, 0
 }
+
+// soft is three quarters of the limit, past which readers away for their
+// grace are cut.
+func (b *Budget) soft() int64 { return b.limit.Load() / 4 * 3 }

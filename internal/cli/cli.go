@@ -98,7 +98,7 @@ type clientFlags struct {
 func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
 	f.serverFlags.register(fs, "ws://HOST:PORT, or wss://HOST for a server with HTTPS; the path defaults to "+tunnel.ConnectPath, mode == tunnel.ModeHTTP)
 	fs.StringVar(&f.id, "id", "", "the client's `ID` in the server's status (default: random); replicas of one service may share one")
-	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): past it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
+	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): nearing it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
 		size, err := humanize.ParseBytes(s)
 		if err != nil || size < 1<<20 || size > 1<<40 {
 			return fmt.Errorf("--max-unread %q: want a size from 1MiB, such as 32MiB", s)
