@@ -482,6 +482,38 @@ func (r *results) writeLink(w writer) {
 	}
 }
 
+// linkTargets checks issue 17's targets for a long link: at RTT 50 ms, a
+// new connection's first byte within 1.1 × direct's, one download at 100
+// MB/s and 8 at 400 MB/s; at RTT 200 ms, one at 40 MB/s.
+func (r *results) linkTargets() []target {
+	var ts []target
+	for _, rtt := range slices.Sorted(maps.Keys(r.link)) {
+		rs := r.link[rtt]
+		firstByte := func(sub string) float64 {
+			return median(pick(rs, func(x linkResult) float64 { return median(x.firstByte[sub]) }))
+		}
+		rate := func(f func(linkResult) float64) float64 { return median(pick(rs, f)) }
+		one := rate(func(x linkResult) float64 { return x.download[subjectTCPTunnel] })
+		switch rtt {
+		case 50 * time.Millisecond:
+			for _, sub := range []struct{ name, base string }{
+				{subjectTCPTunnel, subjectDirect}, {subjectHTTPNewStream, subjectDirect}, {subjectPassthrough, subjectDirectTLS},
+			} {
+				t, d := firstByte(sub.name), firstByte(sub.base)
+				ts = append(ts, target{fmt.Sprintf("RTT 50ms: first byte of a new connection, %s ≤ 1.1 × %s", sub.name, sub.base),
+					fmt.Sprintf("%.2f (%.1f vs %.1f ms)", ratio(t, d), t*1e3, d*1e3), t > 0 && ratio(t, d) <= 1.1})
+			}
+			eight := rate(func(x linkResult) float64 { return x.downloads[subjectTCPTunnel] })
+			ts = append(ts,
+				target{"RTT 50ms: one download through the TCP tunnel ≥ 100 MB/s", fmt.Sprintf("%.1f MB/s", one), one >= 100},
+				target{"RTT 50ms: 8 downloads at once through the TCP tunnel ≥ 400 MB/s", fmt.Sprintf("%.1f MB/s", eight), eight >= 400})
+		case 200 * time.Millisecond:
+			ts = append(ts, target{"RTT 200ms: one download through the TCP tunnel ≥ 40 MB/s", fmt.Sprintf("%.1f MB/s", one), one >= 40})
+		}
+	}
+	return ts
+}
+
 // namedStat is a statistic of a run's samples, as the report names it.
 type namedStat struct {
 	name string

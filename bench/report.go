@@ -705,5 +705,5 @@ func (r *results) targets() []target {
 		service, _ := r.reconnectMedians()
 		ts = append(ts, target{"back in service ≤ 1s (median) after a Caddy restart", seconds(service), service <= 1})
 	}
-	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets(), r.udpTargets(), r.sniTargets())
+	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets(), r.udpTargets(), r.sniTargets(), r.linkTargets())
 }
