@@ -25,10 +25,13 @@ func TestExamplesQueryOnlyInletsMetrics(t *testing.T) {
 		known[name] = true
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		known["http_dataplane_request_duration_seconds"+suffix] = true
+		for _, histogram := range []string{"http_dataplane_request_duration_seconds", "http_controlplane_session_rtt_seconds", "tcp_controlplane_session_rtt_seconds"} {
+			known[histogram+suffix] = true
+		}
 	}
 	// "(http|tcp)_controlplane_requests_total" in a regular expression.
 	known["tcp)_controlplane_requests_total"] = true
+	known["tcp)_controlplane_session_rtt_seconds_bucket"] = true
 
 	dashboard, err := os.ReadFile(filepath.Join("..", "examples", "grafana-dashboard.json"))
 	if err != nil {
@@ -69,7 +72,8 @@ func TestExamplesQueryOnlyInletsMetrics(t *testing.T) {
 	// The dashboard shows every metric.
 	for _, name := range []string{"http_dataplane_requests_total", "http_dataplane_request_duration_seconds",
 		"tcp_dataplane_connections_gauge", "tcp_dataplane_connections_total",
-		"http_controlplane_connected_gauge", "tcp_controlplane_connected_gauge", "http_controlplane_requests_total"} {
+		"http_controlplane_connected_gauge", "tcp_controlplane_connected_gauge", "http_controlplane_requests_total",
+		"http_controlplane_session_rtt_seconds", "tcp_controlplane_session_rtt_seconds"} {
 		if !used[name] {
 			t.Errorf("the examples do not use %s", name)
 		}
