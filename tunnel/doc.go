@@ -86,7 +86,9 @@
 // after that (the server's client_timeout, 2s by default, is the sum): a
 // client must answer pings promptly, even while its upstream is slow.
 // Neither side sends a yamux Go Away: some yamux implementations end the
-// session on one.
+// session on one. A version 2 server sends one after the hello; a client
+// reads it as hashicorp/yamux does, as the end of the streams it may
+// open (none), and keeps the session.
 //
 // A stream ends in one of two ways. A FIN (yamux's close) is a half-close:
 // the peer reads end-of-file while the other direction keeps flowing, and

@@ -295,3 +295,52 @@ func streamPairRaw(t *testing.T, server *Session, client *hashicorp.Session) (*S
 	}
 	return s, c
 }
+
+// A version 2 server runs hashicorp/yamux and sends a Go Away once it has
+// read the hello: a client of this version keeps its session, and serves
+// the streams that server opens.
+func TestClientKeepsItsSessionWithAVersion2ServersGoAway(t *testing.T) {
+	cws, sws := wsPair(t)
+	client, err := ClientSession(NewConn(cws, ClientSide), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hashicorp.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.EnableKeepAlive = false
+	server, err := hashicorp.Client(NewConn(sws, ServerSide), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	ctrl, err := server.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl.Write([]byte("control"))
+	if _, err := client.acceptControl(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := server.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("a visitor"))
+	c, err := client.Accept(context.Background())
+	if err != nil {
+		t.Fatalf("after the server's Go Away: %v", err)
+	}
+	got := make([]byte, len("a visitor"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "a visitor" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	select {
+	case <-client.Done():
+		t.Fatal("the client's session ended")
+	default:
+	}
+}

@@ -50,6 +50,10 @@ type Session struct {
 	// accepting futher connections. Must be first for alignment.
 	localGoAway int32
 
+	// remoteGoAway is set once the peer has said, with a normal Go Away,
+	// that it accepts no more streams of ours (caddy-inlets).
+	remoteGoAway int32
+
 	// nextStreamID is the next stream we should
 	// send. This depends if we are a client/server.
 	nextStreamID uint32
@@ -200,6 +204,9 @@ func (s *Session) Open(ctx context.Context) (net.Conn, error) {
 func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	if s.IsClosed() {
 		return nil, s.shutdownErr
+	}
+	if atomic.LoadInt32(&s.remoteGoAway) == 1 {
+		return nil, ErrRemoteGoAway
 	}
 
 	// Block if we have too many inflight SYNs
@@ -830,7 +837,12 @@ func (s *Session) handleGoAway(hdr header) error {
 	code := hdr.Length()
 	switch code {
 	case goAwayNormal:
-		return ErrRemoteGoAway
+		// caddy-inlets: a normal Go Away says the peer takes no more
+		// streams of ours, as hashicorp/yamux reads it and version 2
+		// tunnel servers send it after the hello: the session goes on
+		// with the streams the peer opens. Upstream ends the session.
+		atomic.StoreInt32(&s.remoteGoAway, 1)
+		return nil
 	case goAwayProtoErr:
 		s.logger.Printf("[ERR] yamux: received protocol error go away")
 	case goAwayInternalErr:

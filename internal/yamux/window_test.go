@@ -105,3 +105,50 @@ func TestGrowthKeepsBothSidesCreditInStep(t *testing.T) {
 		}
 	}
 }
+
+// A normal Go Away from the peer stops this side opening streams, and
+// nothing else: the streams the peer opens go on.
+func TestNormalGoAwayKeepsTheSession(t *testing.T) {
+	client, server := pair(t)
+	if err := server.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	// The Go Away is on its way: the server's streams follow it.
+	st, err := client.OpenStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("hi"))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if atomic.LoadInt32(&client.remoteGoAway) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Go Away never came")
+		}
+	}
+	if client.IsClosed() {
+		t.Fatal("the session ended on a normal Go Away")
+	}
+	if _, err := client.OpenStream(t.Context()); err != ErrRemoteGoAway {
+		t.Fatalf("opening a stream after the peer's Go Away: %v, want ErrRemoteGoAway", err)
+	}
+	// The server still opens streams, which the client accepts.
+	go func() {
+		s, err := server.OpenStream(t.Context())
+		if err == nil {
+			s.Write([]byte("still here"))
+		}
+	}()
+	for {
+		in, err := client.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("still here"))
+		in.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(in, got); err == nil && string(got) == "still here" {
+			return
+		}
+	}
+}
