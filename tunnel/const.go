@@ -136,10 +136,6 @@ const (
 	// a client for the server's answer.
 	HandshakeTimeout = 10 * time.Second
 
-	// RejectLinger is how long a server that has rejected a client waits
-	// for the client to end the session, before it does.
-	RejectLinger = time.Second
-
 	// KeepAliveInterval is how often the client pings the server; a
 	// session whose server stops answering is closed after
 	// ConnectionWriteTimeout.

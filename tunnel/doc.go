@@ -98,9 +98,9 @@
 // discards what it holds of the stream and stops writing to it. A side
 // that closes a stream before its peer has sent FIN sends RST, not FIN, so
 // that nothing is left buffered for a reader that is gone; both sides run
-// no close timer. When a session ends, what its streams hold unread is
-// discarded: a side that wants a last message read (a rejection) waits
-// for its peer to end the session.
+// no close timer. A side that ends the session first sends what it had
+// written; what had arrived on a stream when its session ended is still
+// read, before the stream's error.
 //
 // # Messages
 //
@@ -129,9 +129,7 @@
 //     protocol version the session speaks (the newest in both ranges) and
 //     its software version; or "reject", carrying a Code (one of the
 //     Reject* constants), a Retry class and a Reason for the operator,
-//     which the client prints; the server then sends FIN on the control
-//     stream and waits, at most [RejectLinger], for the client to end the
-//     session before it does.
+//     which the client prints; the server then ends the session.
 //
 // A version 1 client sends only Protocol (1): this server rejects it with
 // [RejectProtocol], in a reason that a version 1 client prints, telling to

@@ -68,19 +68,11 @@ func ReadHello(sess *Session) (*Stream, Hello, int, error) {
 	return ctrl, hello, version, nil
 }
 
-// RejectClient tells the client why it is refused, and waits, at most
-// RejectLinger, for the client to end the session once it has read why:
-// yamux discards what a stream holds unread when its session ends, so
-// ending it at once could lose the reason.
+// RejectClient tells the client why it is refused. The session may end
+// right after it: what is written goes out first, and the client reads it
+// before the end.
 func RejectClient(ctrl *Stream, r *Rejection) {
-	if WriteFrame(ctrl, Message{Type: TypeReject, Code: r.Code, Retry: r.Retry, Reason: TruncateReason(r.Reason)}) != nil {
-		return
-	}
-	ctrl.CloseWrite()
-	select {
-	case <-ctrl.sess.Done():
-	case <-time.After(RejectLinger):
-	}
+	_ = WriteFrame(ctrl, Message{Type: TypeReject, Code: r.Code, Retry: r.Retry, Reason: TruncateReason(r.Reason)})
 }
 
 // AcceptClient tells the client it is accepted and lifts the handshake's

@@ -233,6 +233,7 @@ func (s *Session) track(st *Stream) bool {
 	s.streamsMu.Lock()
 	if s.over {
 		s.streamsMu.Unlock()
+		st.closed.Store(true)
 		st.ended.Store(true)
 		s.open.Add(-1)
 		st.st.Reset()

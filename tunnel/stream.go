@@ -39,9 +39,10 @@ type Stream struct {
 
 	// eof is set once Read has returned io.EOF, the peer's FIN.
 	eof atomic.Bool
-	// ended is set once the stream is counted out of its session: by
-	// Close or Reset.
-	ended atomic.Bool
+	// closed is set by Close or Reset; ended once the stream is counted
+	// out of its session: by those, or by the session's end (when what
+	// had arrived may still be read).
+	closed, ended atomic.Bool
 }
 
 // ID is the stream's yamux ID, the same on both sides.
@@ -49,7 +50,7 @@ func (s *Stream) ID() uint32 { return s.st.StreamID() }
 
 // Read reads from the stream.
 func (s *Stream) Read(p []byte) (int, error) {
-	if s.ended.Load() {
+	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	b := s.budgeted()
@@ -68,7 +69,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 // Write writes to the stream. On the server's side it wakes the
 // session's watchdog: the client owes an answer.
 func (s *Stream) Write(p []byte) (int, error) {
-	if s.ended.Load() {
+	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	if s.data && s.sess.watch != nil {
@@ -95,7 +96,7 @@ func (s *Stream) note(err error) error {
 	case err == nil:
 	case err == io.EOF:
 		s.eof.Store(true)
-	case s.ended.Load():
+	case s.closed.Load():
 		return net.ErrClosed
 	case errors.Is(err, yamux.ErrTimeout):
 		return os.ErrDeadlineExceeded
@@ -110,7 +111,7 @@ func (s *Stream) CloseWrite() error { return s.st.CloseWrite() }
 
 // Close ends the stream: see Stream.
 func (s *Stream) Close() error {
-	if s.ended.Load() {
+	if s.closed.Swap(true) {
 		return nil
 	}
 	if !s.eof.Load() {
@@ -127,6 +128,7 @@ func (s *Stream) Close() error {
 // stream, and from then on discards what the peer sends for it; whoever
 // waits on the stream wakes with an error.
 func (s *Stream) Reset() {
+	s.closed.Store(true)
 	s.end()
 	s.st.Reset()
 }

@@ -1,6 +1,6 @@
 // Package yamux is github.com/libp2p/go-yamux/v5 at v5.1.0, a yamux
 // implementation (the protocol of spec.md, which hashicorp/yamux speaks
-// too), with two changes of caddy-inlets', marked "caddy-inlets:":
+// too), with four changes of caddy-inlets', marked "caddy-inlets:":
 //
 //   - stream.go: a window update that grows a stream's window carries the
 //     credit the reader freed as well as the growth. Upstream's sends only
@@ -13,6 +13,15 @@
 //     goes on. Upstream ends the session, which would cut a caddy-inlets
 //     client from a version 2 server, which sends one after the hello
 //     (TestNormalGoAwayKeepsTheSession).
+//   - stream.go: when the session ends, what had arrived on a stream is
+//     still read before the stream's error, as with hashicorp/yamux: a
+//     server's last message (a shutdown, a rejection) is not lost to the
+//     connection's close right behind it. Upstream drops it
+//     (TestDataThatArrivedIsReadAfterTheSessionEnds).
+//   - session.go: a session that closes first writes the frames it had
+//     queued, within a second, in order: a Write returns once its frame
+//     is queued, so a last message written just before Close would
+//     otherwise never leave (TestAFrameQueuedBeforeCloseIsSent).
 //
 // The files are upstream's otherwise, under their licenses: MPL-2.0
 // (LICENSE) and, for deadline.go, the Go authors' BSD license

@@ -315,6 +315,14 @@ func (s *Session) close(shutdownErr error, sendGoAway bool, errCode uint32) erro
 	close(s.shutdownCh)
 	s.stopKeepalive()
 
+	// caddy-inlets: the send loop writes what is queued (a server's last
+	// message before it goes) before the connection closes, within
+	// drainTimeout. Upstream drops it: a Write returns once its frame is
+	// queued, not written.
+	s.conn.SetWriteDeadline(time.Now().Add(drainTimeout))
+	<-s.sendDoneCh
+	s.conn.SetWriteDeadline(time.Time{})
+
 	// Only send GoAway if we have an error code.
 	if sendGoAway && errCode != goAwayNormal {
 		// wait for write loop to exit
@@ -622,6 +630,7 @@ func (s *Session) sendLoop() (err error) {
 		// s.sendCh is a buffered channel and Go doesn't guarantee select order.
 		select {
 		case <-s.shutdownCh:
+			s.drainSendQueue(writer)
 			return nil
 		default:
 		}
@@ -650,6 +659,7 @@ func (s *Session) sendLoop() (err error) {
 				hdr := encode(typePing, flagACK, 0, pingID)
 				copy(buf, hdr[:])
 			case <-s.shutdownCh:
+				s.drainSendQueue(writer)
 				return nil
 				// default:
 				//	select {
@@ -690,6 +700,28 @@ func (s *Session) sendLoop() (err error) {
 				err = ErrConnectionWriteTimeout
 			}
 			return err
+		}
+	}
+}
+
+// drainTimeout bounds how long a closing session writes what it had
+// queued (caddy-inlets).
+const drainTimeout = time.Second
+
+// drainSendQueue writes the frames queued when the session closes, in
+// order, until the queue is empty or a write fails; close has set the
+// connection's write deadline (caddy-inlets).
+func (s *Session) drainSendQueue(writer io.Writer) {
+	for {
+		select {
+		case buf := <-s.sendCh:
+			_, err := writer.Write(buf)
+			pool.Put(buf)
+			if err != nil {
+				return
+			}
+		default:
+			return
 		}
 	}
 }

@@ -50,6 +50,10 @@ type Stream struct {
 	sendNotifyCh chan struct{}
 
 	readDeadline, writeDeadline pipeDeadline
+
+	// drainOnClose is set when the session's end reset the stream: Read
+	// returns what had arrived before its error (caddy-inlets).
+	drainOnClose bool
 }
 
 // newStream is used to construct a new stream within a given session for an ID.
@@ -103,7 +107,17 @@ START:
 		}
 		// Closed, but we have data pending -> read.
 	case halfReset:
-		return 0, resetErr
+		s.stateLock.Lock()
+		drain := s.drainOnClose
+		s.stateLock.Unlock()
+		if !drain || s.recvBuf.Len() == 0 {
+			return 0, resetErr
+		}
+		// caddy-inlets: the session ended; what had arrived on the
+		// stream is read first, as with hashicorp/yamux (a server's
+		// last message before it goes). Upstream drops it.
+		n, _ = s.recvBuf.Read(b)
+		return n, nil
 	default:
 		panic("unknown state")
 	}
@@ -380,6 +394,7 @@ func (s *Stream) forceClose(err error) {
 	if s.readState == halfOpen {
 		s.readState = halfReset
 		s.readErr = err
+		s.drainOnClose = true
 	}
 	if s.writeState == halfOpen {
 		s.writeState = halfReset

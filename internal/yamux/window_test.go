@@ -1,6 +1,7 @@
 package yamux
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -150,5 +151,98 @@ func TestNormalGoAwayKeepsTheSession(t *testing.T) {
 		if _, err := io.ReadFull(in, got); err == nil && string(got) == "still here" {
 			return
 		}
+	}
+}
+
+// The peer writes a last message and closes the connection: the message,
+// which arrived before the end, is read before the stream's error.
+func TestDataThatArrivedIsReadAfterTheSessionEnds(t *testing.T) {
+	client, server := pair(t)
+	st, err := client.OpenStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("hello"))
+	in, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(in, make([]byte, 5))
+	st.Write([]byte("goodbye"))
+	// The message is in the server's buffer before the connection ends.
+	for deadline := time.Now().Add(5 * time.Second); in.recvBuf.Len() < uint32(len("goodbye")); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the last message never arrived")
+		}
+	}
+	client.Close()
+	// The session is over once it has let go of its streams.
+	for deadline := time.Now().Add(5 * time.Second); server.NumStreams() > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server's session kept its streams")
+		}
+	}
+	got, err := io.ReadAll(in)
+	if string(got) != "goodbye" || err == nil {
+		t.Fatalf("after the session's end: %q, %v; want the last message, then an error", got, err)
+	}
+}
+
+// slowConn takes a while over each write, as a busy link: the frames a
+// session queues wait in its queue.
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Write(p []byte) (int, error) {
+	time.Sleep(2 * time.Millisecond)
+	return c.Conn.Write(p)
+}
+
+// Frames written just before Close leave, in order, before the
+// connection closes.
+func TestAFrameQueuedBeforeCloseIsSent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.LogOutput = io.Discard
+	client, err := Client(slowConn{cc}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := Server(<-accepted, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	st, err := client.OpenStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("hello;"))
+	in, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "hello;"
+	for i := range 20 {
+		msg := fmt.Sprintf("message %d;", i)
+		st.Write([]byte(msg))
+		want += msg
+	}
+	client.Close()
+	got, _ := io.ReadAll(in)
+	if string(got) != want {
+		t.Fatalf("the peer read %q of %q, written before Close", got, want)
 	}
 }
