@@ -75,6 +75,11 @@ type Config struct {
 	// DialTimeout bounds dialing the server and each upstream. Default 10s.
 	DialTimeout time.Duration
 
+	// Peers are the hosts, besides those under the domain of a server
+	// given in URL or URLs, that a server may advertise as its fleet's
+	// peers: a host name, *.domain, or an IP address (see trustPeer).
+	Peers []string
+
 	// MaxUnread bounds, in bytes, what the servers have sent on streams
 	// that the upstreams have not taken yet, all sessions together, as a
 	// bound: 256 KiB for each stream whose upstream is not waiting for
@@ -362,6 +367,9 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 		c.connected.Add(-1)
 	}()
 	srv.logger(c.logger).Info("connected", "url", srv.url, "client_id", c.cfg.ID, "upstreams", c.describe())
+	if slices.Contains(c.urls, srv.url) {
+		defer c.peersSessionEnded(srv, srv.logger(c.logger))
+	}
 
 	go func() {
 		select {
@@ -427,6 +435,10 @@ func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, err
 			return nil, &RejectedError{Code: rej.Code, Retry: rej.Retry, Reason: rej.Reason}
 		}
 		return nil, err
+	}
+	if slices.Contains(c.urls, srv.url) {
+		// Before the control stream's first message, which may be peers.
+		c.peersSessionStarted(srv, srv.logger(c.logger))
 	}
 	go c.watchControl(ctrl, srv, srv.logger(c.logger))
 	return sess, nil

@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +80,11 @@ type fleet struct {
 	peers map[string][]string
 	// resync wakes runFleet when the advertised peers change.
 	resync chan struct{}
+	// warned holds the warnings about peers given once already.
+	warned map[string]bool
+	// sessionGen counts, per configured URL, the sessions accepted, and
+	// peersGen is the one during which its peers were last advertised.
+	sessionGen, peersGen map[string]uint64
 }
 
 // runFleet keeps a session to every server until ctx ends: to each URL,
@@ -87,6 +95,7 @@ func (c *Client) runFleet(ctx context.Context) error {
 	c.fleet.mu.Lock()
 	c.fleet.servers = map[string]*server{}
 	c.fleet.peers = map[string][]string{}
+	c.fleet.sessionGen, c.fleet.peersGen = map[string]uint64{}, map[string]uint64{}
 	c.fleet.resync = make(chan struct{}, 1)
 	c.fleet.mu.Unlock()
 	defer c.stopServers(nil)
@@ -231,34 +240,178 @@ func (c *Client) fleetURLs() []string {
 }
 
 // advertised records the peers a server advertised, and has runFleet
-// connect to those it has no session to. A URL that is not a ws:// or
-// wss:// URL is ignored; so are any past tunnel.MaxPeers.
+// connect to those it has no session to. Only the servers the client was
+// given (Config.URL and URLs) are listened to: a peer's own peers are not
+// (they would carry the token on, server after server). Each peer must
+// pass trustPeer; the others are logged once and dropped; so are any past
+// tunnel.MaxPeers.
 func (c *Client) advertised(srv *server, peers []string, logger *slog.Logger) {
+	if !slices.Contains(c.urls, srv.url) {
+		if c.warnOnce("transitive " + srv.url) {
+			logger.Warn("a peer server advertised peers of its own; only the servers given with --url may: ignored", "peers", len(peers))
+		}
+		return
+	}
 	var valid []string
 	for _, p := range peers[:min(len(peers), tunnel.MaxPeers)] {
-		u, err := parseServerURL(p)
+		u, err := trustPeer(srv.url, p, c.cfg.Peers)
 		if err != nil {
-			logger.Warn("server advertised a peer URL this client cannot use; ignored", "peer", tunnel.TruncateReason(p), "error", err)
+			if c.warnOnce("peer " + srv.url + " " + p) {
+				logger.Warn("server advertised a peer this client does not trust with its token; ignored", "peer", tunnel.TruncateReason(p), "reason", err)
+			}
 			continue
 		}
-		if u.Path == "" || u.Path == "/" {
-			u.Path = tunnel.ConnectPath
-		}
-		valid = append(valid, u.String())
+		valid = append(valid, u)
 	}
+	c.setPeers(srv.url, valid, logger)
+}
+
+// setPeers makes peers the servers from advertises, and has runFleet
+// sync the sessions when that changes anything; nil forgets them.
+func (c *Client) setPeers(from string, peers []string, logger *slog.Logger) {
 	c.fleet.mu.Lock()
-	if slices.Equal(c.fleet.peers[srv.url], valid) {
+	if peers != nil {
+		c.fleet.peersGen[from] = c.fleet.sessionGen[from]
+	}
+	if slices.Equal(c.fleet.peers[from], peers) {
 		c.fleet.mu.Unlock()
 		return
 	}
-	c.fleet.peers[srv.url] = valid
+	if peers == nil {
+		delete(c.fleet.peers, from)
+	} else {
+		c.fleet.peers[from] = peers
+	}
 	c.fleet.mu.Unlock()
-	logger.Info("server advertises the fleet's other servers", "peers", valid)
+	if peers != nil {
+		logger.Info("server advertises the fleet's other servers", "peers", peers)
+	} else {
+		logger.Info("the peers a server advertised are forgotten: its session ended, or its next one did not advertise them", "server", from)
+	}
 	select {
 	case c.fleet.resync <- struct{}{}:
 	default:
 	}
 }
+
+// peersGrace is how long the peers a server advertised outlive its
+// session: a server that restarts gets its session back within it, and
+// one that was answering in its place (a load balancer's other choice, a
+// hijacked address) loses what it advertised then, unless the next
+// session advertises them again.
+var peersGrace = 30 * time.Second
+
+// peersSessionStarted notes a new session to srv, and forgets the peers
+// an earlier session advertised if this one does not advertise any
+// within peersGrace.
+func (c *Client) peersSessionStarted(srv *server, logger *slog.Logger) {
+	c.fleet.mu.Lock()
+	c.fleet.sessionGen[srv.url]++
+	gen := c.fleet.sessionGen[srv.url]
+	c.fleet.mu.Unlock()
+	time.AfterFunc(peersGrace, func() { c.expirePeers(srv.url, gen, false, logger) })
+}
+
+// peersSessionEnded forgets, peersGrace from now, the peers srv's session
+// advertised, unless a new session has started meanwhile.
+func (c *Client) peersSessionEnded(srv *server, logger *slog.Logger) {
+	c.fleet.mu.Lock()
+	gen := c.fleet.sessionGen[srv.url]
+	c.fleet.mu.Unlock()
+	time.AfterFunc(peersGrace, func() { c.expirePeers(srv.url, gen, true, logger) })
+}
+
+// expirePeers forgets the peers url advertised, if the session gen is
+// still its latest, and it ended or did not advertise them.
+func (c *Client) expirePeers(url string, gen uint64, ended bool, logger *slog.Logger) {
+	c.fleet.mu.Lock()
+	stale := c.fleet.sessionGen[url] == gen && (ended || c.fleet.peersGen[url] != gen) && c.fleet.peers[url] != nil
+	c.fleet.mu.Unlock()
+	if stale {
+		c.setPeers(url, nil, logger)
+	}
+}
+
+// trustPeer checks a peer URL that the server at from advertised, and
+// returns it normalized. The rule, so that a client's token goes only
+// where its operator pointed it:
+//
+//   - a ws:// or wss:// URL, with no user, query or fragment;
+//   - wss:// when from is wss://: never a plaintext downgrade;
+//   - its host one of allowed (Config.Peers: a host name, *.domain, or an
+//     IP address), or else under from's: from's host itself, or, for a
+//     name of three labels or more, another name of from's parent domain
+//     (tunnel.example.com trusts tunnel-2.example.com and
+//     b.tunnel.example.com, not example.org); an IP address trusts only
+//     itself, on any port.
+func trustPeer(from, peer string, allowed []string) (string, error) {
+	u, err := parseServerURL(peer)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case u.User != nil:
+		return "", errors.New("it carries a user name or password")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", errors.New("it has a query or a fragment")
+	}
+	origin, _ := url.Parse(from)
+	if origin.Scheme == "wss" && u.Scheme != "wss" {
+		return "", fmt.Errorf("it is %s:// while %s is wss://: the token would travel in plaintext", u.Scheme, origin.Host)
+	}
+	host := strings.ToLower(u.Hostname())
+	if !slices.ContainsFunc(allowed, func(a string) bool { return hostMatches(a, host) }) && !sameDomain(strings.ToLower(origin.Hostname()), host) {
+		return "", fmt.Errorf("%s is not under %s's domain: allow it with --peer %s", host, origin.Hostname(), host)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = tunnel.ConnectPath
+	}
+	return u.String(), nil
+}
+
+// sameDomain reports whether host is origin itself or, when origin is a
+// name of three labels or more, a name of origin's parent domain.
+func sameDomain(origin, host string) bool {
+	if host == origin {
+		return true
+	}
+	if net.ParseIP(origin) != nil || net.ParseIP(host) != nil {
+		return false
+	}
+	_, parent, ok := strings.Cut(origin, ".")
+	if !ok || !strings.Contains(parent, ".") {
+		return strings.HasSuffix(host, "."+origin)
+	}
+	return strings.HasSuffix(host, "."+parent)
+}
+
+// hostMatches reports whether host matches an allowed pattern: the
+// name or address itself, or *.domain for any name under domain.
+func hostMatches(pattern, host string) bool {
+	pattern = strings.ToLower(pattern)
+	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
+		return strings.HasSuffix(host, "."+suffix)
+	}
+	return pattern == host
+}
+
+// warnOnce reports whether the warning keyed by key has not been given
+// yet, and notes that it has.
+func (c *Client) warnOnce(key string) bool {
+	c.fleet.mu.Lock()
+	defer c.fleet.mu.Unlock()
+	if c.fleet.warned == nil {
+		c.fleet.warned = map[string]bool{}
+	}
+	if c.fleet.warned[key] || len(c.fleet.warned) >= maxWarned {
+		return false
+	}
+	c.fleet.warned[key] = true
+	return true
+}
+
+// maxWarned bounds the warnings remembered, whatever servers advertise.
+const maxWarned = 1024
 
 // oneFamily keeps the IPv4 addresses of a name if it has any, else its
 // IPv6 ones: a server with an A and an AAAA record is one server, dialled

@@ -172,7 +172,13 @@
 // "accept" when it has peers, and again when a new configuration changes
 // them. A client keeps a session to each URL it was given and each one a
 // server it is connected to advertises, and to no other; a URL no server
-// advertises any more loses its session.
+// advertises any more loses its session. A client trusts a peer with its
+// token only if a server it was given advertised it (not a peer), it is
+// wss:// when that server is, it has no user, query or fragment, and its
+// host is under that server's domain or on the client's own list; what
+// a server advertised goes when its session ends, or when its next
+// session does not advertise it, after a grace (this package's client:
+// 30s).
 //
 // # Data streams
 //

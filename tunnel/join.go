@@ -54,11 +54,9 @@ func (j *joiner) touch() {
 	}
 }
 
-// pipe copies src to dst with a pooled buffer.
+// pipe copies src to dst.
 func (j *joiner) pipe(dst, src net.Conn) {
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	err := j.copy(dst, src, *buf)
+	err := j.copy(dst, src)
 	if err != nil {
 		// An idle relay ends quietly: nothing is in flight, and a TCP
 		// peer gets a FIN. Any other error is passed on as a reset.
@@ -77,10 +75,28 @@ func (j *joiner) pipe(dst, src net.Conn) {
 	dst.Close()
 }
 
+// smallReadSize is the buffer a pipe reads into while its source sends
+// little or nothing: a quiet connection (an idle visitor, a silent one
+// that sent a ClientHello and stopped) holds that much, not a pooled copy
+// buffer. A read that fills it takes a pooled buffer for the next reads,
+// given back once a read comes back under half of it.
+const smallReadSize = 2 << 10
+
 // copy is io.CopyBuffer without ReaderFrom/WriterTo (which would bypass the
-// pooled buffer and allocate their own), with the idle deadline.
-func (j *joiner) copy(dst, src net.Conn, buf []byte) error {
+// buffers and allocate their own), with the idle deadline.
+func (j *joiner) copy(dst, src net.Conn) error {
+	small := make([]byte, smallReadSize)
+	var pooled *[]byte
+	defer func() {
+		if pooled != nil {
+			copyBuffers.Put(pooled)
+		}
+	}()
 	for {
+		buf := small
+		if pooled != nil {
+			buf = *pooled
+		}
 		if j.idle > 0 {
 			src.SetReadDeadline(time.Now().Add(j.idle))
 		}
@@ -90,6 +106,13 @@ func (j *joiner) copy(dst, src net.Conn, buf []byte) error {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
+		}
+		switch {
+		case pooled == nil && n == len(small):
+			pooled = copyBuffers.Get().(*[]byte)
+		case pooled != nil && n < len(buf)/2:
+			copyBuffers.Put(pooled)
+			pooled = nil
 		}
 		if err == nil {
 			continue

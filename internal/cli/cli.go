@@ -93,11 +93,16 @@ type clientFlags struct {
 	id               string
 	upstreamInsecure bool
 	maxUnread        int64
+	peers            []string
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
 	f.serverFlags.register(fs, "ws://HOST:PORT, or wss://HOST for a server with HTTPS; the path defaults to "+tunnel.ConnectPath, mode == tunnel.ModeHTTP)
 	fs.StringVar(&f.id, "id", "", "the client's `ID` in the server's status (default: random); replicas of one service may share one")
+	fs.Func("peer", "a `HOST` (a name, *.domain or an IP address) that the servers may advertise as a peer of their fleet, besides those under the domain of a --url's host; repeatable (or comma-separated). A peer is dialled with the token only when it passes these rules", func(s string) error {
+		f.peers = append(f.peers, splitList(s)...)
+		return nil
+	})
 	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): nearing it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
 		size, err := humanize.ParseBytes(s)
 		if err != nil || size < 1<<20 || size > 1<<40 {
@@ -236,7 +241,7 @@ func (f *clientFlags) config() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
-	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread}
+	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread, Peers: f.peers}
 	if roots != nil || f.upstreamInsecure {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}
