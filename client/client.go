@@ -92,6 +92,13 @@ type Config struct {
 	// MaxStreamWindow is the largest receive window a stream grows to
 	// (see tunnel.Config). Default tunnel.DefaultMaxStreamWindow.
 	MaxStreamWindow uint32
+	// MaxStreams bounds the streams each server may have open at once on
+	// its session: past it, a new stream is reset at once, counted and
+	// logged, and the session goes on. Each open stream costs the client
+	// about 12 KiB besides what it holds unread (see MaxUnread), waiting
+	// for its header at most tunnel.HandshakeTimeout. Default
+	// DefaultMaxStreams.
+	MaxStreams int
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts. Defaults: 250ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -100,6 +107,10 @@ type Config struct {
 // DefaultMaxUnread is Config.MaxUnread's default: fit for a small device,
 // a quarter of the server's default.
 const DefaultMaxUnread = 64 << 20
+
+// DefaultMaxStreams is Config.MaxStreams's default: the server's default
+// max_streams_per_client.
+const DefaultMaxStreams = 10000
 
 // Client is a tunnel client. Run it with Run.
 type Client struct {
@@ -119,6 +130,9 @@ type Client struct {
 	// mux is the configuration of every session, with the budget they
 	// share.
 	mux tunnel.Config
+
+	// badHeaderLogged is when a bad stream header was last logged.
+	badHeaderLogged atomic.Int64
 
 	// connected counts the sessions the servers have accepted now.
 	connected atomic.Int64
@@ -169,6 +183,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MaxUnread == 0 {
 		cfg.MaxUnread = DefaultMaxUnread
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxStreams < 0 {
+		return nil, fmt.Errorf("--max-streams %d: at least 1", cfg.MaxStreams)
 	}
 	if cfg.MaxUnread < 1<<20 {
 		return nil, fmt.Errorf("--max-unread %d: at least 1 MiB", cfg.MaxUnread)
@@ -381,6 +401,13 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 	// Accepting a stream waits for yamux to send its acknowledgement,
 	// which queues behind the data of the streams already busy: several
 	// acceptors keep a busy client from taking new streams one at a time.
+	sess.SetMaxStreams(c.cfg.MaxStreams)
+	var refusedLogged atomic.Int64 // UnixNano
+	sess.OnRefusedStream(func(n int64) {
+		if sometimes(&refusedLogged) {
+			srv.logger(c.logger).Warn("the server opened more streams at once than this client takes; reset them", "refused_so_far", n, "max_streams", c.cfg.MaxStreams)
+		}
+	})
 	errs := make(chan error, acceptors)
 	for range acceptors {
 		go func() {
@@ -404,6 +431,14 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 
 // acceptors is how many streams a client may be accepting at once.
 const acceptors = 32
+
+// sometimes reports whether a minute has passed since it last said yes
+// with last (a UnixNano, 0 at first): a bound on repeated log lines.
+func sometimes(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return (prev == 0 || now-prev >= int64(time.Minute)) && last.CompareAndSwap(prev, now)
+}
 
 // connect dials the server, upgrades, and performs the handshake.
 func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, error) {
@@ -509,7 +544,13 @@ func (c *Client) serveStream(st *tunnel.Stream) {
 	st.SetReadDeadline(time.Now().Add(tunnel.HandshakeTimeout))
 	var h tunnel.StreamHeader
 	if err := tunnel.ReadFrame(st, tunnel.MaxStreamHeaderSize, &h); err != nil {
-		c.logger.Warn("bad stream header", "error", err)
+		// A stream the server reset or closed before its header (its
+		// visitor left) is routine; anything else is not.
+		if errors.Is(err, tunnel.ErrStreamReset) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			c.logger.Debug("stream ended before its header", "error", err)
+		} else if sometimes(&c.badHeaderLogged) {
+			c.logger.Warn("bad stream header (said at most once a minute)", "error", err)
+		}
 		st.Reset()
 		return
 	}

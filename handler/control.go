@@ -162,13 +162,17 @@ func (h *Handler) serveConnect(w caddyhttp.ResponseRecorder, r *http.Request, ad
 	// The server's read and write deadlines still apply to the hijacked
 	// connection; the session sets its own.
 	ws.NetConn().SetDeadline(time.Time{})
-	h.serveSession(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr, id)
+	h.serveSession(tunnel.NewConn(ws, tunnel.ServerSide), r.RemoteAddr, addr, id)
 	return http.StatusSwitchingProtocols
 }
 
 // serveSession performs the server's half of the handshake over conn and
-// admits the client, or tells it why not. It owns conn.
-func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity) {
+// admits the client, or tells it why not. It owns conn. A rejection that
+// is the client's own doing (a malformed or refused hello: retrying
+// cannot help) counts against its address as a failed login does, and
+// is logged as sparingly: a client with a valid token cannot flood the
+// log, and its address is answered 429 once it has failed too often.
+func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, addr netip.Prefix, id identity) {
 	logger := h.reg.Logger()
 	sess, err := tunnel.ServerSession(conn, tunnel.Config{
 		MaxStreamWindow: uint32(h.StreamWindow),
@@ -191,6 +195,10 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, id identity
 		fields := []zap.Field{zap.String("remote_addr", remoteAddr), zap.Error(err)}
 		if id.name != registry.Unnamed {
 			fields = append(fields, zap.String("tunnel", id.name))
+		}
+		if rej == nil || rej.Retry == tunnel.RetryNever {
+			controlGuard.strike(addr, h.guardLimits, logger, "client rejected", fields...)
+			return
 		}
 		logger.Warn("client rejected", fields...)
 	}

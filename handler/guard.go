@@ -151,6 +151,16 @@ func (g *guard) limited(addr netip.Prefix, l guardLimits) time.Duration {
 // failed counts a failed login from addr, and logs it unless the address
 // or all addresses have been logged enough lately.
 func (g *guard) failed(addr netip.Prefix, r *http.Request, l guardLimits, logger *zap.Logger) {
+	g.strike(addr, l, logger, "client refused: missing or wrong token",
+		zap.String("remote_addr", r.RemoteAddr), zap.String("path", r.URL.Path))
+}
+
+// strike counts a failure of addr's against its bucket (a failed login,
+// or a hello the server rejected for the client's own fault), and logs
+// msg with fields unless the address or all addresses have been logged
+// enough lately: at most once a minute per address, and about once a
+// second in all.
+func (g *guard) strike(addr netip.Prefix, l guardLimits, logger *zap.Logger, msg string, fields ...zap.Field) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
@@ -168,21 +178,17 @@ func (g *guard) failed(addr netip.Prefix, r *http.Request, l guardLimits, logger
 		return
 	}
 	s.logged = now
-	fields := []zap.Field{
-		zap.String("remote_addr", r.RemoteAddr),
-		zap.String("path", r.URL.Path),
-		zap.Int("failures", s.failures),
-	}
+	fields = append(fields, zap.Int("failures", s.failures))
 	if g.suppressed > 0 {
 		fields = append(fields, zap.Int("other_lines_suppressed", g.suppressed))
 		g.suppressed = 0
 	}
 	s.failures = 0
 	if tripped {
-		logger.Warn("too many failed logins from one address: answering 429 until it slows down", fields...)
+		logger.Warn("too many failed logins or rejected hellos from one address: answering 429 until it slows down", fields...)
 		return
 	}
-	logger.Info("client refused: missing or wrong token", fields...)
+	logger.Info(msg, fields...)
 }
 
 func (g *guard) mayLog(now time.Time) bool {

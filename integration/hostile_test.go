@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
+	"github.com/gorilla/websocket"
 )
 
 // endless is an upstream that answers every request, and writes to every
@@ -444,5 +447,80 @@ func TestUploadsToAnUpstreamThatNeverReadsStayWithinTheClientsBudget(t *testing.
 		visitors, sent.Load()>>20, held/(1<<20), budget>>20)
 	if held > budget {
 		t.Fatalf("the client's RSS grew by %.0f MiB, past its budget of %d MiB", held/(1<<20), budget>>20)
+	}
+}
+
+// A server (a hijacked one, or one with a bug) opens 50,000 streams at
+// once and sends no header on them: the client takes --max-streams of
+// them, resets the rest at once and says so, its memory stays within the
+// documented bound, and a visitor's stream on the same session is served.
+func TestAClientTakesAtMostMaxStreamsFromAServer(t *testing.T) {
+	const flood, maxStreams = 50000, 2000
+	up := newUpstream(t, "app")
+	accepted := make(chan *tunnel.Session, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		sess, err := tunnel.ServerSession(tunnel.NewConn(ws, tunnel.ServerSide), tunnel.Config{})
+		if err != nil {
+			return
+		}
+		ctrl, _, protocol, err := tunnel.ReadHello(sess)
+		if err != nil || tunnel.AcceptClient(ctrl, "flooder", protocol) != nil {
+			sess.Close()
+			return
+		}
+		accepted <- sess
+	}))
+	t.Cleanup(srv.Close)
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--url", "ws"+strings.TrimPrefix(srv.URL, "http"),
+		"--token", testenv.Token, "--id", "flooded", "--max-streams", strconv.Itoa(maxStreams), "--upstream", "app.example.com="+up.URL)
+	var sess *tunnel.Session
+	select {
+	case sess = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not connect")
+	}
+	t.Cleanup(func() { sess.Close() })
+	pid := p.Cmd.Process.Pid
+	base := rssOf(t, pid)
+
+	var streams []*tunnel.Stream
+	for range flood {
+		st, err := sess.Open(context.Background())
+		if err != nil {
+			t.Fatalf("opening stream %d: %v", len(streams), err)
+		}
+		streams = append(streams, st)
+	}
+	p.WaitOutput(t, 10*time.Second, "the server opened more streams at once than this client takes")
+	held := rssOf(t, pid) - base
+	t.Logf("%d streams without a header opened to a client taking %d: its RSS grew by %.1f MiB", flood, maxStreams, held/(1<<20))
+	if bound := float64(maxStreams * 16 << 10); held > bound {
+		t.Errorf("the client's RSS grew by %.0f MiB, past %d streams × 16 KiB = %.0f MiB", held/(1<<20), maxStreams, bound/(1<<20))
+	}
+	for _, st := range streams {
+		st.Close()
+	}
+
+	// A visitor's stream on the same session is still served.
+	next := func(refused error) (*tunnel.Session, error) {
+		if refused != nil {
+			return nil, refused
+		}
+		return sess, nil
+	}
+	d, err := tunnel.OpenData(context.Background(), tunnel.StreamHeader{Kind: tunnel.KindHTTP, Host: "app.example.com"}, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	io.WriteString(d, "GET /after-the-flood HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n")
+	d.SetReadDeadline(time.Now().Add(10 * time.Second))
+	answer, err := io.ReadAll(d)
+	if err != nil || !strings.HasPrefix(string(answer), "HTTP/1.1 200 OK") || !strings.Contains(string(answer), `"path":"/after-the-flood"`) {
+		t.Fatalf("a visitor after the flood: %v\n%s", err, answer)
 	}
 }

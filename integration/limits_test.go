@@ -6,11 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/hashicorp/yamux"
 
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
@@ -241,4 +244,66 @@ func TestConcurrentHandshakesPerAddressAreCapped(t *testing.T) {
 		t.Fatalf("another address: %v", err)
 	}
 	ws.Close()
+}
+
+// A client with a valid token sending hellos the server must reject (here
+// an old protocol, which retrying cannot help) is throttled per address as
+// wrong tokens are: after the handler's auth_failures, 429 without the
+// token being looked at, and a bounded number of log lines; the same
+// tunnel's clients at other addresses keep connecting.
+func TestRejectedHellosFromOneAddressAreThrottledAndLoggedSparingly(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	port := testenv.FreePort(t)
+	testenv.StartCaddy(t, adminPort, "\tlog {\n\t\toutput file "+logFile+"\n\t}",
+		fmt.Sprintf(":%d {\n\tinlets {\n\t\ttoken %s\n\t}\n}", port, testenv.Token))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	const hellos = 3000
+	// An address of its own: the guard outlives each test's config.
+	d := &websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.7")}}).DialContext}
+	codes := map[int]int{}
+	start := time.Now()
+	for range hellos {
+		ws, resp, err := d.Dial("ws://"+addr+"/connect", http.Header{"Authorization": {"Bearer " + testenv.Token}})
+		if err != nil {
+			if resp == nil {
+				t.Fatal(err)
+			}
+			codes[resp.StatusCode]++
+			continue
+		}
+		codes[http.StatusSwitchingProtocols]++
+		cfg := yamux.DefaultConfig()
+		cfg.LogOutput = io.Discard
+		mux, err := yamux.Server(tunnel.NewConn(ws, tunnel.ClientSide), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctrl, err := mux.AcceptStream(); err == nil {
+			tunnel.WriteFrame(ctrl, tunnel.Hello{ClientID: "old", Protocol: 1, Mode: tunnel.ModeHTTP,
+				HTTP: []tunnel.HTTPUpstream{{Host: "old.example.com", URL: "http://127.0.0.1:9"}}})
+			var answer tunnel.Message
+			ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
+			tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &answer)
+		}
+		mux.Close()
+	}
+	t.Logf("%d rejected hellos from 127.0.0.7 in %s: %v", hellos, time.Since(start), codes)
+	if codes[http.StatusSwitchingProtocols] == 0 || codes[http.StatusSwitchingProtocols] > 20 || codes[http.StatusTooManyRequests] < hellos-20 {
+		t.Fatalf("%d hellos with a valid token and an old protocol from one address: %v; want about 10 upgraded and rejected, then 429s", hellos, codes)
+	}
+
+	// The same token from another address connects at once.
+	up := newUpstream(t, "app")
+	testenv.Client(t, testenv.HTTPClient("ws://"+addr, "still.example.com", up.URL))
+	if code, e := request(t, http.MethodGet, addr, "still.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
+		t.Fatalf("after the flood: %d %+v", code, e)
+	}
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logged), "client rejected") + strings.Count(string(logged), "rejected hellos from one address"); n == 0 || n > 20 {
+		t.Fatalf("%d log lines about the %d rejected hellos; want a few", n, hellos)
+	}
 }

@@ -213,11 +213,22 @@ func (l listed) summary() []string {
 // printedCommand finds the client command with prefix that a tunnel
 // command printed, as its words, with PORT replaced by port and the
 // inlets binary in front: ready to run.
-func printedCommand(t *testing.T, output, prefix string, port string) []string {
+func printedCommand(t *testing.T, output, prefix string, port, token string) []string {
 	t.Helper()
 	for _, line := range strings.Split(strings.ReplaceAll(output, " \\\n", " "), "\n") {
 		if line = strings.TrimSpace(line); strings.HasPrefix(line, prefix) {
 			words := shellWords(strings.ReplaceAll(line, ":PORT", ":"+port))
+			// The token goes in the file the command reads it from,
+			// as the printed instructions say.
+			for i, w := range words {
+				if i > 0 && words[i-1] == "--token-file" && strings.HasPrefix(w, "./") {
+					file := filepath.Join(t.TempDir(), filepath.Base(w))
+					if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					words[i] = file
+				}
+			}
 			return append([]string{testenv.Binary(t, "inlets")}, words[1:]...)
 		}
 	}
@@ -280,9 +291,12 @@ func TestTunnelCLI(t *testing.T) {
 		t.Fatalf("create acme printed:\n%s", out)
 	}
 	acmeToken := strings.TrimSpace(lines[i+2])
-	acmeCmd := printedCommand(t, out, "inlets http client", portOf(t, acmeUp.URL))
-	if !slices.Contains(acmeCmd, acmeToken) || !slices.Contains(acmeCmd, serverURL) {
-		t.Fatalf("the client command %q lacks the token %s or the URL", acmeCmd, acmeToken)
+	if strings.Count(out, acmeToken) != 1 || !strings.Contains(out, "--token-file ./acme.token") {
+		t.Fatalf("create acme printed the token in its commands, or no --token-file:\n%s", out)
+	}
+	acmeCmd := printedCommand(t, out, "inlets http client", portOf(t, acmeUp.URL), acmeToken)
+	if !slices.Contains(acmeCmd, serverURL) {
+		t.Fatalf("the client command %q lacks the URL", acmeCmd)
 	}
 	acme := testenv.Start(t, acmeCmd[0], append(acmeCmd[1:], "--id", "acme-1")...)
 	acme.WaitOutput(t, 10*time.Second, "msg=connected")
@@ -292,11 +306,13 @@ func TestTunnelCLI(t *testing.T) {
 
 	// bulk, with --json and a limit; db, a TCP tunnel.
 	bulk := decodeIssued(t, srv.mustTunnel(t, "create", "bulk", "--host", "files.bulk.example.com", "--max-clients", "4", "--url", serverURL, "--json"))
-	bulkCmd := printedCommand(t, bulk.Commands[0], "inlets http client", portOf(t, bulkUp.URL))
+	bulkCmd := printedCommand(t, bulk.Commands[0], "inlets http client", portOf(t, bulkUp.URL), bulk.Token)
 	bulk1 := testenv.Start(t, bulkCmd[0], append(bulkCmd[1:], "--id", "bulk-1")...)
 	bulk1.WaitOutput(t, 10*time.Second, "msg=connected")
 	out = srv.mustTunnel(t, "create", "db", "--tcp-port", fmt.Sprint(dbPort), "--url", serverURL)
-	dbCmd := printedCommand(t, out, "inlets tcp client", "")
+	lines = strings.Split(out, "\n")
+	i = slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Its token, shown this once") })
+	dbCmd := printedCommand(t, out, "inlets tcp client", "", strings.TrimSpace(lines[i+2]))
 	dbPorts := slices.Index(dbCmd, "--ports")
 	if dbPorts < 0 || dbCmd[dbPorts+1] != fmt.Sprint(dbPort) {
 		t.Fatalf("db's command: %q", dbCmd)
@@ -397,7 +413,7 @@ func TestTunnelCLI(t *testing.T) {
 	if code, body := get(t, "http://"+srv.site+"/status", bulk.Token); code != http.StatusOK || !time.Now().Before(expire) {
 		t.Fatalf("the old token within the grace: HTTP %d %s (%s before it ends)", code, body, time.Until(expire))
 	}
-	bulk2Cmd := printedCommand(t, rot.Commands[0], "inlets http client", portOf(t, bulkUp.URL))
+	bulk2Cmd := printedCommand(t, rot.Commands[0], "inlets http client", portOf(t, bulkUp.URL), rot.Token)
 	bulk2 := testenv.Start(t, bulk2Cmd[0], append(bulk2Cmd[1:], "--id", "bulk-2")...)
 	bulk2.WaitOutput(t, 10*time.Second, "msg=connected")
 	// Each observation is dated when its answer arrived: an answer that
@@ -474,7 +490,7 @@ func TestTunnelCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = srv.mustTunnel(t, "connect", "bulk", "--url", serverURL, "--token-file", tokenFile)
-	bulk3Cmd := printedCommand(t, out, "inlets http client", portOf(t, bulkUp.URL))
+	bulk3Cmd := printedCommand(t, out, "inlets http client", portOf(t, bulkUp.URL), "")
 	bulk3 := testenv.Start(t, bulk3Cmd[0], append(bulk3Cmd[1:], "--id", "bulk-3")...)
 	bulk3.WaitOutput(t, 10*time.Second, "msg=connected")
 	if code, e := request(t, http.MethodGet, srv.site, "files.bulk.example.com", "/", nil); code != http.StatusOK || e.Upstream != "bulk" {
@@ -516,7 +532,7 @@ func TestTunnelCLIRefusedChangeKeepsTheClientsConnected(t *testing.T) {
 	srv := startCaddyServer(t)
 	up := newUpstream(t, "acme")
 	acme := decodeIssued(t, srv.mustTunnel(t, "create", "acme", "--host", "app.acme.example.com", "--url", "ws://"+srv.site, "--json"))
-	cmd := printedCommand(t, acme.Commands[0], "inlets http client", portOf(t, up.URL))
+	cmd := printedCommand(t, acme.Commands[0], "inlets http client", portOf(t, up.URL), acme.Token)
 	client := testenv.Start(t, cmd[0], append(cmd[1:], "--id", "acme-1")...)
 	client.WaitOutput(t, 10*time.Second, "msg=connected")
 

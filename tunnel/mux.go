@@ -41,11 +41,6 @@ type Config struct {
 	// DefaultAnswerTimeout. A client ignores them.
 	ProbeAfter, AnswerTimeout time.Duration
 
-	// MaxIncomingStreams bounds, on the client's side, the streams the
-	// server may have open at once: yamux resets those beyond it. 0: no
-	// bound. The server ignores it (see Session.SetMaxStreams).
-	MaxIncomingStreams int
-
 	// LogOutput receives yamux's log lines; nil discards them.
 	LogOutput io.Writer
 }
@@ -109,9 +104,6 @@ func VerifyConfig(cfg Config) error {
 	if cfg.MeasureRTTInterval < 0 || cfg.ProbeAfter < 0 || cfg.AnswerTimeout < 0 {
 		errs = append(errs, errors.New("durations may not be negative"))
 	}
-	if cfg.MaxIncomingStreams < 0 {
-		errs = append(errs, errors.New("MaxIncomingStreams may not be negative"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -147,10 +139,6 @@ func muxConfig(cfg Config, client bool) *yamux.Config {
 		LogOutput:               cfg.LogOutput,
 		ReadBufSize:             0,
 		MaxMessageSize:          64 << 10,
-	}
-	if client && cfg.MaxIncomingStreams > 0 {
-		// The control stream is one of them.
-		mc.MaxIncomingStreams = uint32(cfg.MaxIncomingStreams) + 1
 	}
 	if mc.LogOutput == nil {
 		mc.LogOutput = io.Discard

@@ -27,8 +27,10 @@ type Session struct {
 	ended atomic.Pointer[error]
 
 	// maxStreams bounds the data streams open at once; 0: no bound.
-	// open counts them, from Open or Accept until Close or Reset.
-	maxStreams, open atomic.Int64
+	// open counts them, from Open or Accept until Close or Reset;
+	// refused counts those Accept reset past the bound.
+	maxStreams, open, refused atomic.Int64
+	onRefused                 func(refused int64)
 	// streamsMu guards streams, the data streams open, and over.
 	streamsMu sync.Mutex
 	streams   map[*Stream]struct{}
@@ -134,8 +136,9 @@ func (s *Session) SetProtocol(v int) { s.protocol.Store(int32(v)) }
 // Protocol is the protocol version the session speaks.
 func (s *Session) Protocol() int { return int(s.protocol.Load()) }
 
-// SetMaxStreams bounds the data streams the session has open at once; 0:
-// no bound.
+// SetMaxStreams bounds the data streams the session has open at once, on
+// either side: the server's Open fails past it, and the client's Accept
+// resets the server's streams past it; 0: no bound.
 func (s *Session) SetMaxStreams(n int) { s.maxStreams.Store(int64(n)) }
 
 // Streams is the number of data streams open now.
@@ -178,20 +181,38 @@ func (s *Session) openControl() (*Stream, error) {
 }
 
 // Accept waits for the next data stream the server opens (the client's
-// side). A ctx that ends first ends the session: yamux has no way to stop
-// waiting otherwise.
+// side). Past SetMaxStreams, a new stream is reset at once, counted in
+// RefusedStreams, and Accept waits for the next. A ctx that ends first
+// ends the session: yamux has no way to stop waiting otherwise.
 func (s *Session) Accept(ctx context.Context) (*Stream, error) {
-	st, err := s.accept(ctx)
-	if err != nil {
-		return nil, err
+	for {
+		st, err := s.accept(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n := s.open.Add(1); s.maxStreams.Load() > 0 && n > s.maxStreams.Load() {
+			s.open.Add(-1)
+			st.Reset()
+			if n := s.refused.Add(1); s.onRefused != nil {
+				s.onRefused(n)
+			}
+			continue
+		}
+		stream := &Stream{st: st, sess: s, data: true}
+		if !s.track(stream) {
+			return nil, yamux.ErrSessionShutdown
+		}
+		return stream, nil
 	}
-	s.open.Add(1)
-	stream := &Stream{st: st, sess: s, data: true}
-	if !s.track(stream) {
-		return nil, yamux.ErrSessionShutdown
-	}
-	return stream, nil
 }
+
+// RefusedStreams is how many streams Accept has reset for passing
+// SetMaxStreams.
+func (s *Session) RefusedStreams() int64 { return s.refused.Load() }
+
+// OnRefusedStream has f told, with RefusedStreams, of each stream Accept
+// resets for passing SetMaxStreams. Call it before Accept.
+func (s *Session) OnRefusedStream(f func(refused int64)) { s.onRefused = f }
 
 // acceptControl waits for the control stream.
 func (s *Session) acceptControl(ctx context.Context) (*Stream, error) {

@@ -93,6 +93,7 @@ type clientFlags struct {
 	id               string
 	upstreamInsecure bool
 	maxUnread        int64
+	maxStreams       int
 	peers            []string
 }
 
@@ -103,6 +104,7 @@ func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
 		f.peers = append(f.peers, splitList(s)...)
 		return nil
 	})
+	fs.IntVar(&f.maxStreams, "max-streams", client.DefaultMaxStreams, "the most `STREAMS` (visitors' connections) each server may have open at once through this client: past it, new ones are reset and the server's visitors get an error; about 12 KiB each")
 	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): nearing it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
 		size, err := humanize.ParseBytes(s)
 		if err != nil || size < 1<<20 || size > 1<<40 {
@@ -241,7 +243,7 @@ func (f *clientFlags) config() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
-	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread, Peers: f.peers}
+	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread, MaxStreams: f.maxStreams, Peers: f.peers}
 	if roots != nil || f.upstreamInsecure {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}

@@ -379,7 +379,7 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	}
 	sc := tunnelScope{hosts: hosts, tcp: ports, udp: udpPorts}
 	out := issued{Name: name, Token: token, SHA256: digest, Hosts: hosts, TCPPorts: ports, UDPPorts: udpPorts}
-	out.Commands = clientCommands(*serverURL, []string{"--token", token}, sc)
+	out.Commands = clientCommands(*serverURL, tokenFileArgs(name), sc)
 	if *asJSON {
 		return r.writeJSON(out)
 	}
@@ -403,11 +403,21 @@ type issued struct {
 	Commands []string `json:"commands"`
 }
 
-// printIssued prints a new token, and the client commands with it.
+// printIssued prints a new token, and the client commands, which read it
+// from a file: a token on a command line is in ps's output and in the
+// shell's history.
 func (r tunnelRun) printIssued(out issued, serverURL string) {
 	fmt.Fprintf(r.stdout, "Its token, shown this once (Caddy keeps only its SHA-256; if it is lost, '%s rotate %s' makes a new one):\n\n    %s\n\n", r.group, out.Name, out.Token)
-	r.printCommands(tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts}, serverURL, []string{"--token", out.Token})
+	fmt.Fprintf(r.stdout, "Save it where the client runs, in a file only the client's user can read (chmod 600): %s below.\n\n", tokenFileName(out.Name))
+	r.printCommands(tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts}, serverURL, tokenFileArgs(out.Name))
 }
+
+// tokenFileName is the file the printed client commands of tunnel name
+// read its token from.
+func tokenFileName(name string) string { return "./" + name + ".token" }
+
+// tokenFileArgs is the token's flag in a client command of tunnel name.
+func tokenFileArgs(name string) []string { return []string{"--token-file", tokenFileName(name)} }
 
 // printCommands prints the commands that run the tunnel's clients, and
 // what to replace in them.
@@ -899,7 +909,7 @@ func runTunnelRotate(r tunnelRun, args []string) int {
 	}
 	out := issued{Name: name, Token: token, SHA256: digest, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)),
 		UDPPorts: slices.Sorted(slices.Values(tun.UDPPorts)), OldTokensExpire: expire}
-	out.Commands = clientCommands(*serverURL, []string{"--token", token}, tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts})
+	out.Commands = clientCommands(*serverURL, tokenFileArgs(name), tunnelScope{hosts: out.Hosts, tcp: out.TCPPorts, udp: out.UDPPorts})
 	if *asJSON {
 		return r.writeJSON(out)
 	}

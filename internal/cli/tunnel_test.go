@@ -314,8 +314,10 @@ func TestTunnelCLICreateStoresOnlyTheDigestAndPrintsTheTokenOnce(t *testing.T) {
 	if ct := admin.requests["PUT /config/apps/inlets/tunnels/acme"].Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	if len(out.Commands) != 2 || !strings.Contains(out.Commands[0], "--token "+out.Token+" --upstream app.acme.example.com=http://127.0.0.1:PORT") ||
-		!strings.HasSuffix(out.Commands[1], "--upstream 127.0.0.1 --ports 2201-2203") {
+	// The commands read the token from a file: on a command line it would
+	// be in ps's output and the shell's history.
+	if len(out.Commands) != 2 || !strings.Contains(out.Commands[0], "--token-file ./acme.token --upstream app.acme.example.com=http://127.0.0.1:PORT") ||
+		!strings.HasSuffix(out.Commands[1], "--upstream 127.0.0.1 --ports 2201-2203") || strings.Contains(strings.Join(out.Commands, " "), out.Token) {
 		t.Errorf("commands %q", out.Commands)
 	}
 	if !strings.Contains(stderr, "does not autosave its config") || !strings.Contains(stderr, "has no TCP data plane, so it refuses the tunnel's TCP and UDP clients") {
@@ -325,7 +327,8 @@ func TestTunnelCLICreateStoresOnlyTheDigestAndPrintsTheTokenOnce(t *testing.T) {
 	code, stdout, _ = runTunnelCLI(admin.address(), "create", "acme", "--host", "app.acme.example.com")
 	lines := strings.Split(stdout, "\n")
 	token := strings.TrimSpace(lines[lineIndex(lines, "Its token, shown this once")+2])
-	if code != 0 || len(token) != 43 || !strings.Contains(stdout, "    inlets http client --url wss://SERVER --token "+token+" --upstream app.acme.example.com=http://127.0.0.1:PORT\n") ||
+	if code != 0 || len(token) != 43 || strings.Count(stdout, token) != 1 ||
+		!strings.Contains(stdout, "    inlets http client --url wss://SERVER --token-file ./acme.token --upstream app.acme.example.com=http://127.0.0.1:PORT\n") ||
 		!strings.Contains(stdout, "Replace PORT with the local port of the service behind each host, and wss://SERVER with the server's address") {
 		t.Errorf("exit %d:\n%s", code, stdout)
 	}
