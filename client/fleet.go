@@ -85,6 +85,8 @@ type fleet struct {
 	// sessionGen counts, per configured URL, the sessions accepted, and
 	// peersGen is the one during which its peers were last advertised.
 	sessionGen, peersGen map[string]uint64
+	// grace is peersGrace, read once when the fleet starts.
+	grace time.Duration
 }
 
 // runFleet keeps a session to every server until ctx ends: to each URL,
@@ -97,6 +99,7 @@ func (c *Client) runFleet(ctx context.Context) error {
 	c.fleet.peers = map[string][]string{}
 	c.fleet.sessionGen, c.fleet.peersGen = map[string]uint64{}, map[string]uint64{}
 	c.fleet.resync = make(chan struct{}, 1)
+	c.fleet.grace = peersGrace
 	c.fleet.mu.Unlock()
 	defer c.stopServers(nil)
 	for {
@@ -307,18 +310,18 @@ var peersGrace = 30 * time.Second
 func (c *Client) peersSessionStarted(srv *server, logger *slog.Logger) {
 	c.fleet.mu.Lock()
 	c.fleet.sessionGen[srv.url]++
-	gen := c.fleet.sessionGen[srv.url]
+	gen, grace := c.fleet.sessionGen[srv.url], c.fleet.grace
 	c.fleet.mu.Unlock()
-	time.AfterFunc(peersGrace, func() { c.expirePeers(srv.url, gen, false, logger) })
+	time.AfterFunc(grace, func() { c.expirePeers(srv.url, gen, false, logger) })
 }
 
 // peersSessionEnded forgets, peersGrace from now, the peers srv's session
 // advertised, unless a new session has started meanwhile.
 func (c *Client) peersSessionEnded(srv *server, logger *slog.Logger) {
 	c.fleet.mu.Lock()
-	gen := c.fleet.sessionGen[srv.url]
+	gen, grace := c.fleet.sessionGen[srv.url], c.fleet.grace
 	c.fleet.mu.Unlock()
-	time.AfterFunc(peersGrace, func() { c.expirePeers(srv.url, gen, true, logger) })
+	time.AfterFunc(grace, func() { c.expirePeers(srv.url, gen, true, logger) })
 }
 
 // expirePeers forgets the peers url advertised, if the session gen is
