@@ -318,13 +318,21 @@ func (e *RejectedError) Error() string {
 // at once. A rejection that says retrying helps at once (the server is
 // shutting down, and its successor takes clients) is retried after
 // MinBackoff; one that says it cannot help waits MaxBackoff, and the
-// client says so; a 429 waits what the server asked.
+// client says so; a 429 waits what the server asked. A client with
+// several servers backs off at most fleetMaxBackoff from each, but for
+// the refusals that retrying cannot help.
 func (c *Client) Run(ctx context.Context) error {
 	if c.prefixed != nil {
 		defer c.prefixed.close()
 	}
 	return c.runFleet(ctx)
 }
+
+// fleetMaxBackoff caps the backoff of a client with several servers: a
+// server of a fleet that comes back, whatever its outage lasted, has its
+// clients back within about 4 s of listening, before a load balancer
+// sends it visitors. A lone server's clients back off to MaxBackoff.
+const fleetMaxBackoff = 4 * time.Second
 
 // runServer keeps a session to one server until ctx ends, with its own
 // backoff: one server failing never holds up another's session.
@@ -341,6 +349,9 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 		if srv.restarting() {
 			// Its successor listens soon: back off no more than a second.
 			backoff = min(max(backoff, c.cfg.MinBackoff), time.Second)
+		}
+		if srv.several {
+			backoff = min(backoff, fleetMaxBackoff)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		backoff = min(backoff*2, c.cfg.MaxBackoff)

@@ -139,6 +139,7 @@ func TestOneClientServesAFleetOfThreeServersThroughKillsAndRestarts(t *testing.T
 	// a dies without a word.
 	a.proc.Cmd.Process.Kill()
 	a.proc.Cmd.Wait()
+	aKilled := time.Now()
 	client.WaitOutput(t, 10*time.Second, fmt.Sprintf(`msg="tunnel down; reconnecting" server=%s/connect error="session ended`, a.url()))
 
 	// b stops gracefully (SIGTERM) and starts again: it tells the client,
@@ -167,9 +168,20 @@ func TestOneClientServesAFleetOfThreeServersThroughKillsAndRestarts(t *testing.T
 	}
 	t.Logf("%d requests to the surviving server, none failed", sent.Load())
 
-	// a comes back too: the fleet is whole again.
+	// a comes back too, after an outage of at least 10s (long enough for
+	// a lone server's backoff to grow to 8s): the client is back within
+	// 5s of its listening, and the fleet is whole again.
+	if down := time.Since(aKilled); down < 10*time.Second {
+		time.Sleep(10*time.Second - down) // the outage's length, not synchronisation
+	}
 	a.start(t)
+	aUp := time.Now()
 	testenv.Eventually(t, 40*time.Second, allConnected)
+	if took := time.Since(aUp); took > 5*time.Second {
+		t.Errorf("after a 10s outage the client was back on the restarted server %s after its admin endpoint answered, want at most 5s", took.Round(time.Millisecond))
+	} else {
+		t.Logf("after a 10s outage the client was back on the restarted server %s after its admin endpoint answered", took.Round(time.Millisecond))
+	}
 }
 
 // inlets status over servers one of which misses the client says so,

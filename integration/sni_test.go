@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,4 +225,126 @@ func TestSNIClientIsRefusedANameTheServerDoesNotAllow(t *testing.T) {
 	testenv.StartCaddy(t, adminPort, "", site)
 	p := inletsTCP(t, fmt.Sprintf("ws://127.0.0.1:%d", port), "sni-refused", "--upstream", "127.0.0.1", "--sni", "a.test="+strconv.Itoa(testenv.FreePort(t)))
 	p.WaitOutput(t, 10*time.Second, "server rejected the tunnel: TLS name a.test is not allowed by this server, which allows *.example.com")
+}
+
+// clientHello is the first TLS record a Go client sends for name.
+func clientHello(t *testing.T, name string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: name, InsecureSkipVerify: true}).Handshake()
+	}()
+	record := make([]byte, 5)
+	if _, err := io.ReadFull(b, record); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(record[3])<<8|int(record[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(record, body...)
+}
+
+// gcHeap is a Caddy process's heap in use and goroutines after a garbage
+// collection (forced through the admin endpoint's heap profile).
+func gcHeap(t *testing.T, srv *caddyServer) (heap, goroutines float64) {
+	t.Helper()
+	if code, body := get(t, "http://"+srv.admin+"/debug/pprof/heap?gc=1", ""); code != http.StatusOK {
+		t.Fatalf("heap profile: HTTP %d %.200s", code, body)
+	}
+	m := scrape(t, "http://"+srv.admin+"/metrics", "")
+	return m.value("go_memstats_heap_inuse_bytes"), m.value("go_goroutines")
+}
+
+// silentVisitorBound is what a TLS passthrough visitor that sent its
+// ClientHello and went silent may hold of Caddy's heap, as the README's
+// bounds say: its TCP connection, caddy-l4's connection and matcher
+// state, a stream, and the relay's two 2 KiB read buffers.
+const silentVisitorBound = 24 << 10
+
+func TestSilentTLSVisitorsHoldLittleAndAreLetGoAfterTheHandshakeTimeout(t *testing.T) {
+	const visitors = 1000
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "upstream") }))
+	upstream.Config.ErrorLog = log.New(io.Discard, "", 0) // a line per visitor let go
+	upstream.StartTLS()
+	defer upstream.Close()
+	_, upPort, _ := net.SplitHostPort(upstream.Listener.Addr().String())
+	srv, shared, url := sniServer(t)
+	client := inletsTCP(t, url, "sni-silent", "--upstream", "127.0.0.1", "--sni", "s.test="+upPort)
+	client.WaitOutput(t, 10*time.Second, "msg=connected")
+	if code, body := curlTLS(t, shared, "s.test", "127.0.0.1"); code != 0 || body != "upstream" {
+		t.Fatalf("curl https://s.test through the tunnel: exit %d, %.200q", code, body)
+	}
+	gauge := func() float64 {
+		return scrape(t, "http://"+srv.admin+"/metrics", "").value("tls_dataplane_connections_gauge", "host", "s.test")
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if g := gauge(); g != 0 {
+			return fmt.Errorf("%v TLS connections open before the silent visitors", g)
+		}
+		return nil
+	})
+	baseHeap, baseGoroutines := gcHeap(t, srv)
+
+	// Each visitor sends its ClientHello, reads the start of the
+	// upstream's answer, and says nothing more.
+	hello := clientHello(t, "s.test")
+	conns := make([]net.Conn, 0, visitors)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range visitors {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", shared))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.Write(hello)
+	}
+	started := time.Now()
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("silent visitor %d had no answer from the upstream: %v", i, err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if g := gauge(); g != visitors {
+			return fmt.Errorf("%v TLS connections open, want the %d visitors", g, visitors)
+		}
+		return nil
+	})
+	heap, goroutines := gcHeap(t, srv)
+	perConn := (heap - baseHeap) / visitors
+	t.Logf("%d silent visitors: Caddy's heap in use %.1f → %.1f MiB, %.1f KiB each (bound %d KiB); goroutines %.0f → %.0f",
+		visitors, baseHeap/(1<<20), heap/(1<<20), perConn/1024, silentVisitorBound>>10, baseGoroutines, goroutines)
+	if perConn > silentVisitorBound {
+		t.Errorf("a silent TLS visitor holds %.1f KiB of Caddy's heap, want at most %d KiB", perConn/1024, silentVisitorBound>>10)
+	}
+
+	// Meanwhile a visitor that speaks is served.
+	if code, body := curlTLS(t, shared, "s.test", "127.0.0.1"); code != 0 || body != "upstream" {
+		t.Errorf("curl https://s.test beside the silent visitors: exit %d, %.200q", code, body)
+	}
+
+	// The handshake timeout (10s by default) lets them all go, long
+	// before the idle timeout (1h): each reads the end of its connection.
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(40 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("silent visitor %d: %v after %s, want the connection closed after the handshake timeout",
+				i, err, time.Since(started).Round(time.Second))
+		}
+	}
+	t.Logf("all %d silent visitors let go %s after they were answered", visitors, time.Since(started).Round(100*time.Millisecond))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if g := gauge(); g != 0 {
+			return fmt.Errorf("%v TLS connections still open after the handshake timeout", g)
+		}
+		return nil
+	})
 }

@@ -25,9 +25,15 @@ var copyBuffers = sync.Pool{New: func() any {
 // with an RST, and a Stream is reset, so that neither end waits for data
 // nobody will read. When idle is positive, the relay ends after idle
 // passes with no byte moving in either direction.
-func Join(a, b net.Conn, idle time.Duration) {
+func Join(a, b net.Conn, idle time.Duration) { JoinHandshake(a, b, 0, idle) }
+
+// JoinHandshake is Join, with handshake for idle until a has sent bytes
+// after b's first (when handshake is positive): a TLS visitor, a, that
+// sent its ClientHello, got the upstream's answer and went silent is let
+// go after handshake, not idle.
+func JoinHandshake(a, b net.Conn, handshake, idle time.Duration) {
 	var j joiner
-	j.idle = idle
+	j.idle, j.handshake, j.a = idle, handshake, a
 	j.touch()
 	done := make(chan struct{})
 	go func() {
@@ -41,7 +47,11 @@ func Join(a, b net.Conn, idle time.Duration) {
 }
 
 type joiner struct {
-	idle time.Duration
+	idle, handshake time.Duration
+	// a is JoinHandshake's a; turns counts its handshake's turns: 1 once
+	// b has sent bytes, 2 once a has sent bytes after that.
+	a     net.Conn
+	turns atomic.Int32
 	// last is when a byte last moved either way, in UnixNano.
 	last atomic.Int64
 	// abort is set once one direction failed; both ends are then closed.
@@ -49,8 +59,29 @@ type joiner struct {
 }
 
 func (j *joiner) touch() {
-	if j.idle > 0 {
+	if j.idle > 0 || j.handshake > 0 {
 		j.last.Store(time.Now().UnixNano())
+	}
+}
+
+// timeout is the idle timeout now: handshake until its turns are done.
+func (j *joiner) timeout() time.Duration {
+	if j.handshake > 0 && j.turns.Load() < 2 {
+		return j.handshake
+	}
+	return j.idle
+}
+
+// moved notes bytes read from src, for the handshake's turns.
+func (j *joiner) moved(src net.Conn) {
+	if j.handshake <= 0 {
+		return
+	}
+	switch t := j.turns.Load(); {
+	case t == 0 && src != j.a:
+		j.turns.CompareAndSwap(0, 1)
+	case t == 1 && src == j.a:
+		j.turns.CompareAndSwap(1, 2)
 	}
 }
 
@@ -97,12 +128,14 @@ func (j *joiner) copy(dst, src net.Conn) error {
 		if pooled != nil {
 			buf = *pooled
 		}
-		if j.idle > 0 {
-			src.SetReadDeadline(time.Now().Add(j.idle))
+		timeout := j.timeout()
+		if timeout > 0 {
+			src.SetReadDeadline(time.Now().Add(timeout))
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			j.touch()
+			j.moved(src)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
@@ -122,7 +155,7 @@ func (j *joiner) copy(dst, src net.Conn) error {
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Idle in this direction: carry on while the other one moves.
-			if time.Since(time.Unix(0, j.last.Load())) < j.idle {
+			if time.Since(time.Unix(0, j.last.Load())) < j.timeout() {
 				continue
 			}
 			return errIdle

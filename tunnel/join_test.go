@@ -33,11 +33,16 @@ func tcpPair(t *testing.T) (a, b *net.TCPConn) {
 
 // relay joins two TCP pairs: visitor ⇄ [a ⇄ b] ⇄ upstream.
 func relay(t *testing.T, idle time.Duration) (visitor, upstream *net.TCPConn, done chan struct{}) {
+	return relayHandshake(t, 0, idle)
+}
+
+// relayHandshake is relay with JoinHandshake, a being the visitor's side.
+func relayHandshake(t *testing.T, handshake, idle time.Duration) (visitor, upstream *net.TCPConn, done chan struct{}) {
 	visitor, a := tcpPair(t)
 	b, upstream := tcpPair(t)
 	done = make(chan struct{})
 	go func() {
-		Join(a, b, idle)
+		JoinHandshake(a, b, handshake, idle)
 		close(done)
 	}()
 	return visitor, upstream, done
@@ -111,5 +116,53 @@ func TestJoinClosesBothSidesWhenOneIsReset(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Join did not return after a reset")
+	}
+}
+
+// A visitor that sends its hello, gets the upstream's answer and goes
+// silent is let go after the handshake timeout, not the idle one; one
+// that answered back has the idle timeout.
+func TestJoinHandshakeLetsASilentVisitorGoEarly(t *testing.T) {
+	const handshake, idle = 200 * time.Millisecond, time.Minute
+	exchange := func(visitor, upstream *net.TCPConn) {
+		t.Helper()
+		visitor.Write([]byte("client hello"))
+		buf := make([]byte, len("client hello"))
+		if _, err := io.ReadFull(upstream, buf); err != nil {
+			t.Fatal(err)
+		}
+		upstream.Write([]byte("server hello"))
+		if _, err := io.ReadFull(visitor, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	visitor, upstream, done := relayHandshake(t, handshake, idle)
+	exchange(visitor, upstream)
+	start := time.Now()
+	select {
+	case <-done:
+		t.Logf("a silent visitor was let go %s after the upstream's answer", time.Since(start).Round(time.Millisecond))
+	case <-time.After(idle / 2):
+		t.Fatal("a visitor silent after the upstream's answer was kept past the handshake timeout")
+	}
+
+	visitor, upstream, done = relayHandshake(t, handshake, idle)
+	exchange(visitor, upstream)
+	visitor.Write([]byte("finished"))
+	buf := make([]byte, len("finished"))
+	if _, err := io.ReadFull(upstream, buf); err != nil {
+		t.Fatal(err)
+	}
+	// Quiet for several handshake timeouts: the relay must stay. Waiting
+	// is what is tested here; nothing is synchronised by it.
+	select {
+	case <-done:
+		t.Fatal("a visitor past its handshake was let go before the idle timeout")
+	case <-time.After(5 * handshake):
+	}
+	upstream.Write([]byte("data"))
+	if _, err := io.ReadFull(visitor, buf[:4]); err != nil {
+		t.Fatalf("the relay after the handshake: %v", err)
 	}
 }

@@ -36,6 +36,11 @@ func init() {
 // server name of the ClientHello it matched.
 const ServerNamePlaceholder = "{l4.tls.server_name}"
 
+// DefaultHandshakeTimeout lets go a TLS passthrough visitor that has not
+// finished its handshake after this long with no byte moving: a TLS
+// handshake over any link takes a few round trips, not minutes.
+const DefaultHandshakeTimeout = 10 * time.Second
+
 // Handler routes a TLS connection by its server name to the tunnel
 // clients that announced it (`inlets tcp client --sni NAME`): the exact
 // name if a client announced it, else the one-label wildcard that
@@ -67,10 +72,19 @@ type Handler struct {
 	// it is closed. Default: 1h, as the TCP data plane's.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
-	reg    *registry.Registry
-	logger *zap.Logger
-	idle   time.Duration
-	next   atomic.Uint64 // round-robin cursor
+	// How long a TLS passthrough connection may move no byte before its
+	// TLS handshake is done: until the visitor has sent bytes after the
+	// upstream's first answer. A visitor that sends a ClientHello and
+	// then nothing is let go after this, not after idle_timeout; while
+	// it waits, it holds its TCP connection, a stream and about 10 KiB of
+	// Caddy's heap (two goroutines, two 2 KiB read buffers). Default: 10s.
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
+
+	reg       *registry.Registry
+	logger    *zap.Logger
+	idle      time.Duration
+	handshake time.Duration
+	next      atomic.Uint64 // round-robin cursor
 }
 
 // CaddyModule returns the Caddy module information.
@@ -91,9 +105,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.IdleTimeout < 0 {
 		return fmt.Errorf("layer4 inlets: idle_timeout %s must be positive", time.Duration(h.IdleTimeout))
 	}
+	if h.HandshakeTimeout < 0 {
+		return fmt.Errorf("layer4 inlets: handshake_timeout %s must be positive", time.Duration(h.HandshakeTimeout))
+	}
 	h.idle = time.Duration(h.IdleTimeout)
 	if h.idle == 0 {
 		h.idle = l4ports.DefaultIdleTimeout
+	}
+	h.handshake = time.Duration(h.HandshakeTimeout)
+	if h.handshake == 0 {
+		h.handshake = DefaultHandshakeTimeout
 	}
 	h.logger = ctx.Logger()
 	reg, err := registry.FromContext(ctx)
@@ -147,7 +168,7 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	switch header.Kind {
 	case tunnel.KindTLS:
 		defer metrics.TLSConnectionOpened(header.Host).Closed()
-		tunnel.Join(visitor{cx}, stream, h.idle)
+		tunnel.JoinHandshake(visitor{cx}, stream, h.handshake, h.idle)
 	case tunnel.KindTCP:
 		defer metrics.TCPConnectionOpened(header.Port).Closed()
 		tunnel.Join(visitor{cx}, stream, h.idle)
@@ -227,10 +248,11 @@ func (v visitor) CloseWrite() error {
 //
 //	inlets {
 //		proxy_protocol v1|v2
-//		idle_timeout   <duration>
+//		idle_timeout      <duration>
+//		handshake_timeout <duration>
 //	}
 //
-// Both are optional, and so is the block.
+// All are optional, and so is the block.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the handler's name
 	if d.NextArg() {
@@ -254,8 +276,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("idle_timeout %q: want a positive duration such as 30m or 2h", val)
 			}
 			h.IdleTimeout = caddy.Duration(dur)
+		case "handshake_timeout":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("handshake_timeout %q: want a positive duration such as 10s or 1m", val)
+			}
+			h.HandshakeTimeout = caddy.Duration(dur)
 		default:
-			return d.Errf("unknown option %q of the layer4 inlets handler: want proxy_protocol or idle_timeout", opt)
+			return d.Errf("unknown option %q of the layer4 inlets handler: want proxy_protocol, idle_timeout or handshake_timeout", opt)
 		}
 	}
 	return nil

@@ -19,18 +19,19 @@ func unmarshal(input string) (*Handler, error) {
 }
 
 func TestHandlerCaddyfile(t *testing.T) {
-	h, err := unmarshal("inlets {\n\tproxy_protocol v2\n\tidle_timeout 30m\n}")
-	if err != nil || h.ProxyProtocol != "v2" || time.Duration(h.IdleTimeout) != 30*time.Minute {
+	h, err := unmarshal("inlets {\n\tproxy_protocol v2\n\tidle_timeout 30m\n\thandshake_timeout 5s\n}")
+	if err != nil || h.ProxyProtocol != "v2" || time.Duration(h.IdleTimeout) != 30*time.Minute || time.Duration(h.HandshakeTimeout) != 5*time.Second {
 		t.Fatalf("got %+v, %v", h, err)
 	}
 	if h, err := unmarshal("inlets"); err != nil || *h != (Handler{}) {
 		t.Fatalf("bare inlets: %+v, %v", h, err)
 	}
 	for input, want := range map[string]string{
-		"inlets extra":                    "wrong argument count",
-		"inlets {\n\tlisten :443\n}":      `unknown option "listen" of the layer4 inlets handler: want proxy_protocol or idle_timeout`,
-		"inlets {\n\tidle_timeout -1s\n}": `idle_timeout "-1s": want a positive duration`,
-		"inlets {\n\tproxy_protocol\n}":   "wrong argument count",
+		"inlets extra":                        "wrong argument count",
+		"inlets {\n\tlisten :443\n}":          `unknown option "listen" of the layer4 inlets handler: want proxy_protocol, idle_timeout or handshake_timeout`,
+		"inlets {\n\tidle_timeout -1s\n}":     `idle_timeout "-1s": want a positive duration`,
+		"inlets {\n\tproxy_protocol\n}":       "wrong argument count",
+		"inlets {\n\thandshake_timeout 0s\n}": `handshake_timeout "0s": want a positive duration`,
 	} {
 		if _, err := unmarshal(input); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", input, err, want)
@@ -59,8 +60,8 @@ func FuzzHandlerCaddyfile(f *testing.F) {
 		if h.ProxyProtocol != "" && !strings.Contains(body, "proxy_protocol") {
 			t.Fatalf("proxy_protocol from nowhere: %q", h.ProxyProtocol)
 		}
-		if h.IdleTimeout < 0 {
-			t.Fatalf("negative idle_timeout %v accepted", h.IdleTimeout)
+		if h.IdleTimeout < 0 || h.HandshakeTimeout < 0 {
+			t.Fatalf("negative timeout accepted: %+v", h)
 		}
 	})
 }
