@@ -398,6 +398,49 @@ func TestUDPMaxFlowsTurnsNewVisitorsAwayAndCountsThem(t *testing.T) {
 	}
 }
 
+// One source sending from 2,000 ports, as a spoofer or a scanner does,
+// takes at most udp_max_flows_per_source (default 128) of a port's flows:
+// a visitor from another address is still served, and what was turned
+// away is counted.
+func TestOneSourceTakesAtMostItsShareOfAUDPPortsFlows(t *testing.T) {
+	const ports = 2000
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, "udp_ports "+strconv.Itoa(public))
+	testenv.Client(t, udpClient(srv.URL, public, udpEcho(t, "echo")))
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: public}
+
+	for i := range ports {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}, to)
+		if err != nil {
+			t.Fatalf("source port %d: %v", i, err)
+		}
+		_, err = c.Write([]byte("who"))
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		dropped := adminMetrics(t).value("udp_dataplane_datagrams_dropped_total", "port", strconv.Itoa(public), "reason", "source_limit")
+		// The kernel may drop some of the burst before Caddy reads it:
+		// the datagrams Caddy turned away are at most the rest.
+		if flows := l4ports.FlowCount(public); flows != l4ports.DefaultUDPMaxFlowsPerSource || dropped < 1 || int(dropped) > ports-flows {
+			return fmt.Errorf("%d flows open, %v datagrams dropped (source_limit); want %d, and 1 to %d",
+				flows, dropped, l4ports.DefaultUDPMaxFlowsPerSource, ports-l4ports.DefaultUDPMaxFlowsPerSource)
+		}
+		return nil
+	})
+
+	other, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)}, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if got := exchange(t, other, []byte("who")); string(got) != "echo" {
+		t.Fatalf("a visitor from 127.0.0.3 got %q", got)
+	}
+}
+
 func TestProxyProtocolV2HeadsEveryDatagramWithTheVisitorsAddress(t *testing.T) {
 	// An upstream that reads the PROXY v2 header of each datagram and
 	// answers with the source address it carries.

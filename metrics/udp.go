@@ -28,6 +28,9 @@ const (
 	DropTooLarge = "too_large"
 	// DropFlowLimit: a new visitor, on a port with udp_max_flows flows.
 	DropFlowLimit = "flow_limit"
+	// DropSourceLimit: a new visitor, whose source (an IPv4 address, an
+	// IPv6 /64) has udp_max_flows_per_source flows on the port.
+	DropSourceLimit = "source_limit"
 	// DropNoClient: no client could open a stream for a new visitor.
 	DropNoClient = "no_client"
 	// DropQueueFull: the visitor sends faster than its client takes.

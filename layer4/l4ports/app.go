@@ -93,6 +93,13 @@ type App struct {
 	// visitor address past it is dropped (and counted). Default: 1024.
 	UDPMaxFlows int `json:"udp_max_flows,omitempty"`
 
+	// The most flows one UDP port carries at once from one source: an
+	// IPv4 address, or an IPv6 /64. A datagram from a new visitor
+	// address of a source past it is dropped (and counted, reason
+	// "source_limit"), so one source, spoofed or not, cannot take every
+	// flow of a port. Default: 128, and never more than udp_max_flows.
+	UDPMaxFlowsPerSource int `json:"udp_max_flows_per_source,omitempty"`
+
 	// The largest visitor datagram forwarded, in bytes; a larger one is
 	// dropped (and counted), never truncated. Default: 9216; at most
 	// 65507.
@@ -161,6 +168,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		proxyProtocol: udpProxyProtocol(a.ProxyProtocol),
 		idleTimeout:   cmp.Or(time.Duration(a.UDPIdleTimeout), DefaultUDPIdleTimeout),
 		maxFlows:      cmp.Or(a.UDPMaxFlows, DefaultUDPMaxFlows),
+		maxPerSource:  cmp.Or(a.UDPMaxFlowsPerSource, DefaultUDPMaxFlowsPerSource),
 		maxDatagram:   cmp.Or(a.MaxDatagramSize, DefaultMaxDatagramSize),
 		leastConn:     a.LBPolicy == PolicyLeastConn,
 	}
@@ -209,6 +217,9 @@ func (a *App) Validate() error {
 	}
 	if a.UDPMaxFlows < 0 {
 		return fmt.Errorf("inlets tcp: udp_max_flows %d must be positive", a.UDPMaxFlows)
+	}
+	if a.UDPMaxFlowsPerSource < 0 {
+		return fmt.Errorf("inlets tcp: udp_max_flows_per_source %d must be positive", a.UDPMaxFlowsPerSource)
 	}
 	if a.MaxDatagramSize < 0 || a.MaxDatagramSize > MaxDatagramSize {
 		return fmt.Errorf("inlets tcp: max_datagram_size %d: want 1 to %d bytes (the largest UDP payload)", a.MaxDatagramSize, MaxDatagramSize)

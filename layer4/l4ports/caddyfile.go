@@ -20,6 +20,7 @@ import (
 //		udp_ports      <port|first-last>...
 //		udp_idle_timeout  <duration>
 //		udp_max_flows     <n>
+//		udp_max_flows_per_source <n>
 //		max_datagram_size <bytes>
 //	}
 //
@@ -30,7 +31,8 @@ import (
 // byte for that long. lb_policy picks among clients serving the same port.
 // A UDP flow (a visitor address) ends after udp_idle_timeout without a
 // datagram (default 30s); a port carries at most udp_max_flows (default
-// 1024); a visitor datagram over max_datagram_size bytes (default 9216)
+// 1024), at most udp_max_flows_per_source (default 128) from one IPv4
+// address or IPv6 /64; a visitor datagram over max_datagram_size bytes (default 9216)
 // is dropped and counted.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// The dispenser is on "tcp".
@@ -40,7 +42,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
-		case "bind", "proxy_protocol", "lb_policy", "idle_timeout", "udp_idle_timeout", "udp_max_flows", "max_datagram_size":
+		case "bind", "proxy_protocol", "lb_policy", "idle_timeout", "udp_idle_timeout", "udp_max_flows", "udp_max_flows_per_source", "max_datagram_size":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -66,14 +68,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				} else {
 					a.UDPIdleTimeout = caddy.Duration(dur)
 				}
-			case "udp_max_flows", "max_datagram_size":
+			case "udp_max_flows", "udp_max_flows_per_source", "max_datagram_size":
 				n, err := strconv.Atoi(val)
 				if err != nil || n <= 0 {
 					return d.Errf("%s %q: want a positive number", opt, val)
 				}
-				if opt == "udp_max_flows" {
+				switch opt {
+				case "udp_max_flows":
 					a.UDPMaxFlows = n
-				} else {
+				case "udp_max_flows_per_source":
+					a.UDPMaxFlowsPerSource = n
+				default:
 					a.MaxDatagramSize = n
 				}
 			}
@@ -88,7 +93,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.UDPPorts = append(a.UDPPorts, specs...)
 			}
 		default:
-			return d.Errf("unknown inlets tcp option %q: want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows or max_datagram_size", opt)
+			return d.Errf("unknown inlets tcp option %q: want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows, udp_max_flows_per_source or max_datagram_size", opt)
 		}
 	}
 	return nil

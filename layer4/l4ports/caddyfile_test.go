@@ -1,7 +1,6 @@
 package l4ports
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +25,18 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want: &App{Bind: "0.0.0.0", Ports: []string{"2222", "8000-8100", "9000"}, ProxyProtocol: "v2",
 				IdleTimeout: caddy.Duration(30 * time.Minute), LBPolicy: "least_conn"},
 		},
+		{
+			name:  "udp",
+			input: "tcp {\n udp_ports 53 5000-5010\n udp_idle_timeout 1m\n udp_max_flows 4096\n udp_max_flows_per_source 16\n max_datagram_size 1500\n}",
+			want: &App{UDPPorts: []string{"53", "5000-5010"}, UDPIdleTimeout: caddy.Duration(time.Minute), UDPMaxFlows: 4096,
+				UDPMaxFlowsPerSource: 16, MaxDatagramSize: 1500},
+		},
+		{name: "zero flows per source", input: "tcp {\n udp_max_flows_per_source 0\n}", wantErr: `udp_max_flows_per_source "0": want a positive number`},
 		{name: "ports only", input: "tcp {\n ports 2222\n}", want: &App{Ports: []string{"2222"}}},
 		{name: "IPv6 bind", input: "tcp {\n bind [::1]\n ports 2222\n}", want: &App{Bind: "[::1]", Ports: []string{"2222"}}},
 		{name: "empty block", input: "tcp {\n}", want: &App{}},
 		{name: "argument", input: "tcp 2222", wantErr: "wrong argument count"},
-		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows or max_datagram_size`},
+		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows, udp_max_flows_per_source or max_datagram_size`},
 		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", loadErr: `"99999" is not a port or a range`},
 		{name: "bad range", input: "tcp {\n ports 9000-8000\n}", loadErr: `"9000-8000" is not a port or a range`},
 		{name: "no ports", input: "tcp {\n ports\n}", wantErr: "wrong argument count"},
@@ -65,9 +71,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				}
 				return
 			}
-			if !reflect.DeepEqual(got.Bind, tt.want.Bind) || !reflect.DeepEqual(got.Ports, tt.want.Ports) ||
-				got.ProxyProtocol != tt.want.ProxyProtocol || got.IdleTimeout != tt.want.IdleTimeout || got.LBPolicy != tt.want.LBPolicy {
-				t.Fatalf("got %s, want %s", caddyconfig.JSON(got, nil), caddyconfig.JSON(tt.want, nil))
+			if g, w := string(caddyconfig.JSON(got, nil)), string(caddyconfig.JSON(tt.want, nil)); g != w {
+				t.Fatalf("got %s, want %s", g, w)
 			}
 		})
 	}

@@ -38,6 +38,14 @@ const (
 	// kept, and room comes back as they go idle.
 	DefaultUDPMaxFlows = 1024
 
+	// DefaultUDPMaxFlowsPerSource bounds the flows of one UDP port from
+	// one source: an IPv4 address, or an IPv6 /64 (what one host, or
+	// one home, usually gets). A source that sends from many ports, as
+	// a spoofer does, then takes an eighth of a port's flows at most,
+	// not all of them; a NAT carrying many visitors' DNS queries (a flow
+	// each for 30 s) still has room for a few a second.
+	DefaultUDPMaxFlowsPerSource = 128
+
 	// DefaultMaxDatagramSize is the largest datagram forwarded from a
 	// visitor: a jumbo frame's payload, above DNS over UDP with EDNS
 	// (4096), WireGuard (1420) or QUIC (1500). A larger one is dropped
@@ -66,6 +74,7 @@ type udpForwarding struct {
 	proxyProtocol string
 	idleTimeout   time.Duration
 	maxFlows      int
+	maxPerSource  int
 	maxDatagram   int
 	leastConn     bool
 }
@@ -82,6 +91,18 @@ type udpPort struct {
 	mu    sync.Mutex
 	conns []net.PacketConn // newest last; answers go out through the newest
 	flows map[netip.AddrPort]*udpFlow
+	// sources counts the flows of each source (sourceOf).
+	sources map[netip.Prefix]int
+}
+
+// sourceOf is the source a visitor address counts against for
+// udp_max_flows_per_source: the IPv4 address, or the IPv6 /64.
+func sourceOf(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
 }
 
 // udpPorts holds the udpPort of every UDP port some config listens on.
@@ -96,7 +117,7 @@ func attachUDP(port int, pc net.PacketConn, leastConn bool) *udpPort {
 	defer udpPorts.Unlock()
 	p := udpPorts.m[port]
 	if p == nil {
-		p = &udpPort{port: port, flows: map[netip.AddrPort]*udpFlow{}, balancer: balancer{leastConn: leastConn}}
+		p = &udpPort{port: port, flows: map[netip.AddrPort]*udpFlow{}, sources: map[netip.Prefix]int{}, balancer: balancer{leastConn: leastConn}}
 		udpPorts.m[port] = p
 	}
 	p.mu.Lock()
@@ -275,6 +296,16 @@ func (p *udpPort) deliver(l *udpListener, from *net.UDPAddr, data []byte) {
 			}
 			return
 		}
+		src := sourceOf(key.Addr())
+		if p.sources[src] >= l.fwd.maxPerSource {
+			p.mu.Unlock()
+			metrics.UDPDatagramDropped(p.port, metrics.DropSourceLimit)
+			if c := l.logger.Check(zap.DebugLevel, "udp: dropped a new visitor's datagram: its source has udp_max_flows_per_source flows on the port"); c != nil {
+				c.Write(zap.Int("limit", l.fwd.maxPerSource), zap.String("remote_addr", from.String()), zap.String("source", src.String()))
+			}
+			return
+		}
+		p.sources[src]++
 		f = &udpFlow{
 			port:    p,
 			key:     key,
@@ -314,6 +345,10 @@ func (p *udpPort) remove(f *udpFlow) {
 	p.mu.Lock()
 	if p.flows[f.key] == f {
 		delete(p.flows, f.key)
+		src := sourceOf(f.key.Addr())
+		if p.sources[src]--; p.sources[src] <= 0 {
+			delete(p.sources, src)
+		}
 	}
 	p.mu.Unlock()
 }
