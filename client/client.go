@@ -299,11 +299,17 @@ type RejectedError struct {
 	// RetryAfter is how long the server asked the client to wait (429).
 	RetryAfter time.Duration
 	Reason     string
+	// Disconnected is whether the server had accepted the session, and
+	// ended it later (its tunnel deleted, its token rotated).
+	Disconnected bool
 }
 
 func (e *RejectedError) Error() string {
-	if e.Status != 0 {
+	switch {
+	case e.Status != 0:
 		return fmt.Sprintf("server refused the connection (HTTP %d): %s", e.Status, e.Reason)
+	case e.Disconnected:
+		return "server disconnected the tunnel: " + e.Reason
 	}
 	return "server rejected the tunnel: " + e.Reason
 }
@@ -386,7 +392,7 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 
 // session runs one session. accepted reports whether the server accepted it.
 func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err error) {
-	sess, err := c.connect(ctx, srv)
+	sess, told, err := c.connect(ctx, srv)
 	if err != nil {
 		return false, err
 	}
@@ -437,6 +443,15 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 	for range acceptors - 1 {
 		<-errs
 	}
+	// What the server said last, read once the session ended: why it
+	// ended the session, if it said.
+	select {
+	case rej := <-told:
+		if rej != nil {
+			return true, rej
+		}
+	case <-time.After(time.Second):
+	}
 	return true, fmt.Errorf("session ended: %w", err)
 }
 
@@ -451,8 +466,10 @@ func sometimes(last *atomic.Int64) bool {
 	return (prev == 0 || now-prev >= int64(time.Minute)) && last.CompareAndSwap(prev, now)
 }
 
-// connect dials the server, upgrades, and performs the handshake.
-func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, error) {
+// connect dials the server, upgrades, and performs the handshake. told
+// has, once the control stream ends, why the server ended the session
+// (nil if it did not say).
+func (c *Client) connect(ctx context.Context, srv *server) (sess *tunnel.Session, told <-chan *RejectedError, err error) {
 	header := http.Header{
 		"Authorization":   {"Bearer " + c.cfg.Token},
 		tunnel.ModeHeader: {c.hello.Mode},
@@ -460,34 +477,35 @@ func (c *Client) connect(ctx context.Context, srv *server) (*tunnel.Session, err
 	ws, resp, err := srv.dialer.DialContext(ctx, srv.url, header)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, c.refusal(srv.url, resp)
+			return nil, nil, c.refusal(srv.url, resp)
 		}
 		if hint := Hint(err); hint != "" {
-			return nil, fmt.Errorf("connecting to %s: %w: %s", srv, err, hint)
+			return nil, nil, fmt.Errorf("connecting to %s: %w: %s", srv, err, hint)
 		}
-		return nil, fmt.Errorf("connecting to %s: %w", srv, err)
+		return nil, nil, fmt.Errorf("connecting to %s: %w", srv, err)
 	}
 	ws.NetConn().SetDeadline(time.Time{})
-	sess, err := tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), c.mux)
+	sess, err = tunnel.ClientSession(tunnel.NewConn(ws, tunnel.ClientSide), c.mux)
 	if err != nil {
 		ws.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	ctrl, _, err := tunnel.SendHello(ctx, sess, c.hello)
 	if err != nil {
 		sess.Close()
 		var rej *tunnel.Rejection
 		if errors.As(err, &rej) {
-			return nil, &RejectedError{Code: rej.Code, Retry: rej.Retry, Reason: rej.Reason}
+			return nil, nil, &RejectedError{Code: rej.Code, Retry: rej.Retry, Reason: rej.Reason}
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if slices.Contains(c.urls, srv.url) {
 		// Before the control stream's first message, which may be peers.
 		c.peersSessionStarted(srv, srv.logger(c.logger))
 	}
-	go c.watchControl(ctrl, srv, srv.logger(c.logger))
-	return sess, nil
+	rejected := make(chan *RejectedError, 1)
+	go func() { rejected <- c.watchControl(ctrl, sess, srv, srv.logger(c.logger)) }()
+	return sess, rejected, nil
 }
 
 // refusal is the error of an upgrade the server answered with another
@@ -519,15 +537,24 @@ func (c *Client) refusal(url string, resp *http.Response) *RejectedError {
 	return rej
 }
 
-// watchControl logs the server's later messages; the stream ends with the
-// session.
-func (c *Client) watchControl(ctrl *tunnel.Stream, srv *server, logger *slog.Logger) {
+// watchControl logs the server's later messages until the stream ends
+// with the session, and returns the rejection that ended it, if the
+// server sent one.
+func (c *Client) watchControl(ctrl *tunnel.Stream, sess *tunnel.Session, srv *server, logger *slog.Logger) *RejectedError {
 	for {
 		var msg tunnel.Message
 		if err := tunnel.ReadFrame(ctrl, tunnel.MaxHandshakeSize, &msg); err != nil {
-			return
+			return nil
 		}
 		switch msg.Type {
+		case tunnel.TypeReject:
+			// The server ends the session after it; runServer says why.
+			sess.Close()
+			retry := msg.Retry
+			if retry == "" {
+				retry = tunnel.RetryOf(msg.Code)
+			}
+			return &RejectedError{Code: tunnel.TruncateReason(msg.Code), Retry: retry, Reason: tunnel.TruncateReason(msg.Reason), Disconnected: true}
 		case tunnel.TypePeers:
 			c.advertised(srv, msg.Peers, logger)
 		case tunnel.TypeShutdown:

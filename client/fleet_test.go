@@ -72,6 +72,9 @@ type fakeServer struct {
 	url   string
 	hits  atomic.Int64
 	peers []string
+	// then, if set, is sent after the accept (and peers), and the
+	// session ended.
+	then atomic.Pointer[tunnel.Message]
 
 	mu       sync.Mutex
 	sessions []*tunnel.Session
@@ -103,6 +106,10 @@ func newFakeServer(t *testing.T, addr string, peers ...string) *fakeServer {
 		}
 		if len(f.peers) > 0 {
 			tunnel.WriteFrame(ctrl, tunnel.Message{Type: tunnel.TypePeers, Peers: f.peers})
+		}
+		if msg := f.then.Load(); msg != nil {
+			tunnel.WriteFrame(ctrl, *msg)
+			return
 		}
 		select {
 		case <-sess.Done():
@@ -230,4 +237,18 @@ func TestAPeerGoesWhenItsAdvertiserNoLongerAdvertisesIt(t *testing.T) {
 		}
 		return strings.Contains(logged(), "the peers a server advertised are forgotten")
 	})
+}
+
+func TestAClientTheServerDisconnectsIsToldWhy(t *testing.T) {
+	srv := newFakeServer(t, "")
+	srv.then.Store(&tunnel.Message{Type: tunnel.TypeReject, Code: tunnel.RejectTokenRefused, Retry: tunnel.RetryNever,
+		Reason: "the token of tunnel acme was replaced or has expired"})
+	_, logged := runFakeClient(t, Config{URL: srv.url})
+	const want = `error="server disconnected the tunnel: the token of tunnel acme was replaced or has expired" code=token-refused`
+	waitFor(t, "the client says why it was disconnected", func() bool { return strings.Contains(logged(), want) })
+	// Once per session the server ended, not more.
+	hits := srv.hits.Load()
+	if n := strings.Count(logged(), "server refuses this client"); int64(n) > hits {
+		t.Errorf("the client said %d times that the server refuses it, in %d sessions:\n%s", n, hits, logged())
+	}
 }

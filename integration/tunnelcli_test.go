@@ -379,7 +379,10 @@ func TestTunnelCLI(t *testing.T) {
 		return nil
 	})
 	gone := time.Since(deleted)
-	acme.WaitOutput(t, max(time.Second-time.Since(deleted), 10*time.Millisecond), `msg="tunnel down; reconnecting"`)
+	// The client is told why, with the reject code, and waits its longest
+	// backoff: retrying cannot help until an operator acts.
+	acme.WaitOutput(t, max(time.Second-time.Since(deleted), 10*time.Millisecond),
+		`error="server disconnected the tunnel: tunnel acme no longer exists on this server" code=token-refused`)
 	t.Logf("delete: the command took %s; acme's client was gone from /inlets/status %s after it returned; the client saw it within %s",
 		deleted.Sub(started).Round(time.Millisecond), gone.Round(time.Millisecond), time.Since(deleted).Round(time.Millisecond))
 	if !strings.Contains(out, "Deleted tunnel acme; Caddy disconnected its client.") {
@@ -396,8 +399,13 @@ func TestTunnelCLI(t *testing.T) {
 		t.Fatal("the download did not complete in 2 minutes after the delete")
 	}
 	// acme's token is refused now, and its host is no tunnel's.
-	acme.WaitOutput(t, 10*time.Second, "missing or wrong token")
+	if code, body := get(t, "http://"+srv.site+"/status", acmeToken); code != http.StatusUnauthorized {
+		t.Errorf("acme's token after the delete: HTTP %d %s, want 401", code, body)
+	}
 	acme.Kill()
+	if n := strings.Count(acme.Output(), "server disconnected the tunnel"); n != 1 {
+		t.Errorf("acme's client said %d times why it was disconnected, want once:\n%s", n, acme.Output())
+	}
 	if code, _ := request(t, http.MethodGet, srv.site, "app.acme.example.com", "/", nil); code != http.StatusBadGateway {
 		t.Errorf("acme's host after the delete: %d, want 502", code)
 	}
@@ -437,7 +445,7 @@ func TestTunnelCLI(t *testing.T) {
 		t.Errorf("grace ending at %s: the old token refused at %s, its client disconnected at %s; want both in the second after",
 			expire.Format(time.StampMilli), refused.Format(time.StampMilli), disconnected.Format(time.StampMilli))
 	}
-	bulk1.WaitOutput(t, 10*time.Second, "missing or wrong token")
+	bulk1.WaitOutput(t, 10*time.Second, `error="server disconnected the tunnel: the token of tunnel bulk was replaced or has expired: get the current one from the server's operator" code=token-refused`)
 	bulk1.Kill()
 	if code, e := request(t, http.MethodGet, srv.site, "files.bulk.example.com", "/", nil); code != http.StatusOK || e.Upstream != "bulk" {
 		t.Errorf("bulk's host after the grace: %d %+v", code, e)

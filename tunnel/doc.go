@@ -157,6 +157,14 @@
 // without a message. A port the server refuses when the client connects
 // is not withdrawn: the whole announcement is rejected instead.
 //
+// A "reject" message after "accept" says the server ends the session
+// because its configuration no longer admits the client (its tunnel was
+// deleted, its token replaced or expired, a tunnel's max_clients
+// lowered), with a Code, a Retry class and a Reason, as in the handshake:
+// the server then ends the session, and the client prints the reason and
+// retries as the class says. A client that does not know it ignores it,
+// and sees only the session end.
+//
 // A "shutdown" message says the server is stopping (its process is
 // exiting), with a Reason: it finishes the streams in flight, within its
 // grace period, then ends the session. The client keeps its sessions to

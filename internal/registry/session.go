@@ -163,6 +163,20 @@ func (s *Session) Accept(serverVersion string) error {
 // Close ends the session.
 func (s *Session) Close() error { return s.sess.Close() }
 
+// Disconnect tells an accepted client why the server ends its session
+// (a "reject" on the control stream: its tunnel was deleted, its token
+// rotated or expired), then ends it. The message goes out before the
+// session's end; a client that does not read it within the control
+// write's deadline just loses the session.
+func (s *Session) Disconnect(rej *tunnel.Rejection) {
+	s.controlMu.Lock()
+	if s.accepted.Load() {
+		_ = s.writeControlLocked(tunnel.Message{Type: tunnel.TypeReject, Code: rej.Code, Retry: rej.Retry, Reason: tunnel.TruncateReason(rej.Reason)})
+	}
+	s.controlMu.Unlock()
+	s.Close()
+}
+
 // Err is why the session ended, when the server ended it: see
 // tunnel.Session.Err.
 func (s *Session) Err() error { return s.sess.Err() }

@@ -3,6 +3,7 @@ package registry
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -568,7 +569,12 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 			r.Logger().Info("disconnecting a client the configuration no longer admits",
 				zap.String("tunnel", s.Tunnel), zap.String("client_id", s.Hello.ClientID),
 				zap.String("remote_addr", s.RemoteAddr), zap.Error(err))
-			s.Close()
+			var rej *tunnel.Rejection
+			if errors.As(err, &rej) {
+				s.Disconnect(rej)
+			} else {
+				s.Close()
+			}
 		}
 	}
 }
