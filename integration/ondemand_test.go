@@ -7,6 +7,8 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +104,130 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 	}
 	if n := pebble.Orders(); n != orders {
 		t.Errorf("a name of a tunnel whose client left made %d ACME orders", n-orders)
+	}
+}
+
+// TestOneTenantsCertificateBurstLeavesTheOthersTheirs: a tenant whose
+// visitors ask for 300 names under its wildcard gets at most its budget
+// of ACME orders (on_demand_per_hour, and at most 5 a minute), the rest
+// denied without asking the CA; meanwhile another tenant's first HTTPS
+// request for its own name is answered within 10s; and a tunnel whose
+// hosts are "*" gets no certificate for a name it announces (a bank's)
+// without opting in.
+func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed: apt-get install curl")
+	}
+	const (
+		flood     = 300
+		perHour   = 10
+		anyToken  = "any-token-0123456789"
+		quietName = "app.quiet.example.com"
+		bankName  = "www.bank.example.org"
+	)
+	waitNoSessions(t)
+	pebble := testenv.StartPebble(t)
+	control, data, httpPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	globals := fmt.Sprintf(`	http_port %d
+	storage file_system %s
+	acme_ca %s
+	acme_ca_root %s
+	on_demand_tls {
+		permission inlets
+	}
+	inlets {
+		tunnel flood {
+			token %s
+			hosts *.flood.example.com
+			on_demand_wildcards
+			on_demand_per_hour %d
+		}
+		tunnel quiet {
+			token %s
+			hosts %s
+		}
+		tunnel any {
+			token %s
+			hosts *
+		}
+	}`, httpPort, t.TempDir(), pebble.Directory, pebble.CAFile, acmeToken, perHour, labToken, quietName, anyToken)
+	sites := fmt.Sprintf(":%d {\n\tinlets control\n}\nhttps://:%d {\n\ttls {\n\t\ton_demand\n\t}\n\tinlets data\n}", control, data)
+	testenv.StartCaddy(t, adminPort, globals, sites)
+	url := fmt.Sprintf("ws://127.0.0.1:%d", control)
+	up := newUpstream(t, "up")
+	for _, c := range []struct{ token, host string }{{acmeToken, "*.flood.example.com"}, {labToken, quietName}, {anyToken, bankName}} {
+		cfg := testenv.HTTPClient(url, c.host, up.URL)
+		cfg.Token = c.token
+		testenv.Client(t, cfg)
+	}
+	roots := pebble.IssuerRoots(t)
+	dataAddr := fmt.Sprintf("127.0.0.1:%d", data)
+
+	// The flood: 300 names, 20 handshakes at a time.
+	names := make(chan string)
+	var wg sync.WaitGroup
+	var got, tried atomic.Int64
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range names {
+				tried.Add(1)
+				if tryHandshake(dataAddr, name, roots) == nil {
+					got.Add(1)
+				}
+			}
+		}()
+	}
+	go func() {
+		for i := range flood {
+			names <- fmt.Sprintf("n%d.flood.example.com", i)
+		}
+		close(names)
+	}()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := tried.Load(); n < 40 {
+			return fmt.Errorf("%d flood handshakes started", n)
+		}
+		return nil
+	})
+
+	// The flood is under way: quiet's first request.
+	start := time.Now()
+	out, err := exec.Command("curl", "-sS", "--max-time", "30", "--cacert", pebble.IssuerRootFile(t),
+		"--resolve", fmt.Sprintf("%s:%d:127.0.0.1", quietName, data),
+		fmt.Sprintf("https://%s:%d/hello", quietName, data)).CombinedOutput()
+	took := time.Since(start)
+	if err != nil || !strings.Contains(string(out), `"upstream":"up"`) {
+		t.Fatalf("curl https://%s during the flood: %v\n%s", quietName, err, out)
+	}
+	t.Logf("during the flood, another tenant's first HTTPS request was answered in %s", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("another tenant's first HTTPS request took %s during the flood, want at most 10s", took.Round(time.Millisecond))
+	}
+	wg.Wait()
+
+	// A name that only "*" gives its tunnel, which did not opt in.
+	if err := tryHandshake(dataAddr, bankName, roots); err == nil {
+		t.Errorf("%s, announced under tunnel any's \"*\", got a certificate", bankName)
+	}
+
+	m := adminMetrics(t)
+	ordered := m.value("tls_ondemand_certificates_total", "tunnel", "flood", "result", "order")
+	over := m.value("tls_ondemand_certificates_total", "tunnel", "flood", "result", "over_budget")
+	quiet := m.value("tls_ondemand_certificates_total", "tunnel", "quiet", "result", "order")
+	bank := m.value("tls_ondemand_certificates_total", "tunnel", "any", "result", "refused")
+	orders := pebble.Orders()
+	t.Logf("flood: %d names, %d handshakes succeeded, %v orders allowed, %v over budget; quiet: %v; any: %v refused; pebble saw %d orders",
+		flood, got.Load(), ordered, over, quiet, bank, orders)
+	if ordered > min(perHour, 5) || int(ordered)+int(over) != flood || got.Load() > int64(ordered) {
+		t.Errorf("flood: %v orders allowed, %v over budget, %d handshakes succeeded; want at most %d orders, the rest over budget", ordered, over, got.Load(), min(perHour, 5))
+	}
+	if quiet != 1 || bank < 1 {
+		t.Errorf("quiet's orders %v, want 1; any's refusals %v, want at least 1", quiet, bank)
+	}
+	if orders > int(ordered)+1 {
+		t.Errorf("pebble saw %d orders, more than the %v allowed", orders, ordered+1)
 	}
 }
 

@@ -17,6 +17,7 @@
 //	udp_dataplane_datagrams_dropped_total    counter    port, reason: datagrams dropped
 //	tls_dataplane_connections_gauge          gauge      host: TLS passthrough connections open now
 //	tls_dataplane_connections_total          counter    host: TLS passthrough connections forwarded
+//	tls_ondemand_certificates_total          counter    tunnel, result: on-demand TLS's certificate questions
 //
 // The udp_ and tls_ metrics, and the session_rtt ones, are caddy-inlets'
 // own (inlets-pro has none of them), named in the style of the others;
@@ -55,6 +56,7 @@ var collectors = []prometheus.Collector{
 	udpDropped,
 	tlsOpen,
 	tlsTotal,
+	onDemand,
 }
 
 // Register adds the inlets metrics to reg, normally a config's

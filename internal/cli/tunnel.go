@@ -224,6 +224,7 @@ type tunnelConfig struct {
 	MaxClients          int           `json:"max_clients,omitempty"`
 	MaxStreamsPerClient int           `json:"max_streams_per_client,omitempty"`
 	OnDemandWildcards   bool          `json:"on_demand_wildcards,omitempty"`
+	OnDemandPerHour     int           `json:"on_demand_per_hour,omitempty"`
 }
 
 // tokenConfig is one token of a tunnel: its digest, the token itself (a
@@ -316,7 +317,8 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	fs.Func("udp-port", "a UDP `PORT` its clients may open, or a range FIRST-LAST; repeatable. The server needs its TCP data plane, inlets { tcp { ... } }", addPorts(&udpPorts, "UDP port"))
 	maxClients := fs.Int("max-clients", 0, "at most `N` of its clients connected at once (default: no limit of its own)")
 	maxStreams := fs.Int("max-streams-per-client", 0, "at most `N` data streams open at once through one of its clients (default: the control plane's max_streams_per_client)")
-	onDemand := fs.Bool("on-demand-wildcards", false, "let on-demand TLS get certificates for any name under its wildcard hosts (off: anyone could make the server ask its CA for names)")
+	onDemand := fs.Bool("on-demand-wildcards", false, "let on-demand TLS get certificates for any name under its wildcard hosts, or its clients' names under '*' (off: anyone could make the server ask its CA for names)")
+	onDemandPerHour := fs.Int("on-demand-per-hour", 0, "at most `N` certificates ordered by on-demand TLS for its names an hour, 5 in any minute (default 20)")
 	serverURL := fs.String("url", "", "the server's control plane `URL` as clients connect to it, wss://HOST or ws://HOST:PORT, for the client command it prints")
 	asJSON := fs.Bool("json", false, "print the token and the client commands as JSON")
 	setUsage(fs, "NAME (--host PATTERN | --tcp-port PORT | --udp-port PORT)... [flags]",
@@ -330,8 +332,8 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	switch {
 	case len(hosts) == 0 && len(ports) == 0 && len(udpPorts) == 0:
 		return r.fail(2, fmt.Errorf("tunnel %s would serve nothing: give it --host PATTERN, --tcp-port PORT or --udp-port PORT", name))
-	case *maxClients < 0 || *maxStreams < 0:
-		return r.fail(2, errors.New("--max-clients and --max-streams-per-client take a positive number"))
+	case *maxClients < 0 || *maxStreams < 0 || *onDemandPerHour < 0:
+		return r.fail(2, errors.New("--max-clients, --max-streams-per-client and --on-demand-per-hour take a positive number"))
 	case len(ports) > maxTunnelPorts:
 		return r.fail(2, fmt.Errorf("%d TCP ports: a tunnel takes at most %d", len(ports), maxTunnelPorts))
 	case len(udpPorts) > maxTunnelPorts:
@@ -357,6 +359,7 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		MaxClients:          *maxClients,
 		MaxStreamsPerClient: *maxStreams,
 		OnDemandWildcards:   *onDemand,
+		OnDemandPerHour:     *onDemandPerHour,
 	}
 	// PUT creates the inlets app and its tunnels on the way when the
 	// config has none, and refuses a name that exists.
@@ -673,6 +676,7 @@ type listedTunnel struct {
 	MaxClients          int             `json:"max_clients,omitempty"`
 	MaxStreamsPerClient int             `json:"max_streams_per_client,omitempty"`
 	OnDemandWildcards   bool            `json:"on_demand_wildcards,omitempty"`
+	OnDemandPerHour     int             `json:"on_demand_per_hour,omitempty"`
 	Tokens              []listedToken   `json:"tokens"`
 	Clients             []status.Client `json:"clients"`
 }
@@ -704,7 +708,8 @@ func listTunnels(tunnels map[string]*tunnelConfig, st status.Status, known bool,
 		lt := listedTunnel{
 			Name: name, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)), UDPPorts: slices.Sorted(slices.Values(tun.UDPPorts)),
 			MaxClients: tun.MaxClients, MaxStreamsPerClient: tun.MaxStreamsPerClient, OnDemandWildcards: tun.OnDemandWildcards,
-			Tokens: []listedToken{},
+			OnDemandPerHour: tun.OnDemandPerHour,
+			Tokens:          []listedToken{},
 		}
 		if lt.Hosts == nil {
 			lt.Hosts = []string{}

@@ -21,6 +21,7 @@ import (
 //		max_clients            <n>
 //		max_streams_per_client <n>
 //		on_demand_wildcards
+//		on_demand_per_hour     <n>
 //	}
 //
 // At least one token, in any of the three forms (each may be repeated):
@@ -71,7 +72,7 @@ func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				*list = append(*list, ports...)
 			}
-		case "max_clients", "max_streams_per_client":
+		case "max_clients", "max_streams_per_client", "on_demand_per_hour":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -82,10 +83,13 @@ func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if opt == "max_clients" {
+			switch opt {
+			case "max_clients":
 				tun.MaxClients = n
-			} else {
+			case "max_streams_per_client":
 				tun.MaxStreamsPerClient = n
+			default:
+				tun.OnDemandPerHour = n
 			}
 		case "on_demand_wildcards":
 			if d.NextArg() {
@@ -93,7 +97,7 @@ func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			tun.OnDemandWildcards = true
 		default:
-			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, udp_ports, max_clients, max_streams_per_client or on_demand_wildcards", opt, tunName(d))
+			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, udp_ports, max_clients, max_streams_per_client, on_demand_wildcards or on_demand_per_hour", opt, tunName(d))
 		}
 	}
 	return nil

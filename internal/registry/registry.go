@@ -68,6 +68,8 @@ type Registry struct {
 	peers atomic.Pointer[[]string]
 	// rttTimer runs sampleRTT, guarded by mu.
 	rttTimer *time.Timer
+	// certs are the tunnels' on-demand certificate budgets.
+	certs certBudgets
 }
 
 // rttSampleInterval is how often the sessions' round-trip times are

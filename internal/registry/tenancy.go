@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -56,10 +57,16 @@ type Tunnel struct {
 
 	// Let on-demand TLS (tls.permission.inlets) get certificates for any
 	// name under a wildcard its clients announce that is one of its hosts,
-	// "shop.example.com" for "*.example.com". Off by default: anyone can
-	// then make the server ask its CA for as many names as they like, and
-	// exhaust its rate limits.
+	// "shop.example.com" for "*.example.com", and, for a tunnel whose
+	// hosts include "*", for the names its clients announce that only "*"
+	// gives it. Off by default: anyone can then make the server ask its
+	// CA for names (within on_demand_per_hour).
 	OnDemandWildcards bool `json:"on_demand_wildcards,omitempty"`
+
+	// The most certificates on-demand TLS (tls.permission.inlets) may
+	// order for its names in an hour; at most 5 of them in any minute.
+	// Names whose certificate is in storage are not counted. Default: 20.
+	OnDemandPerHour int `json:"on_demand_per_hour,omitempty"`
 }
 
 // Token is one token of a tunnel, given in exactly one of three ways. A
@@ -118,6 +125,7 @@ type Scope struct {
 	MaxClients          int
 	MaxStreamsPerClient int
 	OnDemandWildcards   bool
+	OnDemandPerHour     int
 }
 
 // Plane is what a control-plane handler admits with its own tokens: the
@@ -242,6 +250,9 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		if tun.MaxClients < 0 || tun.MaxStreamsPerClient < 0 {
 			return nil, fail("max_clients", "limits must be positive")
 		}
+		if tun.OnDemandPerHour < 0 {
+			return nil, fail("on_demand_per_hour", "%d: want a positive number (default %d)", tun.OnDemandPerHour, DefaultOnDemandPerHour)
+		}
 		t.tunnels[name] = &Scope{
 			Name:                name,
 			Hosts:               lower(tun.Hosts),
@@ -250,6 +261,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 			MaxClients:          tun.MaxClients,
 			MaxStreamsPerClient: tun.MaxStreamsPerClient,
 			OnDemandWildcards:   tun.OnDemandWildcards,
+			OnDemandPerHour:     tun.OnDemandPerHour,
 		}
 	}
 	return t, nil
@@ -400,6 +412,32 @@ func (t *Tenancy) Owner(host string) string {
 	return t.ownerUnder(host)
 }
 
+// OwnerAndPattern returns the tunnel that owns a visitor's host, as
+// Owner does, and the pattern of its hosts that gives it the host: the
+// host itself, a "*.parent" or "*"; "" for Unnamed.
+func (t *Tenancy) OwnerAndPattern(host string) (tunnel, pattern string) {
+	if t == nil {
+		return Unnamed, ""
+	}
+	if name, ok := t.exact[host]; ok {
+		return name, host
+	}
+	for rest := host; ; {
+		_, parent, ok := strings.Cut(rest, ".")
+		if !ok {
+			break
+		}
+		if name, ok := t.wildcard[parent]; ok {
+			return name, "*." + parent
+		}
+		rest = parent
+	}
+	if t.hasAny {
+		return t.any, "*"
+	}
+	return Unnamed, ""
+}
+
 // ownerUnder is the owner of names under host by wildcard: the tunnel of
 // the longest "*.parent" with parent a proper suffix of host, else that
 // of "*".
@@ -539,7 +577,14 @@ func (r *Registry) Tenancy() *Tenancy { return r.tenancy.Load() }
 // when the next token expires.
 func (r *Registry) SetTenancy(t *Tenancy) {
 	r.mu.Lock()
-	r.tenancy.Store(t)
+	if old := r.tenancy.Swap(t); old != nil {
+		for name := range old.tunnels {
+			if t.Scope(name) == nil {
+				metrics.ForgetOnDemandTunnel(name)
+			}
+		}
+	}
+	r.forgetCertificateOrders(t)
 	if r.expiry != nil {
 		r.expiry.Stop()
 		r.expiry = nil

@@ -58,6 +58,8 @@ func FuzzTunnelCaddyfile(f *testing.F) {
 	f.Add("token_sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\nhosts *.acme.example.com\ntcp_ports 2201 3000-3010\nmax_clients 4\non_demand_wildcards")
 	f.Add("token {env.X}\ntoken_file /run/x\nmax_streams_per_client 0")
 	f.Add("tcp_ports 0-70000")
+	f.Add("hosts *\non_demand_wildcards\non_demand_per_hour 50")
+	f.Add("on_demand_per_hour -1")
 	f.Fuzz(func(t *testing.T, body string) {
 		// Not NewTestDispenser: it exits the process on a lexing error,
 		// which Caddy's own parser returns as an error.
