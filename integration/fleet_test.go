@@ -251,6 +251,77 @@ func TestAdvertisedPeersGetASessionFromRunningClients(t *testing.T) {
 	}
 }
 
+// reloadWithGlobals reloads s's config with globals added to its global
+// options, as `caddy reload` does.
+func (s *fleetServer) reloadWithGlobals(t *testing.T, globals string) {
+	t.Helper()
+	body, err := os.ReadFile(s.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(body), "\tgrace_period 5s\n", "\tgrace_period 5s\n"+globals, 1)
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runBinary(t, "caddy", "reload", "--config", file, "--adapter", "caddyfile", "--address", s.admin); code != 0 {
+		t.Fatalf("caddy reload: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// controlPlaneRequests is how many requests s's control plane has had,
+// with a token or not, as its admin endpoint's metrics say.
+func (s *fleetServer) controlPlaneRequests(t *testing.T) float64 {
+	t.Helper()
+	var n float64
+	for _, name := range []string{"http_controlplane_requests_total", "tcp_controlplane_requests_total"} {
+		if f := scrape(t, "http://"+s.admin+"/metrics", "")[name]; f != nil {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// Real servers advertise peers to a real client: a's peer b, on a's own
+// address, gets a session; a's peer on another host name (localhost, for
+// a server given as 127.0.0.1) and b's own peer c get none, and c never
+// sees the token; the client says why, once each.
+func TestAClientTakesOnlyThePeersItsOperatorPointedItTo(t *testing.T) {
+	isolateCaddy(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "peer-served") }))
+	defer up.Close()
+	a, b, c := startFleetServer(t), startFleetServer(t), startFleetServer(t)
+	cPort := strings.TrimPrefix(c.site, "127.0.0.1:")
+	b.reloadWithGlobals(t, "\tinlets {\n\t\tpeers "+c.url()+"\n\t}\n")
+	a.reloadWithGlobals(t, "\tinlets {\n\t\tpeers "+b.url()+" ws://localhost:"+cPort+"\n\t}\n")
+
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "peer-client", "--token", testenv.Token,
+		"--url", a.url(), "--upstream", "app.example.com="+up.URL)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		body, err := b.get(hc)
+		if err == nil && body != "peer-served" {
+			err = fmt.Errorf("b answered %q", body)
+		}
+		return err
+	})
+	p.WaitOutput(t, 10*time.Second, `msg="server advertised a peer this client does not trust with its token; ignored" peer=ws://localhost:`+cPort+` reason="localhost is not under 127.0.0.1's domain: allow it with --peer localhost"`)
+	p.WaitOutput(t, 10*time.Second, `msg="a peer server advertised peers of its own; only the servers given with --url may: ignored" server=`+b.url()+`/connect peers=1`)
+	if n := c.controlPlaneRequests(t); n != 0 {
+		t.Errorf("c, advertised only by a peer and under another host name, had %v control-plane requests, want none", n)
+	}
+	if _, err := c.get(hc); err == nil {
+		t.Error("c serves through the client")
+	}
+	for _, line := range []string{"does not trust with its token", "peers of its own"} {
+		if n := strings.Count(p.Output(), line); n != 1 {
+			t.Errorf("the client said %q %d times, want once", line, n)
+		}
+	}
+}
+
 // Two servers sharing one storage folder and pebble as their ACME CA: a
 // name the client announces is ordered once for the fleet, and both
 // servers present the same certificate.
