@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/mholt/caddy-l4/modules/l4tls"
 )
 
 var update = flag.Bool("update", false, "rewrite the JSON of testdata/caddyfile_adapt fixtures from the adapter's output")

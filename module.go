@@ -1,12 +1,19 @@
 // Package inlets is caddy-inlets: a tunnel server inside Caddy for clients
 // on private networks, in the manner of inlets-pro. Importing it (xcaddy
 // build --with github.com/caddy-inlets/caddy-inlets) registers every module
-// of the project: the inlets app (the registry of connected clients), the
-// http.handlers.inlets handler with its reverse_proxy transport and
-// upstream source, the TCP and UDP data plane, the caddy-l4 handler
-// (layer4.handlers.inlets), the admin API route (admin.api.inlets) and the
-// `caddy inlets` command. caddy-l4 itself is built in with
-// `--with github.com/mholt/caddy-l4`.
+// of the project and the `caddy inlets` command:
+//
+//	admin.api.inlets                     the admin API's /inlets/ routes
+//	http.handlers.inlets                 the control and data planes
+//	http.reverse_proxy.transport.inlets  reverse_proxy's transport through a client
+//	http.reverse_proxy.upstreams.inlets  reverse_proxy's upstreams: the clients of a host
+//	inlets                               the app: the registry of connected clients, the tunnels
+//	inlets_tcp                           the TCP and UDP data plane
+//	layer4.handlers.inlets               caddy-l4's handler for TLS passthrough by name
+//	tls.permission.inlets                on-demand TLS for the names clients announce
+//
+// caddy-l4's own package is linked in by layer4.handlers.inlets; its
+// matchers and listener wrapper are Caddy's layer4 modules.
 package inlets
 
 import (

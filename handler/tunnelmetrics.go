@@ -22,13 +22,26 @@ func (h *Handler) tunnelMetrics(name string) http.Handler {
 	})
 }
 
-// tenantFamilies are the metric families a tunnel may read, by the label
-// that says whose a series is.
-var tenantFamilies = map[string]string{
-	"http_dataplane_requests_total":           "host",
-	"http_dataplane_request_duration_seconds": "host",
-	"tcp_dataplane_connections_total":         "port",
-	"tcp_dataplane_connections_gauge":         "port",
+// tenantFamilies are the metric families a tunnel may read, by what says
+// whose a series is: the label, and for ports, which kind.
+var tenantFamilies = map[string]owner{
+	"http_dataplane_requests_total":           {label: "host"},
+	"http_dataplane_request_duration_seconds": {label: "host"},
+	"tcp_dataplane_connections_total":         {label: "port"},
+	"tcp_dataplane_connections_gauge":         {label: "port"},
+	"udp_dataplane_flows_total":               {label: "port", udp: true},
+	"udp_dataplane_flows_gauge":               {label: "port", udp: true},
+	"udp_dataplane_datagrams_dropped_total":   {label: "port", udp: true},
+	"tls_dataplane_connections_total":         {label: "host"},
+	"tls_dataplane_connections_gauge":         {label: "host"},
+	"tls_ondemand_certificates_total":         {label: "tunnel"},
+}
+
+// owner is the label of a family that names what a series is about: a
+// host pattern or TLS name, a TCP or UDP port, or the tunnel itself.
+type owner struct {
+	label string
+	udp   bool
 }
 
 type tunnelGatherer struct {
@@ -42,13 +55,13 @@ func (tg tunnelGatherer) Gather() ([]*dto.MetricFamily, error) {
 	tenancy := tg.reg.Tenancy()
 	var out []*dto.MetricFamily
 	for _, f := range families {
-		label, ok := tenantFamilies[f.GetName()]
+		o, ok := tenantFamilies[f.GetName()]
 		if !ok {
 			continue
 		}
 		var own []*dto.Metric
 		for _, m := range f.Metric {
-			if tg.owns(tenancy, m, label) {
+			if tg.owns(tenancy, m, o) {
 				own = append(own, m)
 			}
 		}
@@ -60,14 +73,23 @@ func (tg tunnelGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return out, err
 }
 
-func (tg tunnelGatherer) owns(t *registry.Tenancy, m *dto.Metric, label string) bool {
+func (tg tunnelGatherer) owns(t *registry.Tenancy, m *dto.Metric, o owner) bool {
 	for _, lp := range m.GetLabel() {
-		if lp.GetName() != label {
+		if lp.GetName() != o.label {
 			continue
 		}
-		if label == "port" {
+		switch o.label {
+		case "port":
 			port, err := strconv.Atoi(lp.GetValue())
-			return err == nil && t.PortOwner(port) == tg.tunnel
+			if err != nil {
+				return false
+			}
+			if o.udp {
+				return t.UDPPortOwner(port) == tg.tunnel
+			}
+			return t.PortOwner(port) == tg.tunnel
+		case "tunnel":
+			return lp.GetValue() == tg.tunnel
 		}
 		// Requests for hosts no client served are counted under no
 		// host: whose they were is not known, so no tunnel sees them.

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +83,15 @@ PermitRootLogin prohibit-password
 `, port, hostKey, authorized), 0o600)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// sshd -t checks the config as sshd would start with it: a machine
+	// without sshd's privilege separation user (a container with the
+	// binary but not the package's users) cannot run it at all.
+	if out, err := exec.Command(sshd, "-t", "-f", config).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "Privilege separation user") {
+			t.Skipf("sshd cannot run here: %s(apt-get install --reinstall openssh-server creates its user)", out)
+		}
+		t.Fatalf("sshd -t -f %s: %v\n%s", config, err, out)
 	}
 	p := testenv.Start(t, sshd, "-D", "-e", "-f", config)
 	p.WaitOutput(t, 10*time.Second, "Server listening on 127.0.0.1 port "+strconv.Itoa(port))

@@ -358,6 +358,20 @@ func TestATunnelsUDPPortsAreItsOwn(t *testing.T) {
 	if got := exchange(t, dialUDP(t, public), []byte("who")); string(got) != "dns-of-acme" {
 		t.Fatalf("the tunnel's UDP port answered %q", got)
 	}
+	// The tunnel's token reads its UDP port's series in /metrics; the
+	// server's token's view has them too, the tunnel's nothing else.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), acmeToken)
+		if n := m.value("udp_dataplane_flows_total", "port", strconv.Itoa(public)); n != 1 {
+			return fmt.Errorf("acme's /metrics: udp_dataplane_flows_total{port=%d} = %v, want 1", public, n)
+		}
+		for name := range m {
+			if !strings.HasPrefix(name, "udp_dataplane_") {
+				return fmt.Errorf("acme's /metrics has %s, which is not of its UDP port", name)
+			}
+		}
+		return nil
+	})
 }
 
 func TestUDPMaxFlowsTurnsNewVisitorsAwayAndCountsThem(t *testing.T) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target for a while: FUZZTIME each (default 5s), one
 # `go test -fuzz` per target, since go test fuzzes one target per run.
-# Targets are found by name: every `func FuzzXxx` in a *_fuzz_test.go file.
+# Targets are found by name: every `func FuzzXxx` in a *_test.go file.
 # A failing input is written under the package's testdata/fuzz/FuzzXxx/;
 # keep it there, as part of the seed corpus, once the bug is fixed.
 #
@@ -16,7 +16,7 @@ trap 'rm -f "$log"' EXIT
 
 # targets prints "package-dir target" for every fuzz target.
 targets() {
-	find . -name '*_fuzz_test.go' -not -path './.*' -not -path '*/vendor/*' -print0 |
+	find . -name '*_test.go' -not -path './.*' -not -path '*/vendor/*' -print0 |
 		sort -z |
 		while IFS= read -r -d '' file; do
 			{ grep -oE '^func Fuzz[A-Za-z0-9_]*' "$file" || true; } | sed 's/^func //' |
