@@ -4,6 +4,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
@@ -32,9 +33,13 @@ func init() {
 //				udp_ports      <port|first-last>...
 //				...
 //			}
-//			peers <ws(s) URL>...
+//			peers      <ws(s) URL>...
+//			max_unread <size>
 //		}
 //	}
+//
+// max_unread bounds what clients have sent that visitors have not read
+// yet, the whole process together (see registry.App's MaxUnread).
 //
 // peers are the control-plane URLs of the fleet's other servers, which
 // this server advertises to its clients (see registry.App's Peers).
@@ -84,6 +89,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.Tunnels = make(map[string]*registry.Tunnel)
 			}
 			app.Tunnels[name] = tun
+		case "max_unread":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size > 1<<40 || size < registry.MinMaxUnread {
+				return nil, d.Errf("bad max_unread %q: want a size of at least 1MiB, such as 256MiB or 1GiB", d.Val())
+			}
+			app.MaxUnread = int64(size)
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "peers":
 			urls := d.RemainingArgs()
 			if len(urls) == 0 {
@@ -91,13 +108,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.Peers = append(app.Peers, urls...)
 		default:
-			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp or peers", d.Val())
+			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp, peers or max_unread", d.Val())
 		}
 	}
 	if tcp != nil {
 		app.TCP = caddyconfig.JSON(tcp, nil)
 	}
-	if tcp == nil && app.Tunnels == nil && app.Peers == nil {
+	if tcp == nil && app.Tunnels == nil && app.Peers == nil && app.MaxUnread == 0 {
 		return nil, nil
 	}
 	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(app, nil)}, nil

@@ -121,9 +121,10 @@ type Handler struct {
 	// quarters of it, the streams whose visitors have not read for longest
 	// (at least 250ms), the visitors who stopped reading, are reset until
 	// it is back under 90% of that; at the limit, at once. Below it, a slow
-	// reader slows only its own stream. One limit serves the
-	// whole process: the control plane provisioned last sets it.
-	// Default: 268435456 (256 MiB).
+	// reader slows only its own stream. One limit serves the whole
+	// process: better given once, as the inlets global option's
+	// max_unread; a handler's is applied when its config starts, and all
+	// of a config's must agree. Default: 268435456 (256 MiB).
 	MaxUnread int64 `json:"max_unread,omitempty"`
 
 	// How long a client may leave the server's data unanswered before its
@@ -185,6 +186,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkPlaneOptions(); err != nil {
 		return err
 	}
+	if h.MaxUnread != 0 {
+		if err := registry.NoteMaxUnread(ctx, h.MaxUnread); err != nil {
+			return err
+		}
+	}
 	h.setDefaults()
 	if h.control {
 		if h.tokens, err = loadTokens(h.Tokens, h.TokenFiles, h.TokenSHA256); err != nil {
@@ -206,7 +212,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				return fmt.Errorf("token %d of this inlets handler is also tunnel %s's: its clients would be that tunnel's, not the server's; give each its own token", i+1, name)
 			}
 		}
-		h.reg.Budget().SetLimit(h.MaxUnread)
 		// The config's registry: Caddy's metrics and inlets', as the
 		// admin endpoint's /metrics and the metrics directive serve them.
 		h.gatherer = ctx.GetMetricsRegistry()

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/caddy-inlets/caddy-inlets/client"
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -305,5 +306,40 @@ func TestRejectedHellosFromOneAddressAreThrottledAndLoggedSparingly(t *testing.T
 	}
 	if n := strings.Count(string(logged), "client rejected") + strings.Count(string(logged), "rejected hellos from one address"); n == 0 || n > 20 {
 		t.Fatalf("%d log lines about the %d rejected hellos; want a few", n, hellos)
+	}
+}
+
+// max_unread is the process's, and a config's only once it runs: one
+// that fails to start (its site's port is taken) leaves the running
+// config's in force, whatever its handler asked; the global option sets
+// it for the config that loads.
+func TestMaxUnreadChangesOnlyWithAConfigThatStarts(t *testing.T) {
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf(":%d {\n\tinlets {\n\t\ttoken %s\n\t}\n}", port, testenv.Token)
+	c := testenv.StartCaddy(t, adminPort, "\tinlets {\n\t\tmax_unread 16MiB\n\t}", site)
+	limit := func() int64 { return registry.Current().Budget().Limit() }
+	if got := limit(); got != 16<<20 {
+		t.Fatalf("max_unread 16MiB in the global option: the limit is %d", got)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	bad := testenv.Caddyfile(adminPort, "", site+fmt.Sprintf("\n127.0.0.1:%d {\n\tinlets data\n}\n", taken.Addr().(*net.TCPAddr).Port))
+	bad = strings.Replace(bad, "\t\ttoken "+testenv.Token+"\n", "\t\ttoken "+testenv.Token+"\n\t\tmax_unread 8MiB\n", 1)
+	if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("a config whose site's port is taken: %v", err)
+	}
+	if got := limit(); got != 16<<20 {
+		t.Errorf("after a config asking for 8 MiB failed to start, the limit is %d, want the running config's 16 MiB", got)
+	}
+
+	if err := c.Load(testenv.Caddyfile(adminPort, "\tinlets {\n\t\tmax_unread 32MiB\n\t}", site)); err != nil {
+		t.Fatal(err)
+	}
+	if got := limit(); got != 32<<20 {
+		t.Errorf("after a config with max_unread 32MiB started, the limit is %d", got)
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,18 @@ type App struct {
 	// balancer's name. At most 16.
 	Peers []string `json:"peers,omitempty"`
 
+	// What clients have sent on streams that no visitor has read yet, in
+	// bytes, all clients of the process together, as a bound: 256 KiB for
+	// each stream whose reader is not waiting for data, plus what the
+	// streams' windows have grown (growth stops at half of it). Past
+	// three quarters of it, the streams whose visitors have not read for
+	// longest (at least 250ms) are reset until it is back under 90% of
+	// that; at the limit, at once. Applied when the config starts, and
+	// put back if it fails to start. An inlets handler's max_unread, if
+	// no other is given, sets it too (all of a config's handlers must
+	// agree). Default: 268435456 (256 MiB); at least 1 MiB.
+	MaxUnread int64 `json:"max_unread,omitempty"`
+
 	reg     *Registry
 	ctx     caddy.Context
 	tenancy *Tenancy
@@ -56,6 +69,10 @@ type App struct {
 	controlPlanes atomic.Int32
 	planesMu      sync.Mutex
 	planes        []Plane
+	// handlersUnread is the max_unread the config's handlers gave
+	// (guarded by planesMu); replacedUnread the limit Start replaced.
+	handlersUnread int64
+	replacedUnread int64
 }
 
 // CaddyModule returns the Caddy module information. Its receiver is a
@@ -77,6 +94,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if err := ValidatePeers(a.Peers); err != nil {
 		return err
+	}
+	if a.MaxUnread != 0 && a.MaxUnread < MinMaxUnread {
+		return fmt.Errorf("inlets: max_unread %d must be at least 1 MiB", a.MaxUnread)
 	}
 	var err error
 	if a.tenancy, err = CompileTunnels(a.Tunnels); err != nil {
@@ -111,6 +131,8 @@ func (a *App) Start() error {
 	a.planesMu.Unlock()
 	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
+	a.replacedUnread = a.reg.Budget().Limit()
+	a.reg.Budget().SetLimit(cmp.Or(a.MaxUnread, a.handlersUnread, DefaultMaxUnread))
 	if a.tenancy.HasPorts() && a.TCP == nil {
 		if _, err := a.ctx.AppIfConfigured(tcpApp); errors.Is(err, caddy.ErrNotConfigured) {
 			a.ctx.Logger().Warn("tunnels have tcp_ports, but this config has no TCP data plane: their TCP clients are refused; add `inlets { tcp { bind <address> } }` to the global options")
@@ -148,6 +170,7 @@ func (a *App) Stop() error {
 	}
 	if a.replaced != nil && a.reg.Tenancy() == a.tenancy {
 		a.reg.SetTenancy(a.replaced)
+		a.reg.Budget().SetLimit(a.replacedUnread)
 	}
 	return nil
 }
@@ -204,6 +227,31 @@ func NoteControlPlane(ctx caddy.Context, p Plane) error {
 	a.planesMu.Lock()
 	a.planes = append(a.planes, p)
 	a.planesMu.Unlock()
+	return nil
+}
+
+// MinMaxUnread is the least max_unread: a few streams' first windows.
+const MinMaxUnread = 1 << 20
+
+// NoteMaxUnread records the max_unread an inlets handler of ctx's config
+// gave; the app applies it when the config starts, unless the app has
+// its own. The limit is the process's: two handlers that disagree, or a
+// handler that disagrees with the app, are a config error.
+func NoteMaxUnread(ctx caddy.Context, limit int64) error {
+	app, err := ctx.App("inlets")
+	if err != nil {
+		return fmt.Errorf("loading the inlets app: %w", err)
+	}
+	a := app.(*App)
+	a.planesMu.Lock()
+	defer a.planesMu.Unlock()
+	switch {
+	case a.MaxUnread != 0 && a.MaxUnread != limit:
+		return fmt.Errorf("max_unread %d here, %d in the inlets global option: it bounds the whole process; set it once, in the global option", limit, a.MaxUnread)
+	case a.handlersUnread != 0 && a.handlersUnread != limit:
+		return fmt.Errorf("max_unread %d here, %d in another inlets handler: it bounds the whole process; set it once, in the inlets global option", limit, a.handlersUnread)
+	}
+	a.handlersUnread = limit
 	return nil
 }
 
