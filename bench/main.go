@@ -1,6 +1,6 @@
 // Command inletsbench measures caddy-inlets against serving directly, on
 // loopback, and writes BENCHMARKS.md. bench/run.sh builds what it needs and
-// runs it; see the README's Benchmarks section.
+// runs it; see docs/benchmarks.md.
 //
 //	inletsbench [--quick] [--out FILE] [--runs N] [--only LIST]
 //	inletsbench upstream --http ADDR --echo ADDR   (the upstream it starts)

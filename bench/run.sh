@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks, in one command: caddy-inlets against serving directly,
-# on loopback, written to BENCHMARKS.md (see the README's Benchmarks).
+# on loopback, written to BENCHMARKS.md (see docs/benchmarks.md).
 #
 #   bench/run.sh                     the full run (about 15 minutes, and 15
 #                                    more for scenario link): BENCHMARKS.md

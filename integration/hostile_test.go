@@ -215,7 +215,7 @@ func TestAbandonedDownloadsLeaveNoMemoryOrUpstreamSockets(t *testing.T) {
 }
 
 // Visitors that never read what they asked for hold the server's memory
-// only up to the bound the README gives: per stream, twice the stream
+// only up to the bound docs/limits.md gives: per stream, twice the stream
 // window (yamux's buffer, as it grows) and reverse_proxy's 32 KiB buffer.
 func TestVisitorsThatReadNothingHoldAtMostTheDocumentedBound(t *testing.T) {
 	up := newEndless(t)

@@ -259,7 +259,7 @@ func gcHeap(t *testing.T, srv *caddyServer) (heap, goroutines float64) {
 }
 
 // silentVisitorBound is what a TLS passthrough visitor that sent its
-// ClientHello and went silent may hold of Caddy's heap, as the README's
+// ClientHello and went silent may hold of Caddy's heap, as docs/limits.md's
 // bounds say: its TCP connection, caddy-l4's connection and matcher
 // state, a stream, and the relay's two 2 KiB read buffers.
 const silentVisitorBound = 24 << 10

@@ -30,6 +30,9 @@ go test -race -count=1 -timeout 30m ./...
 step "scripts/fuzz.sh (each target ${FUZZTIME:=3s})"
 FUZZTIME=$FUZZTIME scripts/fuzz.sh
 
+step "scripts/check-links.py (every relative link of the docs resolves)"
+python3 scripts/check-links.py README.md docs/*.md xcaddy.md BENCHMARKS.md
+
 for script in scripts/check-*.sh scripts/e2e-*.sh; do
 	[ -e "$script" ] || continue
 	step "$script"
