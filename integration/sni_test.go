@@ -348,3 +348,27 @@ func TestSilentTLSVisitorsHoldLittleAndAreLetGoAfterTheHandshakeTimeout(t *testi
 		return nil
 	})
 }
+
+// Two clients serving one TLS name behind layer4.handlers.inlets share
+// its connections, round robin, as the inlets_tcp app's ports do: one
+// balancer for both layer-4 paths.
+func TestTwoClientsServingOneTLSNameShareItsConnections(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed (CI installs it, see .ci/run)")
+	}
+	const connections = 20
+	one, two := tlsUpstream(t, "one.test"), tlsUpstream(t, "two.test")
+	_, shared, url := sniServer(t)
+	for i, up := range []int{one, two} {
+		p := inletsTCP(t, url, fmt.Sprintf("ha-%d", i+1), "--upstream", "127.0.0.1", "--sni", fmt.Sprintf("ha.test=%d", up))
+		p.WaitOutput(t, 10*time.Second, "msg=connected")
+	}
+	served := map[string]int{}
+	for range connections {
+		served[peerSubject(t, shared, "ha.test")]++
+	}
+	t.Logf("%d connections for ha.test: %v", connections, served)
+	if served["CN=one.test"] != connections/2 || served["CN=two.test"] != connections/2 {
+		t.Errorf("%d connections for ha.test went %v; want half to each client's upstream", connections, served)
+	}
+}

@@ -310,8 +310,8 @@ func (s *Session) Upstreams() []string {
 	return out
 }
 
-// targetIndex is the index in down of an HTTP host index, or of a TCP
-// port; -1 if s does not announce the port.
+// portIndex is the index in down of a TCP port the session announces;
+// -1 if it does not announce the port.
 func (s *Session) portIndex(port int) int {
 	for i, up := range s.Hello.TCP {
 		if up.Port == port {

@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -80,11 +79,18 @@ type Handler struct {
 	// Caddy's heap (two goroutines, two 2 KiB read buffers). Default: 10s.
 	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
 
+	// How to pick among the clients serving one name or port:
+	// "round_robin" or "least_conn" (fewest open connections), as the
+	// inlets_tcp app's. Clients still in their handshake, and for a port
+	// those that found its upstream unreachable lately, come last.
+	// Default: round_robin.
+	LBPolicy string `json:"lb_policy,omitempty"`
+
 	reg       *registry.Registry
 	logger    *zap.Logger
 	idle      time.Duration
 	handshake time.Duration
-	next      atomic.Uint64 // round-robin cursor
+	balancer  registry.Balancer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -104,6 +110,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.IdleTimeout < 0 {
 		return fmt.Errorf("layer4 inlets: idle_timeout %s must be positive", time.Duration(h.IdleTimeout))
+	}
+	switch h.LBPolicy {
+	case "", l4ports.PolicyRoundRobin:
+	case l4ports.PolicyLeastConn:
+		h.balancer.LeastConn = true
+	default:
+		return fmt.Errorf("layer4 inlets: lb_policy %q: want %s or %s", h.LBPolicy, l4ports.PolicyRoundRobin, l4ports.PolicyLeastConn)
 	}
 	if h.HandshakeTimeout < 0 {
 		return fmt.Errorf("layer4 inlets: handshake_timeout %s must be positive", time.Duration(h.HandshakeTimeout))
@@ -134,6 +147,7 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	}
 	var sessions []*registry.Session
 	var what string
+	port := 0 // the port whose upstream's health orders the clients
 	if serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, ""); serverName != "" {
 		header.Host, sessions = h.reg.LookupTLS(serverName)
 		header.Kind, header.ProxyProtocol, what = tunnel.KindTLS, h.ProxyProtocol, "TLS name "+header.Host
@@ -143,14 +157,14 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 		// flow of a UDP server, else its TCP port.
 		switch addr := cx.LocalAddr().(type) {
 		case *net.UDPAddr:
-			sessions = h.reg.UDPPortSessions(addr.Port)
+			sessions, port = h.reg.UDPPortSessions(addr.Port), addr.Port
 			header = tunnel.StreamHeader{Kind: tunnel.KindUDP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr}
 			if h.ProxyProtocol == "v2" { // v1 is text for TCP alone
 				header.ProxyProtocol = "v2"
 			}
 			what = fmt.Sprintf("UDP port %d", addr.Port)
 		case *net.TCPAddr:
-			sessions = h.reg.PortSessions(addr.Port)
+			sessions, port = h.reg.PortSessions(addr.Port), addr.Port
 			header = tunnel.StreamHeader{Kind: tunnel.KindTCP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr, ProxyProtocol: h.ProxyProtocol}
 			what = fmt.Sprintf("port %d", addr.Port)
 		}
@@ -158,7 +172,7 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	if len(sessions) == 0 {
 		return next.Handle(cx)
 	}
-	stream, err := registry.Dial(context.Background(), header, h.order(sessions))
+	stream, err := registry.Dial(context.Background(), header, h.balancer.Order(port, sessions))
 	if err != nil {
 		return fmt.Errorf("no tunnel client could take a connection for %s (from %s): %w", what, header.RemoteAddr, err)
 	}
@@ -214,23 +228,6 @@ func relayDatagrams(cx *layer4.Connection, stream net.Conn) {
 	<-answered
 }
 
-// order is the sessions to try, round robin, those that have finished
-// their handshake first.
-func (h *Handler) order(sessions []*registry.Session) []*registry.Session {
-	n := len(sessions)
-	start := int((h.next.Add(1) - 1) % uint64(n))
-	out := make([]*registry.Session, 0, n)
-	for pass := range 2 {
-		for i := range n {
-			s := sessions[(start+i)%n]
-			if s.Accepted() == (pass == 0) {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
 // visitor is the caddy-l4 connection, which replays what its matchers
 // read, with the half-close of the TCP connection under it: a visitor's
 // FIN from the upstream's side stays a FIN.
@@ -250,6 +247,7 @@ func (v visitor) CloseWrite() error {
 //		proxy_protocol v1|v2
 //		idle_timeout      <duration>
 //		handshake_timeout <duration>
+//		lb_policy         round_robin|least_conn
 //	}
 //
 // All are optional, and so is the block.
@@ -282,8 +280,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("handshake_timeout %q: want a positive duration such as 10s or 1m", val)
 			}
 			h.HandshakeTimeout = caddy.Duration(dur)
+		case "lb_policy":
+			h.LBPolicy = val
 		default:
-			return d.Errf("unknown option %q of the layer4 inlets handler: want proxy_protocol, idle_timeout or handshake_timeout", opt)
+			return d.Errf("unknown option %q of the layer4 inlets handler: want proxy_protocol, idle_timeout, handshake_timeout or lb_policy", opt)
 		}
 	}
 	return nil

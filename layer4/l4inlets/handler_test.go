@@ -19,8 +19,8 @@ func unmarshal(input string) (*Handler, error) {
 }
 
 func TestHandlerCaddyfile(t *testing.T) {
-	h, err := unmarshal("inlets {\n\tproxy_protocol v2\n\tidle_timeout 30m\n\thandshake_timeout 5s\n}")
-	if err != nil || h.ProxyProtocol != "v2" || time.Duration(h.IdleTimeout) != 30*time.Minute || time.Duration(h.HandshakeTimeout) != 5*time.Second {
+	h, err := unmarshal("inlets {\n\tproxy_protocol v2\n\tidle_timeout 30m\n\thandshake_timeout 5s\n\tlb_policy least_conn\n}")
+	if err != nil || h.ProxyProtocol != "v2" || time.Duration(h.IdleTimeout) != 30*time.Minute || time.Duration(h.HandshakeTimeout) != 5*time.Second || h.LBPolicy != "least_conn" {
 		t.Fatalf("got %+v, %v", h, err)
 	}
 	if h, err := unmarshal("inlets"); err != nil || *h != (Handler{}) {
@@ -28,7 +28,7 @@ func TestHandlerCaddyfile(t *testing.T) {
 	}
 	for input, want := range map[string]string{
 		"inlets extra":                        "wrong argument count",
-		"inlets {\n\tlisten :443\n}":          `unknown option "listen" of the layer4 inlets handler: want proxy_protocol, idle_timeout or handshake_timeout`,
+		"inlets {\n\tlisten :443\n}":          `unknown option "listen" of the layer4 inlets handler: want proxy_protocol, idle_timeout, handshake_timeout or lb_policy`,
 		"inlets {\n\tidle_timeout -1s\n}":     `idle_timeout "-1s": want a positive duration`,
 		"inlets {\n\tproxy_protocol\n}":       "wrong argument count",
 		"inlets {\n\thandshake_timeout 0s\n}": `handshake_timeout "0s": want a positive duration`,
@@ -39,11 +39,15 @@ func TestHandlerCaddyfile(t *testing.T) {
 	}
 }
 
-func TestProvisionRefusesAnUnknownProxyProtocol(t *testing.T) {
+func TestProvisionRefusesAnUnknownProxyProtocolOrPolicy(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 	defer cancel()
 	h := &Handler{ProxyProtocol: "v3"}
 	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), `proxy_protocol "v3": want v1 or v2`) {
+		t.Fatalf("got %v", err)
+	}
+	h = &Handler{LBPolicy: "random"}
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), `lb_policy "random": want round_robin or least_conn`) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
@@ -21,7 +22,7 @@ type portListener struct {
 	port     int
 	ln       net.Listener
 	fwd      forwarding
-	balancer balancer
+	balancer registry.Balancer
 	logger   *zap.Logger
 
 	closeOnce sync.Once
@@ -60,7 +61,7 @@ func (a *App) listen(port int) (*portListener, error) {
 		port:     port,
 		ln:       ln.(net.Listener),
 		fwd:      a.fwd,
-		balancer: balancer{leastConn: a.fwd.leastConn},
+		balancer: registry.Balancer{LeastConn: a.fwd.leastConn},
 		logger:   a.logger.With(zap.Int("port", port)),
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),

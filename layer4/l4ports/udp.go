@@ -86,7 +86,7 @@ type udpForwarding struct {
 // the visitor's flow here.
 type udpPort struct {
 	port     int
-	balancer balancer
+	balancer registry.Balancer
 
 	mu    sync.Mutex
 	conns []net.PacketConn // newest last; answers go out through the newest
@@ -117,7 +117,7 @@ func attachUDP(port int, pc net.PacketConn, leastConn bool) *udpPort {
 	defer udpPorts.Unlock()
 	p := udpPorts.m[port]
 	if p == nil {
-		p = &udpPort{port: port, flows: map[netip.AddrPort]*udpFlow{}, sources: map[netip.Prefix]int{}, balancer: balancer{leastConn: leastConn}}
+		p = &udpPort{port: port, flows: map[netip.AddrPort]*udpFlow{}, sources: map[netip.Prefix]int{}, balancer: registry.Balancer{LeastConn: leastConn}}
 		udpPorts.m[port] = p
 	}
 	p.mu.Lock()
@@ -413,7 +413,7 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 	defer f.close()
 	logger := fwd.reg.Logger()
 	port := f.port.port
-	stream, err := registry.Dial(context.Background(), header, f.port.balancer.order(port, fwd.reg.UDPPortSessions(port)))
+	stream, err := registry.Dial(context.Background(), header, f.port.balancer.Order(port, fwd.reg.UDPPortSessions(port)))
 	if err != nil {
 		if c := logger.Check(zap.WarnLevel, "udp: no tunnel client could take a flow"); c != nil {
 			c.Write(zap.Int("udp_port", port), zap.String("remote_addr", header.RemoteAddr), zap.Error(err))
