@@ -62,7 +62,7 @@ func TestClientCommandLineMistakesNameTheFix(t *testing.T) {
 		{[]string{"tcp", "client", "--url", "ws://127.0.0.1:8123", "--token", "t", "--upstream", "127.0.0.1:33000", "--ports", "2222"}, 2,
 			"--upstream 127.0.0.1:33000: give the host without a port; the ports come from --ports PORT:LOCALPORT, e.g. --upstream 127.0.0.1 --ports 2222:33000"},
 		{[]string{"tcp", "client", "--url", "ws://127.0.0.1:8123", "--token", "t", "--upstream", "127.0.0.1", "--ports", "8010-8000"}, 2,
-			"a range is FIRST-LAST"},
+			`--ports 8010-8000: "8010-8000" is not a port (1-65535) or a range FIRST-LAST such as 8000-8100`},
 		{[]string{"http", "client", "--url", "ws://127.0.0.1:8123", "--upstream", "http://127.0.0.1:3000"}, 2,
 			"a token is required: --token TOKEN or --token-file FILE"},
 		{[]string{"http", "client", "--bogus"}, 2, "unknown flag --bogus (run 'inlets http client --help' for the flags)"},
@@ -178,7 +178,7 @@ func TestCaddyfileMistakesNameTheFix(t *testing.T) {
 			"load_balancing (lb_*): no effect in `inlets control`, which serves no visitors"},
 		{"no token", ":8123 {\n\tinlets\n}\n", "the inlets control plane needs a token"},
 		{"bad port range", "{\n\tinlets {\n\t\ttcp {\n\t\t\tports 9000-8000\n\t\t}\n\t}\n}\n:8123 {\n\tinlets {\n\t\ttoken t\n\t}\n}\n",
-			`"9000-8000" is not a port or a range like 8000-8100`},
+			`"9000-8000" is not a port (1-65535) or a range FIRST-LAST such as 8000-8100`},
 	} {
 		code, out := caddyCheck(t, tt.caddyfile)
 		if code == 0 || !strings.Contains(out, tt.want) {

@@ -337,16 +337,12 @@ func parseSNI(hosts, items []string, portsErr error) ([]tunnel.TLSUpstream, erro
 func parsePortMap(flag, host string, ports []string) ([]tunnel.TCPUpstream, error) {
 	var out []tunnel.TCPUpstream
 	for _, p := range ports {
-		if first, last, ok := strings.Cut(p, "-"); ok {
-			lo, err1 := strconv.Atoi(first)
-			hi, err2 := strconv.Atoi(last)
-			if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-				return nil, fmt.Errorf("%s %s: a range is FIRST-LAST, both between 1 and 65535 and FIRST not above LAST", flag, p)
+		if strings.Contains(p, "-") {
+			r, err := tunnel.ParsePortRange(p, tunnel.MaxPortRange)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", flag, p, err)
 			}
-			if hi-lo >= maxPortRange {
-				return nil, fmt.Errorf("%s %s: a range may hold at most %d ports", flag, p, maxPortRange)
-			}
-			for port := lo; port <= hi; port++ {
+			for _, port := range r.Ports() {
 				out = append(out, tunnel.TCPUpstream{Port: port, Upstream: joinHostPort(host, port)})
 			}
 			continue
@@ -364,10 +360,6 @@ func parsePortMap(flag, host string, ports []string) ([]tunnel.TCPUpstream, erro
 	}
 	return out, nil
 }
-
-// maxPortRange bounds one --ports range: a server takes 64 ports from a
-// client by default.
-const maxPortRange = 1024
 
 // checkTCPHost holds a TCP --upstream to a host name or an IP address:
 // the mistakes of a user who gives a URL or a host:port get the fix.

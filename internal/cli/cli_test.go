@@ -58,8 +58,8 @@ func TestParseTCPUpstreams(t *testing.T) {
 		{[]string{"h"}, nil, "--ports, --udp-ports or --sni is required"},
 		{[]string{"h"}, []string{"70000"}, "between 1 and 65535"},
 		{[]string{"h"}, []string{"22:ssh"}, "PORT:LOCALPORT"},
-		{[]string{"h"}, []string{"9000-8000"}, "a range is FIRST-LAST"},
-		{[]string{"h"}, []string{"1-5000"}, "at most 1024 ports"},
+		{[]string{"h"}, []string{"9000-8000"}, `"9000-8000" is not a port (1-65535) or a range FIRST-LAST such as 8000-8100`},
+		{[]string{"h"}, []string{"1-5000"}, `"1-5000" is 5000 ports; a range may hold at most 1024`},
 		{[]string{"h:22"}, []string{"22"}, "give the host without a port"},
 		{[]string{"tcp://h"}, []string{"22"}, "give the host alone, without tcp://"},
 	} {

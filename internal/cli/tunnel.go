@@ -334,10 +334,10 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		return r.fail(2, fmt.Errorf("tunnel %s would serve nothing: give it --host PATTERN, --tcp-port PORT or --udp-port PORT", name))
 	case *maxClients < 0 || *maxStreams < 0 || *onDemandPerHour < 0:
 		return r.fail(2, errors.New("--max-clients, --max-streams-per-client and --on-demand-per-hour take a positive number"))
-	case len(ports) > maxTunnelPorts:
-		return r.fail(2, fmt.Errorf("%d TCP ports: a tunnel takes at most %d", len(ports), maxTunnelPorts))
-	case len(udpPorts) > maxTunnelPorts:
-		return r.fail(2, fmt.Errorf("%d UDP ports: a tunnel takes at most %d", len(udpPorts), maxTunnelPorts))
+	case len(ports) > tunnel.MaxPortRange:
+		return r.fail(2, fmt.Errorf("%d TCP ports: a tunnel takes at most %d", len(ports), tunnel.MaxPortRange))
+	case len(udpPorts) > tunnel.MaxPortRange:
+		return r.fail(2, fmt.Errorf("%d UDP ports: a tunnel takes at most %d", len(udpPorts), tunnel.MaxPortRange))
 	}
 	if err := checkClientURL(*serverURL); err != nil {
 		return r.fail(2, err)
@@ -477,29 +477,13 @@ func checkClientURL(raw string) error {
 	return nil
 }
 
-// maxTunnelPorts bounds a tunnel's TCP ports, as the server does
-// (registry.MaxTunnelPorts).
-const maxTunnelPorts = 1024
-
-// parsePortSpec parses a --tcp-port: PORT or FIRST-LAST.
+// parsePortSpec parses a --tcp-port or --udp-port: PORT or FIRST-LAST.
 func parsePortSpec(spec string) ([]int, error) {
-	first, last, isRange := strings.Cut(spec, "-")
-	lo, err1 := strconv.Atoi(first)
-	hi, err2 := lo, error(nil)
-	if isRange {
-		hi, err2 = strconv.Atoi(last)
+	r, err := tunnel.ParsePortRange(spec, tunnel.MaxPortRange)
+	if err != nil {
+		return nil, err
 	}
-	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-		return nil, errors.New("want a port (1-65535) or a range FIRST-LAST, such as 3000-3010")
-	}
-	if hi-lo >= maxTunnelPorts {
-		return nil, fmt.Errorf("a tunnel takes at most %d ports", maxTunnelPorts)
-	}
-	ports := make([]int, 0, hi-lo+1)
-	for p := lo; p <= hi; p++ {
-		ports = append(ports, p)
-	}
-	return ports, nil
+	return r.Ports(), nil
 }
 
 // portRanges writes sorted, distinct ports as PORT and FIRST-LAST items.

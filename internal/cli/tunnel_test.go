@@ -264,7 +264,7 @@ func TestTunnelCLIFailuresNameTheFix(t *testing.T) {
 		{strings.TrimPrefix(notCaddy.URL, "http://"), []string{"list"}, 1, "is not Caddy's admin API: it answered GET /config/ with HTTP 404 (is --address the address of Caddy's `admin` option?)"},
 		{admin.address(), []string{"create", "acme"}, 2, "tunnel acme would serve nothing: give it --host PATTERN, --tcp-port PORT or --udp-port PORT"},
 		{admin.address(), []string{"create", "Acme", "--host", "a.example.com"}, 2, `tunnel name "Acme": use 1 to 63 lower-case letters`},
-		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--tcp-port", "70000"}, 2, `invalid value "70000" for flag -tcp-port: want a port (1-65535)`},
+		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--tcp-port", "70000"}, 2, `invalid value "70000" for flag -tcp-port: "70000" is not a port (1-65535) or a range FIRST-LAST such as 8000-8100`},
 		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--host", "A.example.com"}, 2, "host a.example.com is given twice"},
 		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--url", "http://tunnel.example.com"}, 2, "give the URL clients connect to, wss://HOST or ws://HOST:PORT"},
 		{admin.address(), []string{"create", "x", "--host", "a.example.com", "--max-clients", "-1"}, 2, "take a positive number"},

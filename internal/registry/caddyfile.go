@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -114,30 +115,11 @@ func tunName(d *caddyfile.Dispenser) string {
 // ParsePortSpec parses "2201" or "3000-3010" (at most MaxTunnelPorts
 // ports).
 func ParsePortSpec(spec string) ([]int, error) {
-	first, last, isRange := strings.Cut(spec, "-")
-	lo, err1 := strconv.Atoi(first)
-	hi := lo
-	var err2 error
-	if isRange {
-		hi, err2 = strconv.Atoi(last)
+	r, err := tunnel.ParsePortRange(spec, MaxTunnelPorts)
+	if err != nil {
+		return nil, err
 	}
-	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || hi < lo {
-		return nil, &portSpecError{spec}
-	}
-	if hi-lo+1 > MaxTunnelPorts {
-		return nil, &portSpecError{spec}
-	}
-	ports := make([]int, 0, hi-lo+1)
-	for p := lo; p <= hi; p++ {
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
-
-type portSpecError struct{ spec string }
-
-func (e *portSpecError) Error() string {
-	return strconv.Quote(e.spec) + " is not a port (1-65535) or a range like 3000-3010 of at most " + strconv.Itoa(MaxTunnelPorts) + " ports"
+	return r.Ports(), nil
 }
 
 var _ caddyfile.Unmarshaler = (*Tunnel)(nil)

@@ -92,7 +92,7 @@ type Token struct {
 const Unnamed = ""
 
 // MaxTunnelPorts bounds one tunnel's tcp_ports, and its udp_ports.
-const MaxTunnelPorts = 1024
+const MaxTunnelPorts = tunnel.MaxPortRange
 
 // Tenancy is the compiled form of a config's tunnels: who a token belongs
 // to and which tunnel owns a host or a port. It is immutable; the registry

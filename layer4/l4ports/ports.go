@@ -5,36 +5,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
-
-// portRange is an inclusive range of ports.
-type portRange struct{ first, last int }
 
 // portSet is the allow-list of the ports clients may open, in the order
 // the config lists them.
-type portSet []portRange
-
-// parsePortRange parses "2222" or "8000-8100" with Caddy's own port-range
-// syntax, as in listen addresses.
-func parsePortRange(spec string) (portRange, error) {
-	na, err := caddy.ParseNetworkAddress(":" + spec)
-	if err != nil || strings.ContainsAny(spec, ":/[]") || na.StartPort == 0 {
-		if err == nil {
-			err = fmt.Errorf("ports are 1 to 65535")
-		}
-		return portRange{}, fmt.Errorf("ports: %q is not a port or a range like 8000-8100: %v", spec, err)
-	}
-	return portRange{first: int(na.StartPort), last: int(na.EndPort)}, nil
-}
+type portSet []tunnel.PortRange
 
 // parsePorts parses the ports of the config.
 func parsePorts(specs []string) (portSet, error) {
 	set := make(portSet, 0, len(specs))
 	for _, spec := range specs {
-		r, err := parsePortRange(spec)
+		r, err := tunnel.ParsePortRange(spec, 0)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ports: %w", err)
 		}
 		set = append(set, r)
 	}
@@ -43,7 +27,7 @@ func parsePorts(specs []string) (portSet, error) {
 
 func (ps portSet) contains(port int) bool {
 	for _, r := range ps {
-		if r.first <= port && port <= r.last {
+		if r.Contains(port) {
 			return true
 		}
 	}
@@ -54,10 +38,7 @@ func (ps portSet) contains(port int) bool {
 func (ps portSet) String() string {
 	parts := make([]string, len(ps))
 	for i, r := range ps {
-		parts[i] = strconv.Itoa(r.first)
-		if r.last != r.first {
-			parts[i] += "-" + strconv.Itoa(r.last)
-		}
+		parts[i] = r.String()
 	}
 	return strings.Join(parts, " ")
 }

@@ -23,11 +23,11 @@ func FuzzParsePorts(f *testing.F) {
 			t.Fatalf("parsePorts(%q) gave %d ranges", specs, len(set))
 		}
 		for _, r := range set {
-			if r.first < 1 || r.last > 65535 || r.first > r.last {
-				t.Fatalf("parsePorts(%q) accepted the range %d-%d", specs, r.first, r.last)
+			if r.First < 1 || r.Last > 65535 || r.First > r.Last {
+				t.Fatalf("parsePorts(%q) accepted the range %d-%d", specs, r.First, r.Last)
 			}
-			if !set.contains(r.first) || !set.contains(r.last) {
-				t.Fatalf("the set of %q does not contain its own range %d-%d", specs, r.first, r.last)
+			if !set.contains(r.First) || !set.contains(r.Last) {
+				t.Fatalf("the set of %q does not contain its own range %d-%d", specs, r.First, r.Last)
 			}
 		}
 		for _, port := range []int{-1, 0, 65536, 1 << 20} {

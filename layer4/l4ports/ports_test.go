@@ -1,9 +1,6 @@
 package l4ports
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestPortSetParsesPortsAndRanges(t *testing.T) {
 	set, err := parsePorts([]string{"2222", "8000-8100", "65535"})
@@ -20,19 +17,6 @@ func TestPortSetParsesPortsAndRanges(t *testing.T) {
 	} {
 		if got := set.contains(port); got != want {
 			t.Errorf("contains(%d) = %v, want %v", port, got, want)
-		}
-	}
-}
-
-func TestPortSetRefusesWhatIsNotAPortOrRange(t *testing.T) {
-	for _, spec := range []string{"", "0", "0-10", "65536", "100-90", "http", "22-", "-22", "1.2.3.4:22", ":22", "22/tcp", " 22", "8000-8100-8200"} {
-		_, err := parsePortRange(spec)
-		if err == nil {
-			t.Errorf("%q: parsed, want an error", spec)
-			continue
-		}
-		if !strings.Contains(err.Error(), "is not a port or a range like 8000-8100") {
-			t.Errorf("%q: error %q does not say what is wrong", spec, err)
 		}
 	}
 }
