@@ -388,14 +388,13 @@ func sameDomain(origin, host string) bool {
 	return strings.HasSuffix(host, "."+parent)
 }
 
-// hostMatches reports whether host matches an allowed pattern: the
-// name or address itself, or *.domain for any name under domain.
+// hostMatches reports whether host is allowed by a --peer pattern: the
+// name or address itself, or *.domain for any name under domain (a
+// scope's reading of a pattern, tunnel.HostPattern's Covers); never
+// "*", which would trust the token to any host.
 func hostMatches(pattern, host string) bool {
 	pattern = strings.ToLower(pattern)
-	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-		return strings.HasSuffix(host, "."+suffix)
-	}
-	return pattern == host
+	return pattern != "*" && tunnel.HostPattern(pattern).Covers(host)
 }
 
 // warnOnce reports whether the warning keyed by key has not been given

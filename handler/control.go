@@ -356,10 +356,7 @@ func hostAllower(patterns []string) (func(string) bool, error) {
 	}
 	return func(host string) bool {
 		for _, p := range patterns {
-			switch {
-			case p == "*" || p == host:
-				return true
-			case strings.HasPrefix(p, "*.") && host != "*" && strings.HasSuffix(host, p[1:]):
+			if tunnel.HostPattern(p).Covers(host) {
 				return true
 			}
 		}

@@ -83,3 +83,31 @@ func TestDialAddressRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The routes are an index of tunnel.HostPattern's Match: a visitor's host
+// goes to the clients of the most specific announced pattern that matches
+// it (exact, then one-label wildcard, then "*"), and to none when no
+// pattern matches.
+func TestRoutesAreAnIndexOfHostPatternMatch(t *testing.T) {
+	announced := []string{"app.example.com", "*.example.com", "*.shop.example.com", "*.deep.shop.example.com"}
+	r := New()
+	for i, p := range announced {
+		r.routes.add(session(uint64(i+1), p))
+	}
+	for _, host := range []string{"app.example.com", "x.example.com", "a.shop.example.com", "a.b.shop.example.com",
+		"x.deep.shop.example.com", "example.com", "shop.example.com", "other.net", "a.b.c.d.example.com"} {
+		want := ""
+		for _, p := range announced { // most specific first
+			if tunnel.HostPattern(p).Match(host) && (want == "" || len(p) > len(want)) {
+				want = p
+			}
+		}
+		got := r.Lookup(host)
+		switch {
+		case want == "" && len(got) != 0:
+			t.Errorf("%s: routed to %s, which no pattern matches", host, got[0].Session.Hello.HTTP[0].Host)
+		case want != "" && (len(got) != 1 || got[0].Session.Hello.HTTP[0].Host != want):
+			t.Errorf("%s: routes %v, want the clients of %s", host, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package registry
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,22 @@ func FuzzCompileTunnels(f *testing.F) {
 		for _, owner := range []string{ten.Owner(host), ten.OwnerOfPattern(host), ten.PortOwner(port)} {
 			if !known(owner) {
 				t.Fatalf("owner %q is no tunnel of the config", owner)
+			}
+		}
+		// Ownership is an index of tunnel.HostPattern's Covers: the owner
+		// lists a pattern that covers the host, and when some tunnel's
+		// pattern covers it, some tunnel owns it.
+		if owner, pattern := ten.OwnerAndPattern(host); owner != Unnamed {
+			if !tunnel.HostPattern(pattern).Covers(host) || !slices.Contains(ten.Scope(owner).Hosts, pattern) {
+				t.Fatalf("%s is owned by %s through %q, which it does not list or which does not cover it", host, owner, pattern)
+			}
+		} else if tunnel.ValidateHostPattern(host) == nil && host != "*" && !strings.HasPrefix(host, "*") {
+			for name, sc := range ten.tunnels {
+				for _, p := range sc.Hosts {
+					if tunnel.HostPattern(p).Covers(host) {
+						t.Fatalf("%s is no tunnel's, yet tunnel %s's %s covers it", host, name, p)
+					}
+				}
 			}
 		}
 		for name, tun := range tunnels {
