@@ -3,7 +3,9 @@ package status
 import (
 	"fmt"
 	"io"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,9 +66,39 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 		if rtts {
 			fmt.Fprintf(rows, "%s\t", RTT(c.RTTMillis))
 		}
-		fmt.Fprintln(rows, strings.Join(c.Upstreams, ", "))
+		fmt.Fprintln(rows, strings.Join(tableUpstreams(c), ", "))
 	}
 	return rows.Flush()
+}
+
+// tableUpstreams is a client's upstreams as the table shows them: as
+// announced, but a TCP or UDP upstream whose public port is not its own
+// is led by the public port, "2222=127.0.0.1:22" (inlets-pro's servers
+// forward a port to the same port, and their rows read as before).
+func tableUpstreams(c Client) []string {
+	out := make([]string, 0, len(c.Upstreams))
+	tcp, udp := 0, 0
+	for _, up := range c.Upstreams {
+		var public []int
+		var i *int
+		switch {
+		case strings.Contains(up, "="):
+		case strings.HasPrefix(up, "udp://"):
+			public, i = c.UDPPorts, &udp
+		default:
+			public, i = c.Ports, &tcp
+		}
+		if i != nil {
+			if *i < len(public) {
+				if _, port, err := net.SplitHostPort(strings.TrimPrefix(up, "udp://")); err == nil && port != strconv.Itoa(public[*i]) {
+					up = strconv.Itoa(public[*i]) + "=" + up
+				}
+			}
+			*i++
+		}
+		out = append(out, up)
+	}
+	return out
 }
 
 // RTT is a round-trip time in milliseconds as the table shows it: "0.3ms",

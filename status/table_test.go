@@ -132,3 +132,19 @@ local     127.0.0.1:43000    1 minute  0.3ms near.example.com=http://10.2.0.1
 		t.Errorf("got:\n%s\nwant it to end with:\n%s", b.String(), want)
 	}
 }
+
+// A TCP or UDP upstream whose public port is another is led by it; one
+// on its own port reads as inlets-pro's.
+func TestTableShowsTheirPublicPortsBesideTCPAndUDPUpstreams(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	c := Client{ClientID: "lab", RemoteAddr: "10.0.0.1:1", Since: now.Add(-time.Minute), Mode: "tcp",
+		Upstreams: []string{"127.0.0.1:22", "127.0.0.1:8000", "udp://127.0.0.1:53", "k8s.example.com=tls://127.0.0.1:443"},
+		Ports:     []int{2222, 8000}, UDPPorts: []int{5353}, TLSNames: []string{"k8s.example.com"}}
+	var b strings.Builder
+	if err := WriteTable(&b, Status{Clients: []Client{c}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if want := "2222=127.0.0.1:22, 127.0.0.1:8000, 5353=udp://127.0.0.1:53, k8s.example.com=tls://127.0.0.1:443\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("got:\n%s\nwant the row to end with %q", b.String(), want)
+	}
+}
