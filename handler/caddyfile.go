@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -28,6 +27,7 @@ import (
 //		lb_retries      <n>
 //		lb_try_duration <duration>
 //		lb_try_interval <interval>
+//		lb_retry_match  <request-matcher>
 //		stream_close_delay <duration>
 //		fail_duration   <duration>
 //
@@ -57,7 +57,9 @@ import (
 // allow_hosts limits the host patterns clients may announce (default: any).
 // pass_thru hands requests whose Host no client serves to the next handler
 // instead of answering 502. The lb_* options and stream_close_delay are
-// reverse_proxy's, applied to the clients that serve one host.
+// reverse_proxy's, read by reverse_proxy's own parser (every lb_*
+// subdirective it documents) and applied to the clients that serve one
+// host.
 // fail_duration is how long a client that could not reach its upstream
 // is passed over for it (default 5s).
 //
@@ -80,7 +82,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	// reverse_proxy's own options go to reverse_proxy's own parser, as
+	// forward_auth hands it its options: every lb_* subdirective, as
+	// reverse_proxy documents it.
+	var proxyTokens []caddyfile.Token
 	for d.NextBlock(0) {
+		if opt := d.Val(); strings.HasPrefix(opt, "lb_") || opt == "stream_close_delay" {
+			proxyTokens = append(proxyTokens, d.NextSegment()...)
+			continue
+		}
 		switch d.Val() {
 		case "token":
 			if !d.NextArg() {
@@ -117,50 +127,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.PassThru = true
-		case "lb_policy":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if h.LoadBalancing != nil && h.LoadBalancing.SelectionPolicyRaw != nil {
-				return d.Err("load balancing selection policy already specified")
-			}
-			name := d.Val()
-			modID := "http.reverse_proxy.selection_policies." + name
-			unm, err := caddyfile.UnmarshalModule(d, modID)
-			if err != nil {
-				return err
-			}
-			sel, ok := unm.(reverseproxy.Selector)
-			if !ok {
-				return d.Errf("module %s (%T) is not a reverseproxy.Selector", modID, unm)
-			}
-			h.lb().SelectionPolicyRaw = caddyconfig.JSONModuleObject(sel, "policy", name, nil)
-		case "lb_retries":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 0 {
-				return d.Errf("bad lb_retries number %q", d.Val())
-			}
-			h.lb().Retries = n
-		case "lb_try_duration", "lb_try_interval", "stream_close_delay":
-			opt := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("bad %s %q: %v", opt, d.Val(), err)
-			}
-			switch opt {
-			case "lb_try_duration":
-				h.lb().TryDuration = caddy.Duration(dur)
-			case "lb_try_interval":
-				h.lb().TryInterval = caddy.Duration(dur)
-			default:
-				h.StreamCloseDelay = caddy.Duration(dur)
-			}
 		case "fail_duration", "client_timeout":
 			opt := d.Val()
 			dur, err := durationArg(d)
@@ -230,6 +196,30 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unknown inlets option %q; the options are: %s", d.Val(), strings.Join(caddyfileOptions, ", "))
 		}
 	}
+	if len(proxyTokens) > 0 {
+		return h.unmarshalProxyOptions(proxyTokens)
+	}
+	return nil
+}
+
+// unmarshalProxyOptions reads reverse_proxy's options of the directive
+// (lb_* and stream_close_delay) with reverse_proxy's own parser, as if
+// they were a `reverse_proxy { ... }` block's, and keeps what they set.
+func (h *Handler) unmarshalProxyOptions(tokens []caddyfile.Token) error {
+	first, last := tokens[0], tokens[len(tokens)-1]
+	block := append([]caddyfile.Token{
+		{File: first.File, Line: first.Line - 1, Text: "reverse_proxy"},
+		{File: first.File, Line: first.Line - 1, Text: "{"},
+	}, tokens...)
+	block = append(block, caddyfile.Token{File: last.File, Line: last.Line + 1, Text: "}"})
+	rp := new(reverseproxy.Handler)
+	if err := rp.UnmarshalCaddyfile(caddyfile.NewDispenser(block)); err != nil {
+		return err
+	}
+	if rp.LoadBalancing != nil {
+		h.LoadBalancing = rp.LoadBalancing
+	}
+	h.StreamCloseDelay = rp.StreamCloseDelay
 	return nil
 }
 
@@ -237,7 +227,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // them.
 var caddyfileOptions = []string{
 	"token", "token_file", "token_sha256", "allow_hosts", "pass_thru",
-	"lb_policy", "lb_retries", "lb_try_duration", "lb_try_interval", "stream_close_delay", "fail_duration",
+	"lb_policy", "lb_retries", "lb_try_duration", "lb_try_interval", "lb_retry_match", "stream_close_delay", "fail_duration",
 	"max_clients", "max_streams_per_client", "max_hosts_per_client", "max_ports_per_client",
 	"stream_window", "max_unread", "client_timeout", "auth_failures", "max_handshakes_per_address",
 }
@@ -286,13 +276,6 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return 0, d.ArgErr()
 	}
 	return caddy.Duration(dur), nil
-}
-
-func (h *Handler) lb() *reverseproxy.LoadBalancing {
-	if h.LoadBalancing == nil {
-		h.LoadBalancing = new(reverseproxy.LoadBalancing)
-	}
-	return h.LoadBalancing
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
