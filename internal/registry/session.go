@@ -186,16 +186,10 @@ func (s *Session) Err() error { return s.sess.Err() }
 // opens its ports first, so that a refused port refuses the session.
 func (s *Session) Accepted() bool { return s.accepted.Load() }
 
-// Notify sends msg to the client on the control stream. Before the client
-// has been accepted, msg is held and sent right after the accept answer.
-// A write that fails or times out ends the session: the client reconnects
-// and announces again.
-func (s *Session) Notify(msg tunnel.Message) error {
-	s.controlMu.Lock()
-	defer s.controlMu.Unlock()
-	return s.notifyLocked(msg)
-}
-
+// notifyLocked sends msg to the client on the control stream. Before the
+// client has been accepted, msg is held and sent right after the accept
+// answer. A write that fails or times out ends the session: the client
+// reconnects and announces again.
 func (s *Session) notifyLocked(msg tunnel.Message) error {
 	if !s.accepted.Load() {
 		s.pending = append(s.pending, msg)

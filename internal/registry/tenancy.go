@@ -95,8 +95,9 @@ const Unnamed = ""
 const MaxTunnelPorts = tunnel.MaxPortRange
 
 // Tenancy is the compiled form of a config's tunnels: who a token belongs
-// to and which tunnel owns a host or a port. It is immutable; the registry
-// holds the one of the config that started last.
+// to and which tunnel owns a host or a port. It does not change once its
+// app has started (SetPlanes, called before, is the one change); the
+// registry holds the one of the config that started last.
 type Tenancy struct {
 	tunnels  map[string]*Scope
 	byDigest map[[sha256.Size]byte]tokenOf

@@ -1,5 +1,5 @@
-// Package layer4 is the TCP data plane of caddy-inlets, the inlets_tcp
-// Caddy app: it listens on the ports that tunnel clients announce (those
+// Package l4ports is the TCP and UDP data plane of caddy-inlets, the
+// inlets_tcp Caddy app: it listens on the ports that tunnel clients announce (those
 // the config allows) and forwards every visitor connection over a new
 // stream to a client serving that port, which relays it to its upstream.
 //
@@ -243,9 +243,10 @@ func validateBind(bind string) error {
 // Start makes this config the TCP data plane: it listens on the ports that
 // connected clients announce and this config allows, tells clients about
 // announced ports it does not serve, and follows sessions as they come and
-// go. It never fails: a port it cannot bind is withdrawn from its clients
-// with the reason, rather than failing the reload of a whole config over
-// one client's announcement.
+// go. It fails only on a config that gives a port of Caddy's own HTTP
+// servers to a tunnel: a port a client announced that it cannot bind is withdrawn
+// from its clients with the reason, rather than failing the reload of a
+// whole config over one client's announcement.
 func (a *App) Start() error {
 	if len(a.allowed) == 0 && len(a.allowedUDP) == 0 && !a.tenancy.HasPorts() {
 		a.logger.Warn("the TCP data plane has no ports of its own and no tunnel has tcp_ports: it opens no port until one does (`caddy inlets tunnel create NAME --tcp-port N`), or until its `ports` lists some")

@@ -151,20 +151,6 @@ func (p *udpPort) detach(pc net.PacketConn) {
 	}
 }
 
-// FlowCount is the number of flows of UDP port open now, for tests and
-// status.
-func FlowCount(port int) int {
-	udpPorts.Lock()
-	p := udpPorts.m[port]
-	udpPorts.Unlock()
-	if p == nil {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.flows)
-}
-
 // udpListener is one config's socket on a UDP port. Its read loop hands
 // each datagram to the flow of its visitor, starting one for a new
 // visitor.
