@@ -25,7 +25,7 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 )
 
-var adminPort = testenv.AdminPort(2401)
+var adminPort = testenv.AdminPort()
 
 // inletsBoth is a handler serving both planes with the test token. The
 // tests send many wrong tokens from 127.0.0.1 on purpose, each to see it

@@ -33,15 +33,21 @@ import (
 // Token is the token test servers accept.
 const Token = "test-token-0123456789"
 
-// AdminPort is the Caddy admin port of this test binary: the package's
-// default, or INLETS_TEST_ADMIN_PORT. Each package that runs Caddy must use
-// its own, since `go test ./...` runs packages in parallel and caddytest
-// drives whatever Caddy answers on the port.
-func AdminPort(def int) int {
+// AdminPort is the Caddy admin port of this test binary:
+// INLETS_TEST_ADMIN_PORT if set, else a port free when the binary
+// starts. Each test binary that runs Caddy has its own, since `go test
+// ./...` runs packages in parallel, and two runs of the suite may share
+// a machine: caddytest drives whatever Caddy answers on the port.
+func AdminPort() int {
 	if p, err := strconv.Atoi(os.Getenv("INLETS_TEST_ADMIN_PORT")); err == nil {
 		return p
 	}
-	return def
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("picking a free port for Caddy's admin API: %v", err))
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Caddy is the in-process Caddy of a test binary.
