@@ -43,7 +43,7 @@ func init() {
 //
 // peers are the control-plane URLs of the fleet's other servers, which
 // this server advertises to its clients (see registry.App's Peers).
-// Each tunnel block is a tenant (see registry.Tunnel's UnmarshalCaddyfile);
+// Each tunnel block is a tenant (see registry.UnmarshalTunnel);
 // the tcp block is the TCP data plane (see l4ports.App's). Without a tcp
 // block the server refuses TCP clients.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -82,7 +82,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			d.SetContext("inlets.tunnel", name)
 			tun := new(registry.Tunnel)
-			if err := tun.UnmarshalCaddyfile(d); err != nil {
+			if err := registry.UnmarshalTunnel(d, tun); err != nil {
 				return nil, err
 			}
 			if app.Tunnels == nil {

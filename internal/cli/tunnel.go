@@ -25,6 +25,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-inlets/caddy-inlets/config"
 	"github.com/caddy-inlets/caddy-inlets/status"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -144,7 +145,7 @@ func (r tunnelRun) parse(fs *flag.FlagSet, args []string, names int) (name strin
 		fmt.Fprintf(r.stderr, "%s: the tunnel's NAME is missing, e.g. '%s acme' (run '%s --help')\n", r.name, r.name, r.name)
 		return "", 2, false
 	case names == 1:
-		if err := checkTunnelName(positional[0]); err != nil {
+		if err := config.ValidateTunnelName(positional[0]); err != nil {
 			fmt.Fprintf(r.stderr, "%s: %v\n", r.name, err)
 			return "", 2, false
 		}
@@ -182,23 +183,6 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, positional []strin
 	return flags, positional
 }
 
-// checkTunnelName holds a name to the server's rules
-// (registry.ValidateTunnelName, which links Caddy). The name is a segment
-// of the admin API's paths, so the check also keeps a name from reaching
-// another part of the config: "a/b", or "..", which the admin API's router
-// would clean away.
-func checkTunnelName(name string) error {
-	if name == "" || len(name) > 63 || strings.IndexFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) >= 0 {
-		return fmt.Errorf("tunnel name %q: use 1 to 63 lower-case letters, digits, '-', '_' or '.'", name)
-	}
-	if strings.Trim(name, ".") == "" {
-		return fmt.Errorf("tunnel name %q: give it a letter or a digit; the admin API cannot address a name of dots alone", name)
-	}
-	return nil
-}
-
 // admin returns the admin API at address, and a context bounding the
 // command's requests.
 func (r tunnelRun) admin(address string) (*adminAPI, context.Context, context.CancelFunc, error) {
@@ -210,31 +194,8 @@ func (r tunnelRun) admin(address string) (*adminAPI, context.Context, context.Ca
 	return api, ctx, cancel, nil
 }
 
-// The tunnel's config, as the inlets app's JSON has it (registry.Tunnel).
-
 // tunnelsPath is the admin API's path of the inlets app's tunnels.
 const tunnelsPath = "/config/apps/inlets/tunnels/"
-
-// tunnelConfig is one tunnel of the config.
-type tunnelConfig struct {
-	Tokens              []tokenConfig `json:"tokens"`
-	Hosts               []string      `json:"hosts,omitempty"`
-	TCPPorts            []int         `json:"tcp_ports,omitempty"`
-	UDPPorts            []int         `json:"udp_ports,omitempty"`
-	MaxClients          int           `json:"max_clients,omitempty"`
-	MaxStreamsPerClient int           `json:"max_streams_per_client,omitempty"`
-	OnDemandWildcards   bool          `json:"on_demand_wildcards,omitempty"`
-	OnDemandPerHour     int           `json:"on_demand_per_hour,omitempty"`
-}
-
-// tokenConfig is one token of a tunnel: its digest, the token itself (a
-// config written by hand), or a file holding it.
-type tokenConfig struct {
-	SHA256  string     `json:"sha256,omitempty"`
-	Value   string     `json:"value,omitempty"`
-	File    string     `json:"file,omitempty"`
-	Expires *time.Time `json:"expires,omitempty"`
-}
 
 // serverConfig is what the commands read of Caddy's whole config.
 type serverConfig struct {
@@ -245,8 +206,8 @@ type serverConfig struct {
 	} `json:"admin"`
 	Apps struct {
 		Inlets struct {
-			Tunnels map[string]*tunnelConfig `json:"tunnels"`
-			TCP     json.RawMessage          `json:"tcp"`
+			Tunnels map[string]*config.Tunnel `json:"tunnels"`
+			TCP     json.RawMessage           `json:"tcp"`
 		} `json:"inlets"`
 		// InletsTCP is the TCP data plane given as an app of its own.
 		InletsTCP json.RawMessage `json:"inlets_tcp"`
@@ -351,8 +312,8 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	token, digest := newToken()
 	slices.Sort(ports)
 	slices.Sort(udpPorts)
-	tun := tunnelConfig{
-		Tokens:              []tokenConfig{{SHA256: digest}},
+	tun := config.Tunnel{
+		Tokens:              []config.Token{{SHA256: digest}},
 		Hosts:               hosts,
 		TCPPorts:            ports,
 		UDPPorts:            udpPorts,
@@ -677,7 +638,7 @@ type listedToken struct {
 
 // listTunnels joins the config's tunnels, by name, with the status's
 // clients (known is false when the status could not be read).
-func listTunnels(tunnels map[string]*tunnelConfig, st status.Status, known bool, now time.Time) tunnelList {
+func listTunnels(tunnels map[string]*config.Tunnel, st status.Status, known bool, now time.Time) tunnelList {
 	var list tunnelList
 	names := make([]string, 0, len(tunnels))
 	for name := range tunnels {
@@ -687,7 +648,7 @@ func listTunnels(tunnels map[string]*tunnelConfig, st status.Status, known bool,
 	for _, name := range names {
 		tun := tunnels[name]
 		if tun == nil {
-			tun = new(tunnelConfig)
+			tun = new(config.Tunnel)
 		}
 		lt := listedTunnel{
 			Name: name, Hosts: tun.Hosts, TCPPorts: slices.Sorted(slices.Values(tun.TCPPorts)), UDPPorts: slices.Sorted(slices.Values(tun.UDPPorts)),
@@ -868,7 +829,7 @@ func runTunnelRotate(r tunnelRun, args []string) int {
 	}
 	// The tokens are rewritten as they came, each with its unknown fields
 	// (an "@id" the operator gave it), but for its expiry.
-	var tun tunnelConfig
+	var tun config.Tunnel
 	var tokens struct {
 		Tokens []map[string]json.RawMessage `json:"tokens"`
 	}
@@ -1027,7 +988,7 @@ func runTunnelConnect(r tunnelRun, args []string) int {
 	if err != nil {
 		return r.fail(1, r.tunnelError(ctx, api, name, err))
 	}
-	var tun tunnelConfig
+	var tun config.Tunnel
 	if err := json.Unmarshal(raw, &tun); err != nil {
 		return r.fail(1, fmt.Errorf("reading tunnel %s from Caddy's config: %w", name, err))
 	}

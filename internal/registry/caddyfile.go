@@ -8,7 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
-// UnmarshalCaddyfile sets up a tunnel from a `tunnel <name> { ... }`
+// UnmarshalTunnel sets up tun from a `tunnel <name> { ... }`
 // block of the `inlets` global option; the dispenser is on the name.
 // Syntax:
 //
@@ -30,7 +30,7 @@ import (
 // expanded when the config loads; token_sha256 keeps only the digest in
 // the config (`printf %s "$TOKEN" | sha256sum`). hosts, tcp_ports and
 // udp_ports may be repeated. The values are checked when the config loads.
-func (tun *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func UnmarshalTunnel(d *caddyfile.Dispenser, tun *Tunnel) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
@@ -121,5 +121,3 @@ func ParsePortSpec(spec string) ([]int, error) {
 	}
 	return r.Ports(), nil
 }
-
-var _ caddyfile.Unmarshaler = (*Tunnel)(nil)

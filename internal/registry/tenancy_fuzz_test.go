@@ -88,7 +88,7 @@ func FuzzTunnelCaddyfile(f *testing.F) {
 		d.Next() // tunnel
 		d.Next() // acme
 		tun := new(Tunnel)
-		if tun.UnmarshalCaddyfile(d) != nil {
+		if UnmarshalTunnel(d, tun) != nil {
 			return
 		}
 		if len(tun.TCPPorts) > 0 && !strings.Contains(body, "tcp_ports") {
