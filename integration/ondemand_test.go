@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,9 +123,16 @@ func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
 		flood     = 300
 		perHour   = 10
 		anyToken  = "any-token-0123456789"
-		quietName = "app.quiet.example.com"
-		bankName  = "www.bank.example.org"
+		warmToken = "warm-token-0123456789"
 	)
+	// Names of this run: Caddy's certificate cache outlives a run of the
+	// test (go test -count), and pebble's root does not.
+	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	quietName, warmName, bankName := "app.quiet-"+run+".example.com", "warm-"+run+".example.com", "www.bank-"+run+".example.org"
+	floodHosts := "*.flood-" + run + ".example.com"
+	// So are the tunnels' names: the registry, with its budgets, and the
+	// metrics outlive a run too.
+	floodTunnel, quietTunnel, anyTunnel := "flood-"+run, "quiet-"+run, "any-"+run
 	waitNoSessions(t)
 	pebble := testenv.StartPebble(t)
 	control, data, httpPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
@@ -136,32 +144,44 @@ func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
 		permission inlets
 	}
 	inlets {
-		tunnel flood {
+		tunnel %s {
 			token %s
-			hosts *.flood.example.com
+			hosts %s
 			on_demand_wildcards
 			on_demand_per_hour %d
 		}
-		tunnel quiet {
+		tunnel %s {
 			token %s
 			hosts %s
 		}
-		tunnel any {
+		tunnel %s {
 			token %s
 			hosts *
 		}
-	}`, httpPort, t.TempDir(), pebble.Directory, pebble.CAFile, acmeToken, perHour, labToken, quietName, anyToken)
+		tunnel warm-%s {
+			token %s
+			hosts %s
+		}
+	}`, httpPort, t.TempDir(), pebble.Directory, pebble.CAFile, floodTunnel, acmeToken, floodHosts, perHour, quietTunnel, labToken, quietName, anyTunnel, anyToken, run, warmToken, warmName)
 	sites := fmt.Sprintf(":%d {\n\tinlets control\n}\nhttps://:%d {\n\ttls {\n\t\ton_demand\n\t}\n\tinlets data\n}", control, data)
 	testenv.StartCaddy(t, adminPort, globals, sites)
 	url := fmt.Sprintf("ws://127.0.0.1:%d", control)
 	up := newUpstream(t, "up")
-	for _, c := range []struct{ token, host string }{{acmeToken, "*.flood.example.com"}, {labToken, quietName}, {anyToken, bankName}} {
+	for _, c := range []struct{ token, host string }{{acmeToken, floodHosts}, {labToken, quietName}, {anyToken, bankName}, {warmToken, warmName}} {
 		cfg := testenv.HTTPClient(url, c.host, up.URL)
 		cfg.Token = c.token
 		testenv.Client(t, cfg)
 	}
 	roots := pebble.IssuerRoots(t)
 	dataAddr := fmt.Sprintf("127.0.0.1:%d", data)
+
+	// A first certificate registers the server's ACME account: certmagic
+	// registers it once per order that finds none, and orders racing on
+	// a new account can fail and wait a minute to retry, whoever's they
+	// are (a server that has run a while has its account).
+	if issuer := handshake(t, dataAddr, warmName, roots); !strings.Contains(issuer, "Pebble") {
+		t.Fatalf("%s's certificate is issued by %q", warmName, issuer)
+	}
 
 	// The flood: 300 names, 20 handshakes at a time.
 	names := make(chan string)
@@ -181,7 +201,7 @@ func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
 	}
 	go func() {
 		for i := range flood {
-			names <- fmt.Sprintf("n%d.flood.example.com", i)
+			names <- fmt.Sprintf("n%d%s", i, floodHosts[1:])
 		}
 		close(names)
 	}()
@@ -213,10 +233,10 @@ func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
 	}
 
 	m := adminMetrics(t)
-	ordered := m.value("tls_ondemand_certificates_total", "tunnel", "flood", "result", "order")
-	over := m.value("tls_ondemand_certificates_total", "tunnel", "flood", "result", "over_budget")
-	quiet := m.value("tls_ondemand_certificates_total", "tunnel", "quiet", "result", "order")
-	bank := m.value("tls_ondemand_certificates_total", "tunnel", "any", "result", "refused")
+	ordered := m.value("tls_ondemand_certificates_total", "tunnel", floodTunnel, "result", "order")
+	over := m.value("tls_ondemand_certificates_total", "tunnel", floodTunnel, "result", "over_budget")
+	quiet := m.value("tls_ondemand_certificates_total", "tunnel", quietTunnel, "result", "order")
+	bank := m.value("tls_ondemand_certificates_total", "tunnel", anyTunnel, "result", "refused")
 	orders := pebble.Orders()
 	t.Logf("flood: %d names, %d handshakes succeeded, %v orders allowed, %v over budget; quiet: %v; any: %v refused; pebble saw %d orders",
 		flood, got.Load(), ordered, over, quiet, bank, orders)
@@ -226,8 +246,8 @@ func TestOneTenantsCertificateBurstLeavesTheOthersTheirs(t *testing.T) {
 	if quiet != 1 || bank < 1 {
 		t.Errorf("quiet's orders %v, want 1; any's refusals %v, want at least 1", quiet, bank)
 	}
-	if orders > int(ordered)+1 {
-		t.Errorf("pebble saw %d orders, more than the %v allowed", orders, ordered+1)
+	if orders > int(ordered)+2 { // quiet's and warm's
+		t.Errorf("pebble saw %d orders, more than the %v allowed", orders, ordered+2)
 	}
 }
 
