@@ -84,10 +84,7 @@ func (tg tunnelGatherer) owns(t *registry.Tenancy, m *dto.Metric, o owner) bool 
 			if err != nil {
 				return false
 			}
-			if o.udp {
-				return t.UDPPortOwner(port) == tg.tunnel
-			}
-			return t.PortOwner(port) == tg.tunnel
+			return t.PortOwner(registry.Port{UDP: o.udp, Num: port}) == tg.tunnel
 		case "tunnel":
 			return lp.GetValue() == tg.tunnel
 		}

@@ -35,8 +35,7 @@ type routes struct {
 	exact    sync.Map // host -> []Route
 	wildcard sync.Map // "*.example.com" is keyed "example.com"; -> []Route
 	any      atomic.Pointer[[]Route]
-	ports    sync.Map // TCP port -> []*Session
-	udpPorts sync.Map // UDP port -> []*Session
+	ports    sync.Map // Port -> []*Session
 	// tlsExact and tlsWildcard are the announced TLS names, as exact and
 	// wildcard hosts are: name (or the parent of "*.parent") -> []*Session.
 	tlsExact, tlsWildcard sync.Map
@@ -84,12 +83,12 @@ func (rs *routes) add(s *Session) {
 		store(append(slices.Clip(old), Route{Session: s, Index: i}))
 	}
 	for _, up := range s.Hello.TCP {
-		if addSession(&rs.ports, up.Port, s) {
+		if addSession(&rs.ports, Port{Num: up.Port}, s) {
 			metrics.PortServed(up.Port)
 		}
 	}
 	for _, up := range s.Hello.UDP {
-		if addSession(&rs.udpPorts, up.Port, s) {
+		if addSession(&rs.ports, Port{UDP: true, Num: up.Port}, s) {
 			metrics.UDPPortServed(up.Port)
 		}
 	}
@@ -143,12 +142,12 @@ func (rs *routes) remove(s *Session) {
 		}
 	}
 	for _, up := range s.Hello.TCP {
-		if removeSession(&rs.ports, up.Port, s) {
+		if removeSession(&rs.ports, Port{Num: up.Port}, s) {
 			metrics.PortUnserved(up.Port)
 		}
 	}
 	for _, up := range s.Hello.UDP {
-		if removeSession(&rs.udpPorts, up.Port, s) {
+		if removeSession(&rs.ports, Port{UDP: true, Num: up.Port}, s) {
 			metrics.UDPPortUnserved(up.Port)
 		}
 	}
@@ -224,26 +223,14 @@ func (rs *routes) lookup(host string) []Route {
 	return nil
 }
 
-// PortSessions returns the sessions serving a TCP port, by session ID,
-// among the clients of the tunnel that owns the port.
-func (r *Registry) PortSessions(port int) []*Session {
-	rs := r.tenant(r.Tenancy().PortOwner(port))
+// PortSessions returns the sessions serving a TCP or UDP port, by
+// session ID, among the clients of the tunnel that owns the port.
+func (r *Registry) PortSessions(p Port) []*Session {
+	rs := r.tenant(r.Tenancy().PortOwner(p))
 	if rs == nil {
 		return nil
 	}
-	v, _ := rs.ports.Load(port)
-	l, _ := v.([]*Session)
-	return l
-}
-
-// UDPPortSessions returns the sessions serving a UDP port, by session
-// ID, among the clients of the tunnel that owns the port.
-func (r *Registry) UDPPortSessions(port int) []*Session {
-	rs := r.tenant(r.Tenancy().UDPPortOwner(port))
-	if rs == nil {
-		return nil
-	}
-	v, _ := rs.udpPorts.Load(port)
+	v, _ := rs.ports.Load(p)
 	l, _ := v.([]*Session)
 	return l
 }
@@ -269,23 +256,17 @@ func (r *Registry) LookupTLS(serverName string) (name string, sessions []*Sessio
 	return "", nil
 }
 
-// Ports returns every TCP port some session announces.
-func (r *Registry) Ports() []int { return r.announced(func(rs *routes) *sync.Map { return &rs.ports }) }
-
-// UDPPorts returns every UDP port some session announces.
-func (r *Registry) UDPPorts() []int {
-	return r.announced(func(rs *routes) *sync.Map { return &rs.udpPorts })
-}
-
-func (r *Registry) announced(of func(*routes) *sync.Map) []int {
-	var out []int
+// Ports returns every port, TCP or UDP, some session announces: TCP
+// ports first, each kind in order.
+func (r *Registry) Ports() []Port {
+	var out []Port
 	r.eachTenant(func(rs *routes) {
-		of(rs).Range(func(k, _ any) bool {
-			out = append(out, k.(int))
+		rs.ports.Range(func(k, _ any) bool {
+			out = append(out, k.(Port))
 			return true
 		})
 	})
-	slices.Sort(out)
+	slices.SortFunc(out, Port.Compare)
 	return slices.Compact(out)
 }
 

@@ -268,6 +268,17 @@ type Port struct {
 	Num int
 }
 
+// Compare orders TCP ports before UDP ports, each by number.
+func (p Port) Compare(q Port) int {
+	if p.UDP != q.UDP {
+		if q.UDP {
+			return -1
+		}
+		return 1
+	}
+	return p.Num - q.Num
+}
+
 func (p Port) String() string {
 	if p.UDP {
 		return "udp/" + strconv.Itoa(p.Num)

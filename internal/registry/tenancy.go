@@ -47,8 +47,7 @@ type Tenancy struct {
 	wildcard map[string]string
 	any      string
 	hasAny   bool
-	ports    map[int]string
-	udpPorts map[int]string
+	ports    map[Port]string
 
 	// planes are the control-plane handlers of the config, once it
 	// starts: a session of the handlers' own tokens stays only while one
@@ -98,8 +97,7 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		byDigest: make(map[[sha256.Size]byte]tokenOf, len(tunnels)),
 		exact:    map[string]string{},
 		wildcard: map[string]string{},
-		ports:    map[int]string{},
-		udpPorts: map[int]string{},
+		ports:    map[Port]string{},
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for name := range tunnels {
@@ -170,8 +168,8 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		for _, list := range []struct {
 			field string
 			ports []int
-			owner map[int]string
-		}{{"tcp_ports", tun.TCPPorts, t.ports}, {"udp_ports", tun.UDPPorts, t.udpPorts}} {
+			udp   bool
+		}{{"tcp_ports", tun.TCPPorts, false}, {"udp_ports", tun.UDPPorts, true}} {
 			if len(list.ports) > MaxTunnelPorts {
 				return nil, fail(list.field, "%d ports; a tunnel takes at most %d", len(list.ports), MaxTunnelPorts)
 			}
@@ -179,13 +177,14 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 				if port < 1 || port > 65535 {
 					return nil, fail(list.field, "%d is not a port (1-65535)", port)
 				}
-				if other, ok := list.owner[port]; ok {
+				key := Port{UDP: list.udp, Num: port}
+				if other, ok := t.ports[key]; ok {
 					if other == name {
 						return nil, fail(list.field, "%d is given twice", port)
 					}
 					return nil, fail(list.field, "tunnel %s has port %d too: a port belongs to one tunnel", other, port)
 				}
-				list.owner[port] = name
+				t.ports[key] = name
 			}
 		}
 		if tun.MaxClients < 0 || tun.MaxStreamsPerClient < 0 {
@@ -412,25 +411,14 @@ func (t *Tenancy) OwnerOfPattern(p string) string {
 }
 
 // HasPorts reports whether some tunnel has tcp_ports or udp_ports.
-func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports)+len(t.udpPorts) > 0 }
+func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports) > 0 }
 
-// UDPPortOwner returns the tunnel that owns a UDP port, or Unnamed.
-func (t *Tenancy) UDPPortOwner(port int) string {
+// PortOwner returns the tunnel that owns a TCP or UDP port, or Unnamed.
+func (t *Tenancy) PortOwner(p Port) string {
 	if t == nil {
 		return Unnamed
 	}
-	if name, ok := t.udpPorts[port]; ok {
-		return name
-	}
-	return Unnamed
-}
-
-// PortOwner returns the tunnel that owns a TCP port, or Unnamed.
-func (t *Tenancy) PortOwner(port int) string {
-	if t == nil {
-		return Unnamed
-	}
-	if name, ok := t.ports[port]; ok {
+	if name, ok := t.ports[p]; ok {
 		return name
 	}
 	return Unnamed
@@ -452,7 +440,7 @@ func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
 		}
 	}
 	for _, up := range hello.TCP {
-		if owner := t.PortOwner(up.Port); owner != name {
+		if owner := t.PortOwner(Port{Num: up.Port}); owner != name {
 			if name == Unnamed {
 				return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
 			}
@@ -468,7 +456,7 @@ func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
 		}
 	}
 	for _, up := range hello.UDP {
-		if owner := t.UDPPortOwner(up.Port); owner != name {
+		if owner := t.PortOwner(Port{UDP: true, Num: up.Port}); owner != name {
 			if name == Unnamed {
 				return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
 			}

@@ -33,7 +33,7 @@ func FuzzCompileTunnels(f *testing.F) {
 		}
 		known := func(name string) bool { return name == Unnamed || ten.Scope(name) != nil }
 		host = strings.ToLower(host)
-		for _, owner := range []string{ten.Owner(host), ten.OwnerOfPattern(host), ten.PortOwner(port)} {
+		for _, owner := range []string{ten.Owner(host), ten.OwnerOfPattern(host), ten.PortOwner(Port{Num: port}), ten.PortOwner(Port{UDP: true, Num: port})} {
 			if !known(owner) {
 				t.Fatalf("owner %q is no tunnel of the config", owner)
 			}

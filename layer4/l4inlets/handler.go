@@ -157,14 +157,14 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 		// flow of a UDP server, else its TCP port.
 		switch addr := cx.LocalAddr().(type) {
 		case *net.UDPAddr:
-			sessions, port = h.reg.UDPPortSessions(addr.Port), addr.Port
+			sessions, port = h.reg.PortSessions(registry.Port{UDP: true, Num: addr.Port}), addr.Port
 			header = tunnel.StreamHeader{Kind: tunnel.KindUDP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr}
 			if h.ProxyProtocol == "v2" { // v1 is text for TCP alone
 				header.ProxyProtocol = "v2"
 			}
 			what = fmt.Sprintf("UDP port %d", addr.Port)
 		case *net.TCPAddr:
-			sessions, port = h.reg.PortSessions(addr.Port), addr.Port
+			sessions, port = h.reg.PortSessions(registry.Port{Num: addr.Port}), addr.Port
 			header = tunnel.StreamHeader{Kind: tunnel.KindTCP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr, ProxyProtocol: h.ProxyProtocol}
 			what = fmt.Sprintf("port %d", addr.Port)
 		}

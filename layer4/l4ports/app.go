@@ -268,29 +268,26 @@ func (a *App) Start() error {
 	a.reg.SetPortOpener(a)
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
 	unbound := make(map[registry.Port]error)
-	for _, port := range a.reg.Ports() {
-		if !a.servesSome(false, port) || a.listeners[port] != nil || a.l4[registry.Port{Num: port}] {
+	for _, p := range a.reg.Ports() {
+		if !a.servesSome(p) || a.l4[p] || p.UDP && a.udpListeners[p.Num] != nil || !p.UDP && a.listeners[p.Num] != nil {
 			continue
 		}
-		l, err := a.listen(port)
+		var err error
+		if p.UDP {
+			var l *udpListener
+			if l, err = a.listenUDP(p.Num); err == nil {
+				a.udpListeners[p.Num] = l
+			}
+		} else {
+			var l *portListener
+			if l, err = a.listen(p.Num); err == nil {
+				a.listeners[p.Num] = l
+			}
+		}
 		if err != nil {
-			a.logger.Error("listening on an announced port", zap.Int("port", port), zap.Error(err))
-			unbound[registry.Port{Num: port}] = err
-			continue
+			a.logger.Error("listening on an announced port", zap.Stringer("port", p), zap.Error(err))
+			unbound[p] = err
 		}
-		a.listeners[port] = l
-	}
-	for _, port := range a.reg.UDPPorts() {
-		if !a.servesSome(true, port) || a.udpListeners[port] != nil || a.l4[registry.Port{UDP: true, Num: port}] {
-			continue
-		}
-		l, err := a.listenUDP(port)
-		if err != nil {
-			a.logger.Error("listening on an announced UDP port", zap.Int("udp_port", port), zap.Error(err))
-			unbound[registry.Port{UDP: true, Num: port}] = err
-			continue
-		}
-		a.udpListeners[port] = l
 	}
 	a.mu.Unlock()
 	a.withdrawUnserved(unbound)
@@ -321,7 +318,7 @@ func (a *App) reserveCaddysPorts() error {
 			for port := int(na.StartPort); port <= int(na.EndPort) && port > 0; port++ {
 				what := fmt.Sprintf("Caddy's server %s listens on %s", name, addr)
 				a.reserved[port] = what
-				if owner := a.tenancy.PortOwner(port); owner != registry.Unnamed {
+				if owner := a.tenancy.PortOwner(registry.Port{Num: port}); owner != registry.Unnamed {
 					return fmt.Errorf("tunnel %s: tcp_ports: %d is a port of Caddy's own (%s): its clients would receive that server's connections; remove it from one of them", owner, port, what)
 				}
 			}
@@ -374,7 +371,7 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 		for _, up := range s.Hello.TCP {
 			p := registry.Port{Num: up.Port}
 			switch {
-			case !a.allows(s.Tunnel, up.Port):
+			case !a.allows(s.Tunnel, p):
 				reasons[p] = disallowed
 			case unbound[p] != nil:
 				reasons[p] = unbound[p].Error()
@@ -383,7 +380,7 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 		for _, up := range s.Hello.UDP {
 			p := registry.Port{UDP: true, Num: up.Port}
 			switch {
-			case !a.allowsUDP(s.Tunnel, up.Port):
+			case !a.allows(s.Tunnel, p):
 				reasons[p] = disallowedUDP
 			case unbound[p] != nil:
 				reasons[p] = unbound[p].Error()
@@ -469,12 +466,12 @@ func (a *App) OpenPorts(s *registry.Session) error {
 	}
 	var refused, refusedUDP []int
 	for _, up := range s.Hello.TCP {
-		if !a.allows(s.Tunnel, up.Port) {
+		if !a.allows(s.Tunnel, registry.Port{Num: up.Port}) {
 			refused = append(refused, up.Port)
 		}
 	}
 	for _, up := range s.Hello.UDP {
-		if !a.allowsUDP(s.Tunnel, up.Port) {
+		if !a.allows(s.Tunnel, registry.Port{UDP: true, Num: up.Port}) {
 			refusedUDP = append(refusedUDP, up.Port)
 		}
 	}
@@ -493,13 +490,13 @@ func (a *App) OpenPorts(s *registry.Session) error {
 	var opened, openedUDP []int
 	undo := func() {
 		for _, port := range opened {
-			if !servedByOthers(a.reg.PortSessions(port), s) {
+			if !servedByOthers(a.reg.PortSessions(registry.Port{Num: port}), s) {
 				a.listeners[port].close()
 				delete(a.listeners, port)
 			}
 		}
 		for _, port := range openedUDP {
-			if !servedByOthers(a.reg.UDPPortSessions(port), s) {
+			if !servedByOthers(a.reg.PortSessions(registry.Port{UDP: true, Num: port}), s) {
 				a.udpListeners[port].close()
 				delete(a.udpListeners, port)
 			}
@@ -532,31 +529,28 @@ func (a *App) OpenPorts(s *registry.Session) error {
 	return nil
 }
 
-// allows reports whether this config serves port to clients of tunnel:
-// a named tunnel's own ports, or for the Unnamed one, the allowed ports
+// allows reports whether this config serves p to clients of tunnel: a
+// named tunnel's own ports, or for the Unnamed one, the allowed ports
 // that no named tunnel owns.
-func (a *App) allows(tunnel string, port int) bool {
-	if owner := a.tenancy.PortOwner(port); owner != registry.Unnamed {
+func (a *App) allows(tunnel string, p registry.Port) bool {
+	if owner := a.tenancy.PortOwner(p); owner != registry.Unnamed {
 		return owner == tunnel
 	}
-	return tunnel == registry.Unnamed && a.allowed.contains(port)
+	return tunnel == registry.Unnamed && a.allowedOf(p).contains(p.Num)
 }
 
-// allowsUDP is allows for a UDP port.
-func (a *App) allowsUDP(tunnel string, port int) bool {
-	if owner := a.tenancy.UDPPortOwner(port); owner != registry.Unnamed {
-		return owner == tunnel
-	}
-	return tunnel == registry.Unnamed && a.allowedUDP.contains(port)
+// servesSome reports whether this config serves p to some tunnel's
+// clients.
+func (a *App) servesSome(p registry.Port) bool {
+	return a.allowedOf(p).contains(p.Num) || a.tenancy.PortOwner(p) != registry.Unnamed
 }
 
-// servesSome reports whether this config serves a TCP port (udp false)
-// or a UDP port to some tunnel's clients.
-func (a *App) servesSome(udp bool, port int) bool {
-	if udp {
-		return a.allowedUDP.contains(port) || a.tenancy.UDPPortOwner(port) != registry.Unnamed
+// allowedOf is the config's own allowed ports of p's kind.
+func (a *App) allowedOf(p registry.Port) portSet {
+	if p.UDP {
+		return a.allowedUDP
 	}
-	return a.allowed.contains(port) || a.tenancy.PortOwner(port) != registry.Unnamed
+	return a.allowed
 }
 
 func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
@@ -577,13 +571,13 @@ func (a *App) closeUnserved(s *registry.Session) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, up := range s.Hello.TCP {
-		if l := a.listeners[up.Port]; l != nil && len(a.reg.PortSessions(up.Port)) == 0 {
+		if l := a.listeners[up.Port]; l != nil && len(a.reg.PortSessions(registry.Port{Num: up.Port})) == 0 {
 			l.close()
 			delete(a.listeners, up.Port)
 		}
 	}
 	for _, up := range s.Hello.UDP {
-		if l := a.udpListeners[up.Port]; l != nil && len(a.reg.UDPPortSessions(up.Port)) == 0 {
+		if l := a.udpListeners[up.Port]; l != nil && len(a.reg.PortSessions(registry.Port{UDP: true, Num: up.Port})) == 0 {
 			l.close()
 			delete(a.udpListeners, up.Port)
 		}
