@@ -268,6 +268,18 @@ type Port struct {
 	Num int
 }
 
+// Ports lists the ports s announced: its TCP ports, then its UDP ports.
+func (s *Session) Ports() []Port {
+	out := make([]Port, 0, len(s.Hello.TCP)+len(s.Hello.UDP))
+	for _, up := range s.Hello.TCP {
+		out = append(out, Port{Num: up.Port})
+	}
+	for _, up := range s.Hello.UDP {
+		out = append(out, Port{UDP: true, Num: up.Port})
+	}
+	return out
+}
+
 // Compare orders TCP ports before UDP ports, each by number.
 func (p Port) Compare(q Port) int {
 	if p.UDP != q.UDP {

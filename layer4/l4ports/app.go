@@ -128,11 +128,10 @@ type App struct {
 	// mu guards listeners, stopWatch and stopped. OpenPorts holds it for
 	// the whole announcement, so that announcements and session changes
 	// are applied one at a time.
-	mu           sync.Mutex
-	listeners    map[int]*portListener
-	udpListeners map[int]*udpListener
-	stopWatch    func()
-	stopped      bool
+	mu        sync.Mutex
+	listeners map[registry.Port]listener
+	stopWatch func()
+	stopped   bool
 }
 
 // CaddyModule returns the Caddy module information. Its receiver is a
@@ -260,8 +259,7 @@ func (a *App) Start() error {
 	}
 	a.l4 = layer4Ports(a.ctx)
 	a.mu.Lock()
-	a.listeners = make(map[int]*portListener)
-	a.udpListeners = make(map[int]*udpListener)
+	a.listeners = make(map[registry.Port]listener)
 	// Installed before reading the announced ports: a client admitted from
 	// now on asks this app (and waits for mu), and one admitted earlier is
 	// already listed.
@@ -269,25 +267,16 @@ func (a *App) Start() error {
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
 	unbound := make(map[registry.Port]error)
 	for _, p := range a.reg.Ports() {
-		if !a.servesSome(p) || a.l4[p] || p.UDP && a.udpListeners[p.Num] != nil || !p.UDP && a.listeners[p.Num] != nil {
+		if !a.servesSome(p) || a.l4[p] || a.listeners[p] != nil {
 			continue
 		}
-		var err error
-		if p.UDP {
-			var l *udpListener
-			if l, err = a.listenUDP(p.Num); err == nil {
-				a.udpListeners[p.Num] = l
-			}
-		} else {
-			var l *portListener
-			if l, err = a.listen(p.Num); err == nil {
-				a.listeners[p.Num] = l
-			}
-		}
+		l, err := a.listenOn(p)
 		if err != nil {
 			a.logger.Error("listening on an announced port", zap.Stringer("port", p), zap.Error(err))
 			unbound[p] = err
+			continue
 		}
+		a.listeners[p] = l
 	}
 	a.mu.Unlock()
 	a.withdrawUnserved(unbound)
@@ -368,20 +357,12 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 			continue
 		}
 		reasons := make(map[registry.Port]string)
-		for _, up := range s.Hello.TCP {
-			p := registry.Port{Num: up.Port}
+		for _, p := range s.Ports() {
 			switch {
+			case !a.allows(s.Tunnel, p) && p.UDP:
+				reasons[p] = disallowedUDP
 			case !a.allows(s.Tunnel, p):
 				reasons[p] = disallowed
-			case unbound[p] != nil:
-				reasons[p] = unbound[p].Error()
-			}
-		}
-		for _, up := range s.Hello.UDP {
-			p := registry.Port{UDP: true, Num: up.Port}
-			switch {
-			case !a.allows(s.Tunnel, p):
-				reasons[p] = disallowedUDP
 			case unbound[p] != nil:
 				reasons[p] = unbound[p].Error()
 			}
@@ -389,7 +370,7 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 		if len(reasons) > 0 {
 			a.logger.Info("withdrawing ports this config does not serve",
 				zap.String("client_id", s.Hello.ClientID), zap.Uint64("session", s.ID),
-				zap.Stringers("ports", slices.SortedFunc(maps.Keys(reasons), comparePorts)))
+				zap.Stringers("ports", slices.SortedFunc(maps.Keys(reasons), registry.Port.Compare)))
 		}
 		// Also with none withdrawn: ports served again are forgotten as
 		// withdrawn, so a later withdrawal is told again.
@@ -397,16 +378,6 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
 		}
 	}
-}
-
-func comparePorts(x, y registry.Port) int {
-	if x.UDP != y.UDP {
-		if x.UDP {
-			return 1
-		}
-		return -1
-	}
-	return cmp.Compare(x.Num, y.Num)
 }
 
 // Stop closes this config's listeners. The connections they accepted go
@@ -418,13 +389,10 @@ func (a *App) Stop() error {
 	if a.stopWatch != nil {
 		a.stopWatch()
 	}
-	listeners, udpListeners := a.listeners, a.udpListeners
-	a.listeners, a.udpListeners = nil, nil
+	listeners := a.listeners
+	a.listeners = nil
 	a.mu.Unlock()
 	for _, l := range listeners {
-		l.close()
-	}
-	for _, l := range udpListeners {
 		l.close()
 	}
 	if !successor && !caddy.Exiting() {
@@ -442,11 +410,8 @@ func (a *App) withdrawAll() {
 			continue
 		}
 		reasons := make(map[registry.Port]string)
-		for _, up := range s.Hello.TCP {
-			reasons[registry.Port{Num: up.Port}] = reason
-		}
-		for _, up := range s.Hello.UDP {
-			reasons[registry.Port{UDP: true, Num: up.Port}] = reason
+		for _, p := range s.Ports() {
+			reasons[p] = reason
 		}
 		if err := s.Withdraw(reasons); err != nil {
 			a.logger.Warn("telling a client about withdrawn ports", zap.Uint64("session", s.ID), zap.Error(err))
@@ -465,14 +430,13 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		return registry.ErrOpenerStopped
 	}
 	var refused, refusedUDP []int
-	for _, up := range s.Hello.TCP {
-		if !a.allows(s.Tunnel, registry.Port{Num: up.Port}) {
-			refused = append(refused, up.Port)
-		}
-	}
-	for _, up := range s.Hello.UDP {
-		if !a.allows(s.Tunnel, registry.Port{UDP: true, Num: up.Port}) {
-			refusedUDP = append(refusedUDP, up.Port)
+	for _, p := range s.Ports() {
+		switch {
+		case a.allows(s.Tunnel, p):
+		case p.UDP:
+			refusedUDP = append(refusedUDP, p.Num)
+		default:
+			refused = append(refused, p.Num)
 		}
 	}
 	if len(refused) > 0 {
@@ -487,46 +451,45 @@ func (a *App) OpenPorts(s *registry.Session) error {
 		}
 		return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP %s not in the server's allowed UDP ports %s", portsPhrase(refusedUDP), a.allowedUDP)
 	}
-	var opened, openedUDP []int
-	undo := func() {
-		for _, port := range opened {
-			if !servedByOthers(a.reg.PortSessions(registry.Port{Num: port}), s) {
-				a.listeners[port].close()
-				delete(a.listeners, port)
-			}
-		}
-		for _, port := range openedUDP {
-			if !servedByOthers(a.reg.PortSessions(registry.Port{UDP: true, Num: port}), s) {
-				a.udpListeners[port].close()
-				delete(a.udpListeners, port)
-			}
-		}
-	}
-	for _, up := range s.Hello.TCP {
-		if a.listeners[up.Port] != nil || a.l4[registry.Port{Num: up.Port}] {
+	var opened []registry.Port
+	for _, p := range s.Ports() {
+		if a.listeners[p] != nil || a.l4[p] {
 			continue
 		}
-		l, err := a.listen(up.Port)
+		l, err := a.listenOn(p)
 		if err != nil {
-			undo()
+			// None of those it opened: the announcement is refused whole.
+			for _, o := range opened {
+				if !servedByOthers(a.reg.PortSessions(o), s) {
+					a.listeners[o].close()
+					delete(a.listeners, o)
+				}
+			}
 			return tunnel.Reject(tunnel.RejectPortUnavailable, "%s", err)
 		}
-		a.listeners[up.Port] = l
-		opened = append(opened, up.Port)
-	}
-	for _, up := range s.Hello.UDP {
-		if a.udpListeners[up.Port] != nil || a.l4[registry.Port{UDP: true, Num: up.Port}] {
-			continue
-		}
-		l, err := a.listenUDP(up.Port)
-		if err != nil {
-			undo()
-			return tunnel.Reject(tunnel.RejectPortUnavailable, "%s", err)
-		}
-		a.udpListeners[up.Port] = l
-		openedUDP = append(openedUDP, up.Port)
+		a.listeners[p] = l
+		opened = append(opened, p)
 	}
 	return nil
+}
+
+// listener is a config's listener on one port, TCP or UDP.
+type listener interface{ close() }
+
+// listenOn listens on p, a TCP or a UDP port.
+func (a *App) listenOn(p registry.Port) (listener, error) {
+	if p.UDP {
+		l, err := a.listenUDP(p.Num)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	l, err := a.listen(p.Num)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // allows reports whether this config serves p to clients of tunnel: a
@@ -570,16 +533,10 @@ func (a *App) closeUnserved(s *registry.Session) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, up := range s.Hello.TCP {
-		if l := a.listeners[up.Port]; l != nil && len(a.reg.PortSessions(registry.Port{Num: up.Port})) == 0 {
+	for _, p := range s.Ports() {
+		if l := a.listeners[p]; l != nil && len(a.reg.PortSessions(p)) == 0 {
 			l.close()
-			delete(a.listeners, up.Port)
-		}
-	}
-	for _, up := range s.Hello.UDP {
-		if l := a.udpListeners[up.Port]; l != nil && len(a.reg.PortSessions(registry.Port{UDP: true, Num: up.Port})) == 0 {
-			l.close()
-			delete(a.udpListeners, up.Port)
+			delete(a.listeners, p)
 		}
 	}
 }
