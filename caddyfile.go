@@ -1,6 +1,8 @@
 package inlets
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -33,13 +35,15 @@ func init() {
 //				udp_ports      <port|first-last>...
 //				...
 //			}
-//			peers      <ws(s) URL>...
-//			max_unread <size>
+//			peers       <ws(s) URL>...
+//			max_unread  <size>
+//			max_clients <n>
 //		}
 //	}
 //
 // max_unread bounds what clients have sent that visitors have not read
-// yet, the whole process together (see registry.App's MaxUnread).
+// yet, and max_clients the clients connected, the whole process together
+// (see registry.App's MaxUnread and MaxClients).
 //
 // peers are the control-plane URLs of the fleet's other servers, which
 // this server advertises to its clients (see registry.App's Peers).
@@ -101,6 +105,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
+		case "max_clients":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return nil, d.Errf("bad max_clients %q: want a positive number", d.Val())
+			}
+			app.MaxClients = n
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "peers":
 			urls := d.RemainingArgs()
 			if len(urls) == 0 {
@@ -108,13 +124,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.Peers = append(app.Peers, urls...)
 		default:
-			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp, peers or max_unread", d.Val())
+			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp, peers, max_unread or max_clients", d.Val())
 		}
 	}
 	if tcp != nil {
 		app.TCP = caddyconfig.JSON(tcp, nil)
 	}
-	if tcp == nil && app.Tunnels == nil && app.Peers == nil && app.MaxUnread == 0 {
+	if tcp == nil && app.Tunnels == nil && app.Peers == nil && app.MaxUnread == 0 && app.MaxClients == 0 {
 		return nil, nil
 	}
 	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(app, nil)}, nil

@@ -221,7 +221,7 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, addr netip.
 		limits.MaxStreams = sc.MaxStreamsPerClient
 	}
 	s := h.reg.NewSession(sess, ctrl, hello, protocol, remoteAddr, limits)
-	if err := h.reg.Admit(s, h.MaxClients); err != nil {
+	if err := h.reg.Admit(s); err != nil {
 		refuse(ctrl, err)
 		return
 	}

@@ -93,7 +93,9 @@ type Handler struct {
 	// stream with the reason.
 
 	// The clients connected to the server at once, all control planes
-	// together. Default: 10000.
+	// together: a process-wide limit, better given once as the inlets
+	// global option's max_clients; a handler's is applied when its config
+	// starts, and all of a config's must agree. Default: 10000.
 	MaxClients int `json:"max_clients,omitempty"`
 	// The data streams (visitors' connections) open at once through one
 	// client. Default: 10000.
@@ -186,9 +188,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkPlaneOptions(); err != nil {
 		return err
 	}
-	if h.MaxUnread != 0 {
-		if err := registry.NoteMaxUnread(ctx, h.MaxUnread); err != nil {
-			return err
+	for option, limit := range map[string]int64{"max_unread": h.MaxUnread, "max_clients": int64(h.MaxClients)} {
+		if limit != 0 {
+			if err := registry.NoteProcessLimit(ctx, option, limit); err != nil {
+				return err
+			}
 		}
 	}
 	h.setDefaults()
@@ -230,7 +234,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Defaults of the control plane's limits.
 const (
-	DefaultMaxClients          = 10000
+	DefaultMaxClients          = registry.DefaultMaxClients
 	DefaultMaxStreamsPerClient = 10000
 	DefaultMaxHostsPerClient   = 64
 	DefaultMaxPortsPerClient   = 64

@@ -343,3 +343,19 @@ func TestMaxUnreadChangesOnlyWithAConfigThatStarts(t *testing.T) {
 		t.Errorf("after a config with max_unread 32MiB started, the limit is %d", got)
 	}
 }
+
+// The global option's max_clients bounds the clients of every control
+// plane together: with two sites taking clients and max_clients 1, the
+// second client is refused at the other site.
+func TestGlobalMaxClientsBoundsEveryControlPlaneTogether(t *testing.T) {
+	waitNoSessions(t)
+	up := newUpstream(t, "app")
+	a, b := testenv.FreePort(t), testenv.FreePort(t)
+	sites := fmt.Sprintf(":%d {\n\tinlets control {\n\t\ttoken %s\n\t}\n}\n:%d {\n\tinlets control {\n\t\ttoken %s\n\t}\n}", a, testenv.Token, b, testenv.Token)
+	testenv.StartCaddy(t, adminPort, "\tinlets {\n\t\tmax_clients 1\n\t}", sites)
+	testenv.Client(t, testenv.HTTPClient(fmt.Sprintf("ws://127.0.0.1:%d", a), "one.example.com", up.URL))
+	err := connectOnce(t, testenv.HTTPClient(fmt.Sprintf("ws://127.0.0.1:%d", b), "two.example.com", up.URL))
+	if err == nil || !strings.Contains(err.Error(), "the server has 1 clients, as many as it takes (its max_clients)") {
+		t.Fatalf("a second client at the other control plane: %v", err)
+	}
+}

@@ -57,6 +57,13 @@ type App struct {
 	// agree). Default: 268435456 (256 MiB); at least 1 MiB.
 	MaxUnread int64 `json:"max_unread,omitempty"`
 
+	// The clients connected at once to this server, all control planes
+	// and tunnels together; the next is refused (server-full, retry
+	// later). Applied when the config starts, as max_unread. An inlets
+	// handler's max_clients, if no other is given, sets it too (all of a
+	// config's must agree). Default: 10000.
+	MaxClients int `json:"max_clients,omitempty"`
+
 	reg     *Registry
 	ctx     caddy.Context
 	tenancy *Tenancy
@@ -69,10 +76,13 @@ type App struct {
 	controlPlanes atomic.Int32
 	planesMu      sync.Mutex
 	planes        []Plane
-	// handlersUnread is the max_unread the config's handlers gave
-	// (guarded by planesMu); replacedUnread the limit Start replaced.
-	handlersUnread int64
+	// handlersLimits are the process-wide limits the config's handlers
+	// gave (guarded by planesMu), by option name; replaced are the
+	// values Start replaced, which Stop puts back if the config failed
+	// to start.
+	handlersLimits map[string]int64
 	replacedUnread int64
+	replacedMax    int64
 }
 
 // CaddyModule returns the Caddy module information. Its receiver is a
@@ -97,6 +107,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.MaxUnread != 0 && a.MaxUnread < MinMaxUnread {
 		return fmt.Errorf("inlets: max_unread %d must be at least 1 MiB", a.MaxUnread)
+	}
+	if a.MaxClients < 0 {
+		return fmt.Errorf("inlets: max_clients %d must be positive", a.MaxClients)
 	}
 	var err error
 	if a.tenancy, err = CompileTunnels(a.Tunnels); err != nil {
@@ -132,7 +145,8 @@ func (a *App) Start() error {
 	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
 	a.replacedUnread = a.reg.Budget().Limit()
-	a.reg.Budget().SetLimit(cmp.Or(a.MaxUnread, a.handlersUnread, DefaultMaxUnread))
+	a.reg.Budget().SetLimit(cmp.Or(a.MaxUnread, a.handlersLimits["max_unread"], DefaultMaxUnread))
+	a.replacedMax = a.reg.maxClients.Swap(cmp.Or(int64(a.MaxClients), a.handlersLimits["max_clients"], DefaultMaxClients))
 	if a.tenancy.HasPorts() && a.TCP == nil {
 		if _, err := a.ctx.AppIfConfigured(tcpApp); errors.Is(err, caddy.ErrNotConfigured) {
 			a.ctx.Logger().Warn("tunnels have tcp_ports, but this config has no TCP data plane: their TCP clients are refused; add `inlets { tcp { bind <address> } }` to the global options")
@@ -171,6 +185,7 @@ func (a *App) Stop() error {
 	if a.replaced != nil && a.reg.Tenancy() == a.tenancy {
 		a.reg.SetTenancy(a.replaced)
 		a.reg.Budget().SetLimit(a.replacedUnread)
+		a.reg.maxClients.Store(a.replacedMax)
 	}
 	return nil
 }
@@ -233,25 +248,30 @@ func NoteControlPlane(ctx caddy.Context, p Plane) error {
 // MinMaxUnread is the least max_unread: a few streams' first windows.
 const MinMaxUnread = 1 << 20
 
-// NoteMaxUnread records the max_unread an inlets handler of ctx's config
-// gave; the app applies it when the config starts, unless the app has
-// its own. The limit is the process's: two handlers that disagree, or a
-// handler that disagrees with the app, are a config error.
-func NoteMaxUnread(ctx caddy.Context, limit int64) error {
+// NoteProcessLimit records a process-wide limit an inlets handler of
+// ctx's config gave (option max_unread or max_clients); the app applies
+// it when the config starts, unless the app has its own. The limit is
+// the process's: two handlers that disagree, or a handler that disagrees
+// with the app, are a config error.
+func NoteProcessLimit(ctx caddy.Context, option string, limit int64) error {
 	app, err := ctx.App("inlets")
 	if err != nil {
 		return fmt.Errorf("loading the inlets app: %w", err)
 	}
 	a := app.(*App)
+	own := map[string]int64{"max_unread": a.MaxUnread, "max_clients": int64(a.MaxClients)}[option]
 	a.planesMu.Lock()
 	defer a.planesMu.Unlock()
-	switch {
-	case a.MaxUnread != 0 && a.MaxUnread != limit:
-		return fmt.Errorf("max_unread %d here, %d in the inlets global option: it bounds the whole process; set it once, in the global option", limit, a.MaxUnread)
-	case a.handlersUnread != 0 && a.handlersUnread != limit:
-		return fmt.Errorf("max_unread %d here, %d in another inlets handler: it bounds the whole process; set it once, in the inlets global option", limit, a.handlersUnread)
+	switch other := a.handlersLimits[option]; {
+	case own != 0 && own != limit:
+		return fmt.Errorf("%s %d here, %d in the inlets global option: it bounds the whole process; set it once, in the global option", option, limit, own)
+	case other != 0 && other != limit:
+		return fmt.Errorf("%s %d here, %d in another inlets handler: it bounds the whole process; set it once, in the inlets global option", option, limit, other)
 	}
-	a.handlersUnread = limit
+	if a.handlersLimits == nil {
+		a.handlersLimits = map[string]int64{}
+	}
+	a.handlersLimits[option] = limit
 	return nil
 }
 

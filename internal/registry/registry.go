@@ -70,6 +70,9 @@ type Registry struct {
 	rttTimer *time.Timer
 	// certs are the tunnels' on-demand certificate budgets.
 	certs certBudgets
+	// maxClients bounds the sessions connected at once, all together;
+	// the config that started last sets it.
+	maxClients atomic.Int64
 }
 
 // rttSampleInterval is how often the sessions' round-trip times are
@@ -96,9 +99,13 @@ func (r *Registry) sampleRTT() {
 // DefaultMaxUnread is the budget's limit unless a control plane sets it.
 const DefaultMaxUnread = 256 << 20
 
+// DefaultMaxClients is max_clients unless a config sets it.
+const DefaultMaxClients = 10000
+
 // New returns an empty registry.
 func New() *Registry {
 	r := &Registry{started: time.Now(), budget: tunnel.NewBudget(DefaultMaxUnread)}
+	r.maxClients.Store(DefaultMaxClients)
 	r.logger.Store(zap.NewNop())
 	r.budget.OnShed = r.logShed
 	r.rttTimer = time.AfterFunc(rttSampleInterval, r.sampleRTT)
@@ -169,7 +176,8 @@ var errShuttingDown = errors.New("the server is shutting down; the client will r
 
 // add registers s, unless the registry is shutting down or holds
 // maxClients sessions already (0: no limit).
-func (r *Registry) add(s *Session, maxClients int) error {
+func (r *Registry) add(s *Session) error {
+	maxClients := int(r.maxClients.Load())
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

@@ -112,12 +112,13 @@ func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello t
 	return s
 }
 
-// Admit registers s, unless the registry has maxClients sessions already
-// (0: no limit), and opens its TCP ports. It returns a *tunnel.Rejection
+// Admit registers s, unless the registry has max_clients sessions
+// already (the config that started last set it), and opens its TCP and
+// UDP ports. It returns a *tunnel.Rejection
 // to send the client, and registers nothing, when s cannot be admitted.
 // The session is removed when it ends.
-func (r *Registry) Admit(s *Session, maxClients int) error {
-	if err := r.add(s, maxClients); err != nil {
+func (r *Registry) Admit(s *Session) error {
+	if err := r.add(s); err != nil {
 		return err
 	}
 	if len(s.Hello.TCP)+len(s.Hello.UDP) > 0 {
