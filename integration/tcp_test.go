@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -620,11 +622,20 @@ func TestTCPConnectionsAndClientsLeaveNoGoroutinesOrFileDescriptors(t *testing.T
 			// The upstream is unreachable: the client refuses the
 			// stream, and the visitor's connection is reset (its first
 			// bytes went with the stream's header, before the refusal).
-			c = dialTunnel(t, downPort)
-			if rest, err := io.ReadAll(c); len(rest) != 0 || err != nil && !isReset(err) {
+			// On a busy machine the reset can come before the dialler
+			// has seen its connection established: the dial fails then.
+			visitor, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", downPort), 5*time.Second)
+			if err != nil {
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("unreachable upstream: dial: %v", err)
+				}
+				continue
+			}
+			visitor.SetDeadline(time.Now().Add(60 * time.Second))
+			if rest, err := io.ReadAll(visitor); len(rest) != 0 || err != nil && !isReset(err) {
 				t.Fatalf("unreachable upstream: %q, %v", rest, err)
 			}
-			c.Close()
+			visitor.Close()
 		}
 		for _, c := range running {
 			c.Stop()
