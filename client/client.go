@@ -356,7 +356,7 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 			// Its successor listens soon: back off no more than a second.
 			backoff = min(max(backoff, c.cfg.MinBackoff), time.Second)
 		}
-		if srv.several {
+		if srv.several.Load() {
 			backoff = min(backoff, fleetMaxBackoff)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)

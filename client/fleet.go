@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -30,8 +31,9 @@ type server struct {
 	addr string // the address dialled, "" for the URL's own host
 	// dialer dials addr, with the URL's host name for TLS and Host.
 	dialer *websocket.Dialer
-	// several is whether the client has other servers than this one.
-	several bool
+	// several is whether the client has other servers than this one,
+	// updated as the fleet changes.
+	several atomic.Bool
 	up      atomic.Bool
 	// shutdownAt is when the server last said it was shutting down
 	// (Unix nanoseconds, 0: never).
@@ -62,7 +64,7 @@ func (s *server) key() string { return s.url + " " + s.addr }
 // logger adds, when the client has several servers, which one a line is
 // about: its URL, and the address dialled when the URL's name has several.
 func (s *server) logger(l *slog.Logger) *slog.Logger {
-	if !s.several {
+	if !s.several.Load() {
 		return l
 	}
 	if s.addr == "" {
@@ -161,7 +163,8 @@ func (c *Client) syncServers(ctx context.Context, want []*server) {
 	c.fleet.mu.Lock()
 	defer c.fleet.mu.Unlock()
 	for _, s := range want {
-		if c.fleet.servers[s.key()] != nil {
+		if running := c.fleet.servers[s.key()]; running != nil {
+			running.several.Store(len(want) > 1)
 			continue
 		}
 		d := *c.dialer
@@ -173,11 +176,11 @@ func (c *Client) syncServers(ctx context.Context, want []*server) {
 			}
 		}
 		s.dialer = &d
-		s.several = len(want) > 1
+		s.several.Store(len(want) > 1)
 		sctx, cancel := context.WithCancel(ctx)
 		s.cancel, s.done = cancel, make(chan struct{})
 		c.fleet.servers[s.key()] = s
-		if s.several {
+		if s.several.Load() {
 			s.logger(c.logger).Info("keeping a session to this server")
 		}
 		go func() {
@@ -325,10 +328,19 @@ func (c *Client) peersSessionEnded(srv *server, logger *slog.Logger) {
 }
 
 // expirePeers forgets the peers url advertised, if the session gen is
-// still its latest, and it ended or did not advertise them.
+// still its latest, and it ended or did not advertise them; not while a
+// session to another address of url's name is up (one URL behind a load
+// balancer's name is several servers, which advertise alike).
 func (c *Client) expirePeers(url string, gen uint64, ended bool, logger *slog.Logger) {
 	c.fleet.mu.Lock()
 	stale := c.fleet.sessionGen[url] == gen && (ended || c.fleet.peersGen[url] != gen) && c.fleet.peers[url] != nil
+	if stale && ended {
+		for _, s := range c.fleet.servers {
+			if s.url == url && s.up.Load() {
+				stale = false
+			}
+		}
+	}
 	c.fleet.mu.Unlock()
 	if stale {
 		c.setPeers(url, nil, logger)
@@ -373,7 +385,8 @@ func trustPeer(from, peer string, allowed []string) (string, error) {
 }
 
 // sameDomain reports whether host is origin itself or, when origin is a
-// name of three labels or more, a name of origin's parent domain.
+// name of three labels or more, a name of origin's parent domain, unless
+// that parent is a public suffix.
 func sameDomain(origin, host string) bool {
 	if host == origin {
 		return true
@@ -383,6 +396,11 @@ func sameDomain(origin, host string) bool {
 	}
 	_, parent, ok := strings.Cut(origin, ".")
 	if !ok || !strings.Contains(parent, ".") {
+		return strings.HasSuffix(host, "."+origin)
+	}
+	// A parent that is a public suffix (co.uk, github.io, duckdns.org) is
+	// no one's domain: its other names are other people's.
+	if suffix, _ := publicsuffix.PublicSuffix(parent); suffix == parent {
 		return strings.HasSuffix(host, "."+origin)
 	}
 	return strings.HasSuffix(host, "."+parent)

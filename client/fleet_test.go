@@ -56,6 +56,10 @@ func TestTrustPeerKeepsTheTokenWhereTheOperatorPointedIt(t *testing.T) {
 		{"ws://127.0.0.1:8123/connect", "http://127.0.0.1:9", nil, false},
 		{"wss://tunnel.example.com/connect", "wss://evil.com?.example.com", nil, false},
 		{"wss://tunnel.example.com/connect", "wss://evilexample.com", nil, false},
+		{"wss://me.duckdns.org/connect", "wss://attacker.duckdns.org", nil, false}, // a public suffix is no one's domain
+		{"wss://me.github.io/connect", "wss://b.me.github.io", nil, true},
+		{"wss://tunnel.acme.co.uk/connect", "wss://tunnel-2.acme.co.uk", nil, true},
+		{"wss://acme.co.uk/connect", "wss://other.co.uk", nil, false},
 	} {
 		got, err := trustPeer(tt.from, tt.peer, tt.allowed)
 		if (err == nil) != tt.ok {

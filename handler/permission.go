@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 func init() {
@@ -82,7 +83,7 @@ func (p *Permission) Provision(ctx caddy.Context) error {
 // says.
 func (p *Permission) CertificateAllowed(ctx context.Context, name string) error {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if name == "" || strings.Contains(name, "*") {
+	if name == "" || strings.Contains(name, "*") || tunnel.ValidateHostPattern(name) != nil {
 		metrics.OnDemandCertificate(registry.Unnamed, metrics.OnDemandRefused)
 		return fmt.Errorf("%w: inlets: %q is not a host name a client can announce", caddytls.ErrPermissionDenied, name)
 	}

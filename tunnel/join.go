@@ -123,14 +123,20 @@ func (j *joiner) copy(dst, src net.Conn) error {
 			copyBuffers.Put(pooled)
 		}
 	}()
+	deadline := false // whether src has a read deadline of ours
 	for {
 		buf := small
 		if pooled != nil {
 			buf = *pooled
 		}
-		timeout := j.timeout()
-		if timeout > 0 {
+		switch timeout := j.timeout(); {
+		case timeout > 0:
 			src.SetReadDeadline(time.Now().Add(timeout))
+			deadline = true
+		case deadline:
+			// The handshake is over, and the join has no idle limit.
+			src.SetReadDeadline(time.Time{})
+			deadline = false
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -155,7 +161,9 @@ func (j *joiner) copy(dst, src net.Conn) error {
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Idle in this direction: carry on while the other one moves.
-			if time.Since(time.Unix(0, j.last.Load())) < j.timeout() {
+			// A deadline left from the handshake, on a join with no idle
+			// limit (0), is no reason to end it.
+			if t := j.timeout(); t == 0 || time.Since(time.Unix(0, j.last.Load())) < t {
 				continue
 			}
 			return errIdle

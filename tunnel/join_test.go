@@ -147,22 +147,25 @@ func TestJoinHandshakeLetsASilentVisitorGoEarly(t *testing.T) {
 		t.Fatal("a visitor silent after the upstream's answer was kept past the handshake timeout")
 	}
 
-	visitor, upstream, done = relayHandshake(t, handshake, idle)
-	exchange(visitor, upstream)
-	visitor.Write([]byte("finished"))
-	buf := make([]byte, len("finished"))
-	if _, err := io.ReadFull(upstream, buf); err != nil {
-		t.Fatal(err)
-	}
-	// Quiet for several handshake timeouts: the relay must stay. Waiting
-	// is what is tested here; nothing is synchronised by it.
-	select {
-	case <-done:
-		t.Fatal("a visitor past its handshake was let go before the idle timeout")
-	case <-time.After(5 * handshake):
-	}
-	upstream.Write([]byte("data"))
-	if _, err := io.ReadFull(visitor, buf[:4]); err != nil {
-		t.Fatalf("the relay after the handshake: %v", err)
+	// Past the handshake, the relay stays through several handshake
+	// timeouts of quiet: with an idle timeout, and with none (0).
+	for _, idle := range []time.Duration{idle, 0} {
+		visitor, upstream, done = relayHandshake(t, handshake, idle)
+		exchange(visitor, upstream)
+		visitor.Write([]byte("finished"))
+		buf := make([]byte, len("finished"))
+		if _, err := io.ReadFull(upstream, buf); err != nil {
+			t.Fatal(err)
+		}
+		// Waiting is what is tested here; nothing is synchronised by it.
+		select {
+		case <-done:
+			t.Fatalf("idle timeout %s: a visitor past its handshake was let go", idle)
+		case <-time.After(5 * handshake):
+		}
+		upstream.Write([]byte("data"))
+		if _, err := io.ReadFull(visitor, buf[:4]); err != nil {
+			t.Fatalf("idle timeout %s: the relay after the handshake: %v", idle, err)
+		}
 	}
 }

@@ -24,13 +24,14 @@ type candidate struct {
 	accepted, up bool
 }
 
-// Order returns the sessions to try for a connection, first choice
-// first: sessions that have finished their handshake before the one (if
-// any) still in it, those whose upstream is up (port > 0: not reported
-// unreachable lately for that port) before the others, then round robin
-// from the cursor, or by fewest open streams for least_conn. The counts
-// are read once, so the sort sees consistent values.
-func (b *Balancer) Order(port int, sessions []*Session) []*Session {
+// Order returns the sessions to try for a connection to port (the zero
+// Port for a TLS name), first choice first: sessions that have finished
+// their handshake before the one (if any) still in it, for a TCP port
+// those that have not reported its upstream unreachable lately before
+// the others, then round robin from the cursor, or by fewest open
+// streams for least_conn. The counts are read once, so the sort sees
+// consistent values.
+func (b *Balancer) Order(port Port, sessions []*Session) []*Session {
 	n := len(sessions)
 	if n == 0 {
 		return nil
@@ -39,7 +40,7 @@ func (b *Balancer) Order(port int, sessions []*Session) []*Session {
 	cands := make([]candidate, n)
 	for i := range n {
 		s := sessions[(start+i)%n]
-		cands[i] = candidate{s: s, streams: s.Streams(), accepted: s.Accepted(), up: port <= 0 || s.PortUp(port)}
+		cands[i] = candidate{s: s, streams: s.Streams(), accepted: s.Accepted(), up: port.UDP || port.Num <= 0 || s.PortUp(port.Num)}
 	}
 	slices.SortStableFunc(cands, func(x, y candidate) int {
 		if x.accepted != y.accepted {

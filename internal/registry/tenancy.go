@@ -535,7 +535,10 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 				zap.String("remote_addr", s.RemoteAddr), zap.Error(err))
 			var rej *tunnel.Rejection
 			if errors.As(err, &rej) {
-				s.Disconnect(rej)
+				// Each in its own goroutine: a client that does not read
+				// holds its write for up to ConnectionWriteTimeout, and
+				// must not hold up the config's start, nor the others.
+				go s.Disconnect(rej)
 			} else {
 				s.Close()
 			}

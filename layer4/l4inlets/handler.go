@@ -147,7 +147,7 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	}
 	var sessions []*registry.Session
 	var what string
-	port := 0 // the port whose upstream's health orders the clients
+	var port registry.Port // the port whose upstream's health orders the clients
 	if serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, ""); serverName != "" {
 		header.Host, sessions = h.reg.LookupTLS(serverName)
 		header.Kind, header.ProxyProtocol, what = tunnel.KindTLS, h.ProxyProtocol, "TLS name "+header.Host
@@ -157,14 +157,16 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 		// flow of a UDP server, else its TCP port.
 		switch addr := cx.LocalAddr().(type) {
 		case *net.UDPAddr:
-			sessions, port = h.reg.PortSessions(registry.Port{UDP: true, Num: addr.Port}), addr.Port
+			port = registry.Port{UDP: true, Num: addr.Port}
+			sessions = h.reg.PortSessions(port)
 			header = tunnel.StreamHeader{Kind: tunnel.KindUDP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr}
 			if h.ProxyProtocol == "v2" { // v1 is text for TCP alone
 				header.ProxyProtocol = "v2"
 			}
 			what = fmt.Sprintf("UDP port %d", addr.Port)
 		case *net.TCPAddr:
-			sessions, port = h.reg.PortSessions(registry.Port{Num: addr.Port}), addr.Port
+			port = registry.Port{Num: addr.Port}
+			sessions = h.reg.PortSessions(port)
 			header = tunnel.StreamHeader{Kind: tunnel.KindTCP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr, ProxyProtocol: h.ProxyProtocol}
 			what = fmt.Sprintf("port %d", addr.Port)
 		}

@@ -31,7 +31,7 @@ func (l *portListener) serve(visitor net.Conn) {
 		LocalAddr:     visitor.LocalAddr().String(),
 		ProxyProtocol: l.fwd.proxyProtocol,
 	}
-	stream, err := registry.Dial(context.Background(), header, l.balancer.Order(l.port, l.fwd.reg.PortSessions(registry.Port{Num: l.port})))
+	stream, err := registry.Dial(context.Background(), header, l.balancer.Order(registry.Port{Num: l.port}, l.fwd.reg.PortSessions(registry.Port{Num: l.port})))
 	if err != nil {
 		visitor.Close()
 		if c := l.fwd.reg.Logger().Check(zap.WarnLevel, "tcp: no tunnel client could take a connection"); c != nil {

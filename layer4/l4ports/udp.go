@@ -399,7 +399,7 @@ func (f *udpFlow) run(fwd udpForwarding, header tunnel.StreamHeader) {
 	defer f.close()
 	logger := fwd.reg.Logger()
 	port := f.port.port
-	stream, err := registry.Dial(context.Background(), header, f.port.balancer.Order(port, fwd.reg.PortSessions(registry.Port{UDP: true, Num: port})))
+	stream, err := registry.Dial(context.Background(), header, f.port.balancer.Order(registry.Port{UDP: true, Num: port}, fwd.reg.PortSessions(registry.Port{UDP: true, Num: port})))
 	if err != nil {
 		if c := logger.Check(zap.WarnLevel, "udp: no tunnel client could take a flow"); c != nil {
 			c.Write(zap.Int("udp_port", port), zap.String("remote_addr", header.RemoteAddr), zap.Error(err))
