@@ -443,10 +443,14 @@ func TestUploadsToAnUpstreamThatNeverReadsStayWithinTheClientsBudget(t *testing.
 		most = max(most, rssOf(t, pid))
 	}
 	held := most - base
-	t.Logf("%d visitors sent %d MiB towards an upstream that never reads; the client's RSS grew by %.1f MiB at most (budget %d MiB)",
-		visitors, sent.Load()>>20, held/(1<<20), budget>>20)
-	if held > budget {
-		t.Fatalf("the client's RSS grew by %.0f MiB, past its budget of %d MiB", held/(1<<20), budget>>20)
+	// The budget bounds the data; the client keeps its heap within it
+	// plus 64 MiB of headroom (streams' buffers, the collector's), as
+	// docs/limits.md says.
+	const bound = budget + 64<<20
+	t.Logf("%d visitors sent %d MiB towards an upstream that never reads; the client's RSS grew by %.1f MiB at most (budget %d MiB, bound %d MiB)",
+		visitors, sent.Load()>>20, held/(1<<20), budget>>20, bound>>20)
+	if held > bound {
+		t.Fatalf("the client's RSS grew by %.0f MiB, past its budget of %d MiB and headroom (%d MiB)", held/(1<<20), budget>>20, bound>>20)
 	}
 }
 

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,6 +216,7 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	limitMemory(cfg.MaxUnread)
 	c, err := client.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -227,6 +230,23 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger.Info("stopped")
 	return 0
+}
+
+// memoryHeadroom is what the client process may hold besides what
+// visitors sent and upstreams have not taken (--max-unread): streams,
+// copy buffers, the runtime.
+const memoryHeadroom = 64 << 20
+
+// limitMemory asks Go's garbage collector to keep the client's heap
+// within maxUnread (0: the default) plus memoryHeadroom, unless the
+// operator set GOMEMLIMIT: a soft limit, so that the heap's growth
+// between collections does not take an edge device's memory when the
+// budget is full. The budget bounds the data; this bounds the rest.
+func limitMemory(maxUnread int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(cmp.Or(maxUnread, client.DefaultMaxUnread) + memoryHeadroom)
 }
 
 func upstreamHelp(mode string) string {
