@@ -234,14 +234,16 @@ func TestTunnelCLIFailuresNameTheFix(t *testing.T) {
 		"PATCH /config/apps/inlets/tunnels/acme/tokens": {412, `{"error":"If-Match header did not match current config hash"}`},
 		"GET /config/apps/inlets/tunnels/gone":          {200, "null\n"},
 	})
+	// notCaddy listens before the closed port is let go: the kernel may
+	// hand a port just released to the next listener.
+	notCaddy := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notCaddy.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	notCaddy := httptest.NewServer(http.NotFoundHandler())
-	t.Cleanup(notCaddy.Close)
 
 	for _, tt := range []struct {
 		address string
