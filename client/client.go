@@ -197,6 +197,14 @@ func New(cfg Config) (*Client, error) {
 	if err := tunnel.VerifyConfig(mux); err != nil {
 		return nil, err
 	}
+	var shedLogged atomic.Int64 // UnixNano
+	var shed atomic.Int64
+	mux.Budget.OnShed = func(_ *tunnel.Stream, away time.Duration) {
+		if n := shed.Add(1); sometimes(&shedLogged) {
+			cfg.Logger.Warn("reset a stream whose upstream stopped taking data, to stay within --max-unread (said at most once a minute)",
+				"away", away.Round(time.Millisecond), "reset_so_far", n, "max_unread", cfg.MaxUnread)
+		}
+	}
 	c := &Client{
 		cfg:    cfg,
 		mux:    mux,

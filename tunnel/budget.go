@@ -163,11 +163,18 @@ func (b *Budget) sweep() {
 	}()
 }
 
-// nextVictim is the exposed stream whose reader left Read longest ago:
-// at once while the count is over the limit, once past its Grace while
-// it is over three quarters of it; or how long to wait until the longest
-// away passes its grace. When there is neither it ends the sweep, under
-// the same lock, so that a stream exposed meanwhile starts another.
+// watchInterval is how often a sweep over the soft limit, with no stream
+// holding unread data to cut, looks again.
+const watchInterval = 50 * time.Millisecond
+
+// nextVictim is the exposed stream holding unread data whose reader left
+// Read longest ago: at once while the count is over the limit, once past
+// its Grace while it is over three quarters of it; or how long to wait
+// until the longest away passes its grace, or until data arrives for a
+// stream that holds none yet (one whose reader has not started, in a
+// burst of new streams: cutting it would free nothing). When the count is
+// back under the mark it ends the sweep, under the same lock, so that a
+// stream exposed meanwhile starts another.
 func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -177,14 +184,23 @@ func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 		return nil, 0, 0
 	}
 	var oldest int64
+	exposed := false
 	for s := range b.sessions {
 		s.eachStream(func(st *Stream) {
-			if left := st.leftRead.Load(); left > 0 && (victim == nil || left < oldest) {
+			left := st.leftRead.Load()
+			if left <= 0 {
+				return
+			}
+			exposed = true
+			if st.st.Buffered() > 0 && (victim == nil || left < oldest) {
 				victim, oldest = st, left
 			}
 		})
 	}
-	if victim == nil {
+	switch {
+	case victim == nil && exposed:
+		return nil, 0, watchInterval
+	case victim == nil:
 		b.sweeping = false
 		return nil, 0, 0
 	}

@@ -235,3 +235,46 @@ func TestWindowGrowthStopsAtHalfTheBudget(t *testing.T) {
 		t.Fatalf("the windows grew by %d KiB at most, want some, and at most half the budget, %d KiB", most>>10, limit/2>>10)
 	}
 }
+
+// A burst of new streams whose readers have not started yet is counted,
+// and over the limit, but holds nothing: none is cut, since cutting would
+// free nothing; the one that then receives data nobody reads is.
+func TestBudgetCutsOnlyStreamsThatHoldData(t *testing.T) {
+	const limit = 1 << 20 // four streams' first windows
+	budget, server, client := budgetPair(t, limit)
+	var quiet []*Stream
+	var peers []*Stream
+	for range 10 {
+		s, c := streamPair(t, server, client) // the server reads nothing from here on
+		quiet, peers = append(quiet, s), append(peers, c)
+	}
+	// Waiting is what is tested: several graces over the limit.
+	time.Sleep(4 * Grace)
+	for i, c := range peers {
+		if _, err := c.Write([]byte("y")); err != nil {
+			t.Fatalf("stream %d holding nothing was cut: %v", i, err)
+		}
+		buf := make([]byte, 1)
+		quiet[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(quiet[i], buf); err != nil || buf[0] != 'y' {
+			t.Fatalf("stream %d holding nothing: read %q, %v", i, buf, err)
+		}
+	}
+	// One that receives more than a window's worth while its reader is
+	// away is cut.
+	cut := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := peers[0].Write(buf); err != nil {
+				cut <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-cut:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a stream holding data nobody reads, over the budget (%d of %d), was not cut", budget.Used(), limit)
+	}
+}

@@ -56,6 +56,10 @@ type Stream struct {
 	drainOnClose bool
 }
 
+// Buffered is the number of bytes received and not read yet
+// (caddy-inlets).
+func (s *Stream) Buffered() int { return int(s.recvBuf.Len()) }
+
 // newStream is used to construct a new stream within a given session for an ID.
 // It assumes that a memory allocation has been obtained for the initialWindow.
 func newStream(session *Session, id uint32, state streamState, initialWindow uint32, memorySpan MemoryManager) *Stream {
