@@ -1,6 +1,9 @@
 // Package yamux is github.com/libp2p/go-yamux/v5 at v5.1.0, a yamux
 // implementation (the protocol of spec.md, which hashicorp/yamux speaks
-// too), with four changes of caddy-inlets', marked "caddy-inlets:":
+// too), with four changes and one addition of caddy-inlets', marked
+// "caddy-inlets" (the addition: Stream.Buffered, what has arrived and
+// not been read, which the budget reads to cut only streams that hold
+// data):
 //
 //   - stream.go: a window update that grows a stream's window carries the
 //     credit the reader freed as well as the growth. Upstream's sends only

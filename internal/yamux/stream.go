@@ -56,8 +56,8 @@ type Stream struct {
 	drainOnClose bool
 }
 
-// Buffered is the number of bytes received and not read yet
-// (caddy-inlets).
+// Buffered is the number of bytes received and not read yet.
+// caddy-inlets: an addition, for the budget.
 func (s *Stream) Buffered() int { return int(s.recvBuf.Len()) }
 
 // newStream is used to construct a new stream within a given session for an ID.
