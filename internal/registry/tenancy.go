@@ -3,7 +3,6 @@ package registry
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,10 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/config"
-	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -66,22 +63,6 @@ type Scope struct {
 	MaxStreamsPerClient int
 	OnDemandWildcards   bool
 	OnDemandPerHour     int
-}
-
-// Plane is what a control-plane handler admits with its own tokens: the
-// digests of those tokens, and its allow_hosts (nil: any host).
-type Plane struct {
-	Digests [][sha256.Size]byte
-	Allow   func(host string) bool
-}
-
-func (p Plane) holds(digest [sha256.Size]byte) bool {
-	for _, d := range p.Digests {
-		if d == digest {
-			return true
-		}
-	}
-	return false
 }
 
 type tokenOf struct {
@@ -329,143 +310,6 @@ func (t *Tenancy) NextExpiry(now time.Time) time.Time {
 	return next
 }
 
-// Owner returns the tunnel that owns a visitor's host (a name, lower
-// case, no port): the one with the most specific pattern that matches
-// it, or Unnamed.
-func (t *Tenancy) Owner(host string) string {
-	if t == nil {
-		return Unnamed
-	}
-	if name, ok := t.exact[host]; ok {
-		return name
-	}
-	return t.ownerUnder(host)
-}
-
-// OwnerAndPattern returns the tunnel that owns a visitor's host, as
-// Owner does, and the pattern of its hosts that gives it the host: the
-// host itself, a "*.parent" or "*"; "" for Unnamed.
-func (t *Tenancy) OwnerAndPattern(host string) (tunnel, pattern string) {
-	if t == nil {
-		return Unnamed, ""
-	}
-	if name, ok := t.exact[host]; ok {
-		return name, host
-	}
-	for rest := host; ; {
-		_, parent, ok := strings.Cut(rest, ".")
-		if !ok {
-			break
-		}
-		if name, ok := t.wildcard[parent]; ok {
-			return name, "*." + parent
-		}
-		rest = parent
-	}
-	if t.hasAny {
-		return t.any, "*"
-	}
-	return Unnamed, ""
-}
-
-// ownerUnder is the owner of names under host by wildcard: the tunnel of
-// the longest "*.parent" with parent a proper suffix of host, else that
-// of "*".
-func (t *Tenancy) ownerUnder(host string) string {
-	for rest := host; ; {
-		_, parent, ok := strings.Cut(rest, ".")
-		if !ok {
-			break
-		}
-		if name, ok := t.wildcard[parent]; ok {
-			return name
-		}
-		rest = parent
-	}
-	if t.hasAny {
-		return t.any
-	}
-	return Unnamed
-}
-
-// OwnerOfPattern returns the tunnel that owns an announced host pattern:
-// for "*.x", the owner of the names under x that no more specific pattern
-// takes; for "*", the tunnel holding "*".
-func (t *Tenancy) OwnerOfPattern(p string) string {
-	if t == nil {
-		return Unnamed
-	}
-	switch {
-	case p == "*":
-		if t.hasAny {
-			return t.any
-		}
-		return Unnamed
-	case strings.HasPrefix(p, "*."):
-		if name, ok := t.wildcard[p[2:]]; ok {
-			return name
-		}
-		return t.ownerUnder(p[2:])
-	}
-	return t.Owner(p)
-}
-
-// HasPorts reports whether some tunnel has tcp_ports or udp_ports.
-func (t *Tenancy) HasPorts() bool { return t != nil && len(t.ports) > 0 }
-
-// PortOwner returns the tunnel that owns a TCP or UDP port, or Unnamed.
-func (t *Tenancy) PortOwner(p Port) string {
-	if t == nil {
-		return Unnamed
-	}
-	if name, ok := t.ports[p]; ok {
-		return name
-	}
-	return Unnamed
-}
-
-// CheckAnnouncement refuses what a client of tunnel name announces that
-// the tunnel does not own, with the reason to give the client.
-func (t *Tenancy) CheckAnnouncement(name string, hello *tunnel.Hello) error {
-	sc := t.Scope(name)
-	if name != Unnamed && sc == nil {
-		return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", name)
-	}
-	for _, up := range hello.HTTP {
-		if owner := t.OwnerOfPattern(up.Host); owner != name {
-			if name == Unnamed {
-				return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Host)
-			}
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Host, name, strings.Join(sc.Hosts, " "))
-		}
-	}
-	for _, up := range hello.TCP {
-		if owner := t.PortOwner(Port{Num: up.Port}); owner != name {
-			if name == Unnamed {
-				return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
-			}
-			return tunnel.Reject(tunnel.RejectPortNotAllowed, "port %d is not in tunnel %s's tcp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(sc.Ports))
-		}
-	}
-	for _, up := range hello.TLS {
-		if owner := t.OwnerOfPattern(up.Name); owner != name {
-			if name == Unnamed {
-				return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Name)
-			}
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s is not in tunnel %s's hosts (%s): announce one of those, or ask the server's operator to add it", up.Name, name, strings.Join(sc.Hosts, " "))
-		}
-	}
-	for _, up := range hello.UDP {
-		if owner := t.PortOwner(Port{UDP: true, Num: up.Port}); owner != name {
-			if name == Unnamed {
-				return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP port %d belongs to a tunnel of its own on this server: connect with that tunnel's token", up.Port)
-			}
-			return tunnel.Reject(tunnel.RejectPortNotAllowed, "UDP port %d is not in tunnel %s's udp_ports (%s): announce one of those, or ask the server's operator to add it", up.Port, name, portsString(sc.UDPPorts))
-		}
-	}
-	return nil
-}
-
 func lower(hosts []string) []string {
 	out := make([]string, len(hosts))
 	for i, h := range hosts {
@@ -483,116 +327,4 @@ func portsString(ports []int) string {
 		parts[i] = strconv.Itoa(p)
 	}
 	return strings.Join(parts, " ")
-}
-
-// Tenancy returns the tunnels of the config that started last; nil (no
-// named tunnel) until one starts.
-func (r *Registry) Tenancy() *Tenancy { return r.tenancy.Load() }
-
-// SetTenancy makes t the server's tunnels, as the inlets app of a config
-// does when it starts, and disconnects the clients it no longer admits: a
-// deleted tunnel's, those whose token it dropped or that has expired, and
-// those announcing what their tunnel no longer owns. It is called again
-// when the next token expires.
-func (r *Registry) SetTenancy(t *Tenancy) {
-	r.mu.Lock()
-	if old := r.tenancy.Swap(t); old != nil {
-		for name := range old.tunnels {
-			if t.Scope(name) == nil {
-				metrics.ForgetOnDemandTunnel(name)
-			}
-		}
-	}
-	r.forgetCertificateOrders(t)
-	if r.expiry != nil {
-		r.expiry.Stop()
-		r.expiry = nil
-	}
-	now := time.Now()
-	if next := t.NextExpiry(now); !next.IsZero() {
-		r.expiry = time.AfterFunc(next.Sub(now), func() {
-			if r.Tenancy() == t {
-				r.SetTenancy(t)
-			}
-		})
-	}
-	r.mu.Unlock()
-	// Oldest first: a tunnel whose max_clients was lowered keeps its
-	// longest-connected clients.
-	kept := make(map[string]int)
-	for _, s := range r.Sessions() {
-		err := t.admits(s, now)
-		if sc := t.Scope(s.Tunnel); err == nil && sc != nil && sc.MaxClients > 0 {
-			if kept[s.Tunnel] >= sc.MaxClients {
-				err = tunnel.Reject(tunnel.RejectServerFull, "tunnel %s now takes at most %d clients (its max_clients), and this one connected last", s.Tunnel, sc.MaxClients)
-			} else {
-				kept[s.Tunnel]++
-			}
-		}
-		if err != nil {
-			r.Logger().Info("disconnecting a client the configuration no longer admits",
-				zap.String("tunnel", s.Tunnel), zap.String("client_id", s.Hello.ClientID),
-				zap.String("remote_addr", s.RemoteAddr), zap.Error(err))
-			var rej *tunnel.Rejection
-			if errors.As(err, &rej) {
-				// Each in its own goroutine: a client that does not read
-				// holds its write for up to ConnectionWriteTimeout, and
-				// must not hold up the config's start, nor the others.
-				go s.Disconnect(rej)
-			} else {
-				s.Close()
-			}
-		}
-	}
-}
-
-// SetPlanes records the control-plane handlers of the config; its app
-// does so when it starts, before the tenancy is the registry's.
-func (t *Tenancy) SetPlanes(planes []Plane) {
-	t.planes, t.planesSet = planes, true
-}
-
-// admits returns nil if s may be connected under t at now, else the
-// rejection to give it: the registry asks when it adds a session (its
-// token may have been replaced during the handshake) and, for every
-// connected session, when t becomes the server's tunnels.
-func (t *Tenancy) admits(s *Session, now time.Time) error {
-	if s.Tunnel != Unnamed {
-		if t.Scope(s.Tunnel) == nil {
-			return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", s.Tunnel)
-		}
-		if !t.TokenAccepted(s.Tunnel, s.tokenDigest, now) {
-			return tunnel.Reject(tunnel.RejectTokenRefused, "the token of tunnel %s was replaced or has expired: get the current one from the server's operator", s.Tunnel)
-		}
-	} else if t.planesSet {
-		held := false
-		for _, p := range t.planes {
-			if !p.holds(s.tokenDigest) {
-				continue
-			}
-			held = true
-			if p.Allow == nil || allowsAll(p.Allow, &s.Hello) {
-				return t.CheckAnnouncement(s.Tunnel, &s.Hello)
-			}
-		}
-		if held {
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "the server no longer allows a host this client announces (its allow_hosts changed)")
-		}
-		return tunnel.Reject(tunnel.RejectTokenRefused, "the server no longer takes this client's token: get the current one from its operator")
-	}
-	return t.CheckAnnouncement(s.Tunnel, &s.Hello)
-}
-
-func allowsAll(allow func(string) bool, hello *tunnel.Hello) bool {
-	for _, up := range hello.HTTP {
-		if !allow(up.Host) {
-			return false
-		}
-	}
-	for _, up := range hello.TLS {
-		if !allow(up.Name) {
-			return false
-		}
-	}
-	return true
 }
