@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddy-inlets/caddy-inlets/internal/freeport"
 	"github.com/caddy-inlets/caddy-inlets/status"
 )
 
@@ -164,14 +165,14 @@ func (p *proc) waitFor(what string, timeout time.Duration, cond func() error) er
 	}
 }
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
+// freePort returns a port that was free on 127.0.0.1 a moment ago, and
+// that the benchmark has not been given before (freeport.Pick).
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // loopback is 127.0.0.1:port.

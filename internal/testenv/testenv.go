@@ -8,8 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-inlets/caddy-inlets/client"
+	"github.com/caddy-inlets/caddy-inlets/internal/freeport"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 
 	// Caddy with this project's modules, as cmd/caddy builds it.
@@ -42,12 +41,11 @@ func AdminPort() int {
 	if p, err := strconv.Atoi(os.Getenv("INLETS_TEST_ADMIN_PORT")); err == nil {
 		return p
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		panic(fmt.Sprintf("picking a free port for Caddy's admin API: %v", err))
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // Caddy is the in-process Caddy of a test binary.
@@ -96,62 +94,16 @@ func (c *Caddy) Load(caddyfile string) error {
 	return nil
 }
 
-// FreePort returns a port that was free for TCP and UDP on 127.0.0.1 a moment ago and
-// that this process has not been given before. It picks below the kernel's
-// ephemeral range (net.ipv4.ip_local_port_range), as scripts/lib.sh does:
-// a port from that range can be taken meanwhile as the local end of any
-// outgoing connection on the machine (a keep-alive HTTP connection of
-// another test, say), and a tunnel that announces it then cannot listen.
+// FreePort returns a port that was free for TCP and UDP on 127.0.0.1 a
+// moment ago and that this process has not been given before: see
+// freeport.Pick.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	low := ephemeralLow()
-	freePorts.Lock()
-	defer freePorts.Unlock()
-	for range 1000 {
-		port := freePortFloor + rand.IntN(low-freePortFloor)
-		if freePorts.given[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		// Free for UDP too, so that any port it gives may be a UDP one.
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		freePorts.given[port] = true
-		return port
+	port, err := freeport.Pick()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no port free for TCP and UDP on 127.0.0.1 in %d-%d", freePortFloor, low-1)
-	return 0
-}
-
-// freePortFloor is the lowest port FreePort gives: above the ports that
-// services on a developer's machine usually take.
-const freePortFloor = 20000
-
-var freePorts = struct {
-	sync.Mutex
-	given map[int]bool
-}{given: map[int]bool{}}
-
-// ephemeralLow is the first port of the kernel's ephemeral range, or 32768
-// (Linux's default) when it cannot be read or leaves too little below it.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if low, err := strconv.Atoi(f[0]); err == nil && low > freePortFloor+1000 {
-				return low
-			}
-		}
-	}
-	return 32768
+	return port
 }
 
 // Eventually polls cond every 10ms until it returns nil or timeout passes,
