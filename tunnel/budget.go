@@ -111,13 +111,19 @@ func (s *span) ReserveMemory(size int, prio uint8) error {
 	if prio == 255 {
 		return nil
 	}
+	// Compare and swap, not add and take back: the count never shows,
+	// even for a moment, growth that was refused (the sweep reads it).
 	limit := s.b.limit.Load()
-	if g := s.b.grown.Add(int64(size)); limit > 0 && g > limit/2 {
-		s.b.grown.Add(-int64(size))
-		return errNoGrowth
+	for {
+		g := s.b.grown.Load()
+		if limit > 0 && g+int64(size) > limit/2 {
+			return errNoGrowth
+		}
+		if s.b.grown.CompareAndSwap(g, g+int64(size)) {
+			s.grown.Add(int64(size))
+			return nil
+		}
 	}
-	s.grown.Add(int64(size))
-	return nil
 }
 
 func (s *span) ReleaseMemory(size int) {

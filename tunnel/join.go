@@ -123,20 +123,24 @@ func (j *joiner) copy(dst, src net.Conn) error {
 			copyBuffers.Put(pooled)
 		}
 	}()
-	deadline := false // whether src has a read deadline of ours
+	// The read deadline is set when the timeout starts or changes, not at
+	// every read: when it passes, the relay ends only if no byte has
+	// moved either way for the timeout, and otherwise the deadline moves
+	// to the last move plus the timeout. A busy relay sets it seldom.
+	var set time.Duration // the timeout src's read deadline was set for; 0: none
 	for {
 		buf := small
 		if pooled != nil {
 			buf = *pooled
 		}
 		switch timeout := j.timeout(); {
-		case timeout > 0:
+		case timeout > 0 && timeout != set:
 			src.SetReadDeadline(time.Now().Add(timeout))
-			deadline = true
-		case deadline:
+			set = timeout
+		case timeout == 0 && set != 0:
 			// The handshake is over, and the join has no idle limit.
 			src.SetReadDeadline(time.Time{})
-			deadline = false
+			set = 0
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -163,7 +167,13 @@ func (j *joiner) copy(dst, src net.Conn) error {
 			// Idle in this direction: carry on while the other one moves.
 			// A deadline left from the handshake, on a join with no idle
 			// limit (0), is no reason to end it.
-			if t := j.timeout(); t == 0 || time.Since(time.Unix(0, j.last.Load())) < t {
+			t := j.timeout()
+			if t == 0 {
+				continue
+			}
+			if next := time.Unix(0, j.last.Load()).Add(t); time.Now().Before(next) {
+				src.SetReadDeadline(next)
+				set = t
 				continue
 			}
 			return errIdle

@@ -153,12 +153,22 @@ func WriteFrame(w io.Writer, v any) error {
 
 // AppendFrame appends v, as one length-prefixed JSON frame, to b.
 func AppendFrame(b []byte, v any) ([]byte, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return b, err
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	switch v := v.(type) {
+	case StreamHeader:
+		b = appendStreamHeader(b, &v)
+	case StreamReply:
+		b = appendStreamReply(b, &v)
+	default:
+		body, err := json.Marshal(v)
+		if err != nil {
+			return b[:start], err
+		}
+		b = append(b, body...)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
-	return append(b, body...), nil
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b, nil
 }
 
 // ReadFrame reads one length-prefixed JSON frame of at most limit bytes into v.
@@ -175,7 +185,16 @@ func ReadFrame(r io.Reader, limit int, v any) error {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return fmt.Errorf("reading %d-byte frame: %w", n, err)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	var err error
+	switch v := v.(type) {
+	case *StreamHeader:
+		err = decodeStreamHeader(body, v)
+	case *StreamReply:
+		err = decodeStreamReply(body, v)
+	default:
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
 		return fmt.Errorf("decoding frame: %w", err)
 	}
 	return nil
