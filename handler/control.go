@@ -3,7 +3,6 @@ package handler
 import (
 	"bufio"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -102,26 +101,25 @@ func (h *Handler) answerControl(w caddyhttp.ResponseRecorder, r *http.Request) i
 }
 
 // identity is who a request's token says it is: a named tunnel, or
-// Unnamed for the handler's own tokens, with the token's digest.
+// Unnamed for the default tunnel (the inlets handlers' own tokens), with
+// the token's digest.
 type identity struct {
 	name   string
 	digest [sha256.Size]byte
 }
 
-// authenticate finds the tunnel of r's bearer token: a named tunnel's of
-// the server (one map lookup of the token's digest, whatever the number
-// of tunnels), else the handler's own. The token itself is never kept.
+// authenticate finds the tunnel of r's bearer token: a named tunnel's, or
+// the default tunnel's for the inlets handlers' own tokens (one map
+// lookup of the token's digest, whatever the number of tunnels). The
+// token itself is never kept.
 func (h *Handler) authenticate(r *http.Request) (identity, bool) {
 	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || given == "" {
 		return identity{}, false
 	}
 	id := identity{digest: sha256.Sum256([]byte(given))}
-	if name, ok := h.reg.Tenancy().Authenticate(id.digest, time.Now()); ok {
-		id.name = name
-		return id, true
-	}
-	return id, h.tokens.contains(id.digest)
+	id.name, ok = h.reg.Tenancy().Authenticate(id.digest, time.Now())
+	return id, ok
 }
 
 // allowGet answers 405 to anything but GET and HEAD.
@@ -207,7 +205,7 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, addr netip.
 		refuse(nil, err)
 		return
 	}
-	if err := h.checkAnnouncement(id.name, &hello); err != nil {
+	if err := h.checkAnnouncement(&hello); err != nil {
 		refuse(ctrl, err)
 		return
 	}
@@ -242,10 +240,10 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, addr netip.
 }
 
 // checkAnnouncement holds a client's announcement to this handler's
-// limits, and to its tunnel's scope: a named tunnel's hosts and ports, or
-// for the handler's own token, the handler's allow_hosts less what a
-// named tunnel owns.
-func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) error {
+// limits; what its tunnel admits (a named tunnel's hosts and ports, or
+// for the default tunnel, its handlers' allow_hosts less what a named
+// tunnel owns) the registry checks as the session joins.
+func (h *Handler) checkAnnouncement(hello *tunnel.Hello) error {
 	if n := len(hello.HTTP) + len(hello.TLS); n > h.MaxHostsPerClient {
 		what := "hosts"
 		if len(hello.TLS) > 0 {
@@ -255,21 +253,6 @@ func (h *Handler) checkAnnouncement(tunnelName string, hello *tunnel.Hello) erro
 	}
 	if n := len(hello.TCP) + len(hello.UDP); n > h.MaxPortsPerClient {
 		return tunnel.Reject(tunnel.RejectTooLarge, "the client announces %d ports, and this server takes at most %d from one client (its max_ports_per_client)", n, h.MaxPortsPerClient)
-	}
-	if err := h.reg.Tenancy().CheckAnnouncement(tunnelName, hello); err != nil {
-		return err
-	}
-	for _, up := range hello.HTTP {
-		if tunnelName == registry.Unnamed && h.allow != nil && !h.allow(up.Host) {
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
-				up.Host, strings.Join(h.AllowHosts, " "))
-		}
-	}
-	for _, up := range hello.TLS {
-		if tunnelName == registry.Unnamed && h.allow != nil && !h.allow(up.Name) {
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
-				up.Name, strings.Join(h.AllowHosts, " "))
-		}
 	}
 	return nil
 }
@@ -293,8 +276,9 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(h.ResponseWriter).Hijack()
 }
 
-// tokenSet holds the SHA-256 of each accepted token. Comparing fixed-size
-// digests in constant time reveals neither a token's content nor its length.
+// tokenSet holds the SHA-256 of each of the handler's own tokens: the
+// default tunnel's, which the registry's tenancy looks up by digest, so
+// that the time taken tells neither a token's content nor its length.
 type tokenSet [][sha256.Size]byte
 
 // loadTokens expands placeholders in tokens, reads token files and
@@ -332,16 +316,6 @@ func loadTokens(tokens, files, digests []string) (tokenSet, error) {
 		set = append(set, [sha256.Size]byte(b))
 	}
 	return set, nil
-}
-
-// contains reports whether sum is the digest of an accepted token. Every
-// token is compared, so the time taken does not tell which one matched.
-func (ts tokenSet) contains(sum [sha256.Size]byte) bool {
-	match := 0
-	for i := range ts {
-		match |= subtle.ConstantTimeCompare(sum[:], ts[i][:])
-	}
-	return match == 1
 }
 
 // hostAllower compiles an allow_hosts list. Empty allows everything.

@@ -26,6 +26,17 @@ func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The handler's own tokens are the default tunnel's, which the
+	// registry's tenancy knows.
+	ten, err := registry.CompileTunnels(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ten.AddDefaultTokens(set, registry.HostAllow{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New()
+	reg.SetTenancy(ten)
 	for _, tt := range []struct {
 		header string
 		ok     bool
@@ -46,7 +57,7 @@ func TestTokensFromLiteralsPlaceholdersAndFiles(t *testing.T) {
 		if tt.header != "" {
 			r.Header.Set("Authorization", tt.header)
 		}
-		h := &Handler{tokens: set, reg: registry.New()}
+		h := &Handler{tokens: set, reg: reg}
 		if _, got := h.authenticate(r); got != tt.ok {
 			t.Errorf("Authorization %q: authorized %v, want %v", tt.header, got, tt.ok)
 		}

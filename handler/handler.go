@@ -203,7 +203,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
 			return err
 		}
-		if err := registry.NoteControlPlane(ctx, registry.Plane{Digests: h.tokens, Allow: h.allow}); err != nil {
+		if err := registry.NoteControlPlane(ctx, h.tokens, registry.HostAllow{Patterns: h.AllowHosts, Allow: h.allow}); err != nil {
 			return err
 		}
 		tenancy, err := registry.TenancyOf(ctx)
@@ -211,11 +211,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		h.tunnels = tenancy.Len()
-		for i, digest := range h.tokens {
-			if name, ok := tenancy.TunnelOf(digest); ok {
-				return fmt.Errorf("token %d of this inlets handler is also tunnel %s's: its clients would be that tunnel's, not the server's; give each its own token", i+1, name)
-			}
-		}
 		// The config's registry: Caddy's metrics and inlets', as the
 		// admin endpoint's /metrics and the metrics directive serve them.
 		h.gatherer = ctx.GetMetricsRegistry()

@@ -247,3 +247,29 @@ func TestControlPlaneAnswersWebSocketPingAndClose(t *testing.T) {
 		t.Fatal("no close from the control plane")
 	}
 }
+
+// A handler's own token is the default tunnel's, taken at every handler
+// of the config: presented at another site's handler, it serves what its
+// own handler's allow_hosts allow, through either site, and not what the
+// other handler's allow.
+func TestAHandlersTokenIsTheDefaultTunnelsAtEveryHandler(t *testing.T) {
+	up := newUpstream(t, "app")
+	one, two := testenv.FreePort(t), testenv.FreePort(t)
+	testenv.StartCaddy(t, adminPort, "", fmt.Sprintf(":%d {\n\tinlets {\n\t\ttoken %s\n\t\tallow_hosts a.example.com\n\t}\n}\n"+
+		":%d {\n\tinlets {\n\t\ttoken site-two-token-0123456789\n\t\tallow_hosts b.example.com\n\t}\n}", one, testenv.Token, two))
+	siteOne, siteTwo := fmt.Sprintf("127.0.0.1:%d", one), fmt.Sprintf("127.0.0.1:%d", two)
+
+	testenv.Client(t, testenv.HTTPClient("ws://"+siteTwo, "a.example.com", up.URL))
+	for _, addr := range []string{siteOne, siteTwo} {
+		if code, e := request(t, http.MethodGet, addr, "a.example.com", "/", nil); code != http.StatusOK || e.Upstream != "app" {
+			t.Fatalf("a.example.com through %s: %d %+v", addr, code, e)
+		}
+	}
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client",
+		"--url", "ws://"+siteTwo, "--token", testenv.Token, "--id", "other-sites-host",
+		"--upstream", "b.example.com="+up.URL)
+	p.WaitOutput(t, 10*time.Second, "server rejected the tunnel: host b.example.com is not allowed by this server, which allows a.example.com")
+	if code, _ := testenv.Get(t, siteTwo, "b.example.com", "/"); code != http.StatusBadGateway {
+		t.Fatalf("b.example.com, announced with site one's token: %d, want 502", code)
+	}
+}

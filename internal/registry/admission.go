@@ -3,6 +3,7 @@ package registry
 import (
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -10,22 +11,6 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
-
-// Plane is what a control-plane handler admits with its own tokens: the
-// digests of those tokens, and its allow_hosts (nil: any host).
-type Plane struct {
-	Digests [][sha256.Size]byte
-	Allow   func(host string) bool
-}
-
-func (p Plane) holds(digest [sha256.Size]byte) bool {
-	for _, d := range p.Digests {
-		if d == digest {
-			return true
-		}
-	}
-	return false
-}
 
 // Tenancy returns the tunnels of the config that started last; nil (no
 // named tunnel) until one starts.
@@ -88,53 +73,75 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 	}
 }
 
-// SetPlanes records the control-plane handlers of the config; its app
-// does so when it starts, before the tenancy is the registry's.
-func (t *Tenancy) SetPlanes(planes []Plane) {
-	t.planes, t.planesSet = planes, true
-}
-
 // admits returns nil if s may be connected under t at now, else the
-// rejection to give it: the registry asks when it adds a session (its
-// token may have been replaced during the handshake) and, for every
-// connected session, when t becomes the server's tunnels.
+// rejection to give it: the registry asks when it adds a session (so its
+// token and announcement are checked against the tunnels of the moment
+// it joins) and, for every connected session, when t becomes the
+// server's tunnels.
 func (t *Tenancy) admits(s *Session, now time.Time) error {
-	if s.Tunnel != Unnamed {
-		if t.Scope(s.Tunnel) == nil {
-			return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", s.Tunnel)
-		}
-		if !t.TokenAccepted(s.Tunnel, s.tokenDigest, now) {
-			return tunnel.Reject(tunnel.RejectTokenRefused, "the token of tunnel %s was replaced or has expired: get the current one from the server's operator", s.Tunnel)
-		}
-	} else if t.planesSet {
-		held := false
-		for _, p := range t.planes {
-			if !p.holds(s.tokenDigest) {
-				continue
-			}
-			held = true
-			if p.Allow == nil || allowsAll(p.Allow, &s.Hello) {
-				return t.CheckAnnouncement(s.Tunnel, &s.Hello)
-			}
-		}
-		if held {
-			return tunnel.Reject(tunnel.RejectHostNotAllowed, "the server no longer allows a host this client announces (its allow_hosts changed)")
-		}
-		return tunnel.Reject(tunnel.RejectTokenRefused, "the server no longer takes this client's token: get the current one from its operator")
-	}
-	return t.CheckAnnouncement(s.Tunnel, &s.Hello)
+	return t.Admits(s.Tunnel, s.tokenDigest, &s.Hello, now)
 }
 
-func allowsAll(allow func(string) bool, hello *tunnel.Hello) bool {
+// Admits returns nil if a client of tunnel name, with the token of that
+// digest, may serve what hello announces at now, else the rejection to
+// give it: the tunnel must exist and still hold the token, unexpired; a
+// default tunnel's token must have a handler that allows every host and
+// TLS name announced; and nothing announced may be another tunnel's.
+func (t *Tenancy) Admits(name string, digest [sha256.Size]byte, hello *tunnel.Hello, now time.Time) error {
+	if t.Scope(name) == nil {
+		if name == Unnamed {
+			return tunnel.Reject(tunnel.RejectTokenRefused, "the server no longer takes this client's token: get the current one from its operator")
+		}
+		return tunnel.Reject(tunnel.RejectTokenRefused, "tunnel %s no longer exists on this server", name)
+	}
+	tok, ok := t.byDigest[digest]
+	if !ok || tok.tunnel != name || !tok.expires.IsZero() && !now.Before(tok.expires) {
+		if name == Unnamed {
+			return tunnel.Reject(tunnel.RejectTokenRefused, "the server no longer takes this client's token: get the current one from its operator")
+		}
+		return tunnel.Reject(tunnel.RejectTokenRefused, "the token of tunnel %s was replaced or has expired: get the current one from the server's operator", name)
+	}
+	if name == Unnamed {
+		if err := allowedByOne(tok.allows, hello); err != nil {
+			return err
+		}
+	}
+	return t.CheckAnnouncement(name, hello)
+}
+
+// allowedByOne returns nil if one of allows allows every host and TLS
+// name of hello, else the refusal of the first of them.
+func allowedByOne(allows []HostAllow, hello *tunnel.Hello) error {
+	var first error
+	for _, a := range allows {
+		err := a.check(hello)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// check refuses the first host or TLS name of hello that a does not
+// allow.
+func (a HostAllow) check(hello *tunnel.Hello) error {
+	if a.Allow == nil {
+		return nil
+	}
 	for _, up := range hello.HTTP {
-		if !allow(up.Host) {
-			return false
+		if !a.Allow(up.Host) {
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "host %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
+				up.Host, strings.Join(a.Patterns, " "))
 		}
 	}
 	for _, up := range hello.TLS {
-		if !allow(up.Name) {
-			return false
+		if !a.Allow(up.Name) {
+			return tunnel.Reject(tunnel.RejectHostNotAllowed, "TLS name %s is not allowed by this server, which allows %s: announce one of those, or ask its operator to add it to allow_hosts",
+				up.Name, strings.Join(a.Patterns, " "))
 		}
 	}
-	return true
+	return nil
 }

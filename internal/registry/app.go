@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +73,10 @@ type App struct {
 	// apps of a config that fails to start, and the old one runs on.
 	replaced *Tenancy
 	// controlPlanes counts the config's handlers serving a control
-	// plane; planes holds what each admits with its own tokens.
+	// plane; planesMu guards what they add to tenancy, and
+	// handlersLimits.
 	controlPlanes atomic.Int32
 	planesMu      sync.Mutex
-	planes        []Plane
 	// handlersLimits are the process-wide limits the config's handlers
 	// gave (guarded by planesMu), by option name; replaced are the
 	// values Start replaced, which Stop puts back if the config failed
@@ -139,9 +140,6 @@ const tcpApp = "inlets_tcp"
 func (a *App) Start() error {
 	a.reg.SetLogger(a.ctx.Logger())
 	a.reg.SetPeers(a.Peers)
-	a.planesMu.Lock()
-	a.tenancy.SetPlanes(a.planes)
-	a.planesMu.Unlock()
 	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
 	a.replacedUnread = a.reg.Budget().Limit()
@@ -229,10 +227,11 @@ func FromContext(ctx caddy.Context) (*Registry, error) {
 }
 
 // NoteControlPlane records that a handler of ctx's config serves the
-// control plane, admitting p with its own tokens: when the config starts,
-// the clients of those tokens that no handler of it admits any more are
-// disconnected.
-func NoteControlPlane(ctx caddy.Context, p Plane) error {
+// control plane, and adds its own tokens (by digest) to the config's
+// default tunnel with its allow_hosts: when the config starts, the
+// clients of the default tunnel that none of its handlers admits any
+// more are disconnected.
+func NoteControlPlane(ctx caddy.Context, digests [][sha256.Size]byte, allow HostAllow) error {
 	app, err := ctx.App("inlets")
 	if err != nil {
 		return fmt.Errorf("loading the inlets app: %w", err)
@@ -240,9 +239,8 @@ func NoteControlPlane(ctx caddy.Context, p Plane) error {
 	a := app.(*App)
 	a.controlPlanes.Add(1)
 	a.planesMu.Lock()
-	a.planes = append(a.planes, p)
-	a.planesMu.Unlock()
-	return nil
+	defer a.planesMu.Unlock()
+	return a.tenancy.AddDefaultTokens(digests, allow)
 }
 
 // MinMaxUnread is the least max_unread: a few streams' first windows.

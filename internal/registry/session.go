@@ -31,7 +31,7 @@ type Session struct {
 	// Since is when the session was accepted.
 	Since time.Time
 	// Tunnel is the name of the tunnel whose token the client presented,
-	// or Unnamed for a handler's own token.
+	// or Unnamed for the default tunnel (an inlets handler's own token).
 	Tunnel string
 
 	// tokenDigest is the SHA-256 of the token the client presented.

@@ -23,18 +23,21 @@ type (
 	Token  = config.Token
 )
 
-// Unnamed is the tunnel name of clients that presented a handler's own
-// token: they serve what the handler's allow_hosts and the TCP data
-// plane's ports allow, and nothing that a named tunnel owns.
+// Unnamed is the name of the default tunnel, whose tokens are the inlets
+// handlers' own (AddDefaultTokens): its clients serve what the handlers'
+// allow_hosts and the TCP data plane's ports allow, and nothing that a
+// named tunnel owns.
 const Unnamed = ""
 
 // MaxTunnelPorts bounds one tunnel's tcp_ports, and its udp_ports.
 const MaxTunnelPorts = config.MaxTunnelPorts
 
 // Tenancy is the compiled form of a config's tunnels: who a token belongs
-// to and which tunnel owns a host or a port. It does not change once its
-// app has started (SetPlanes, called before, is the one change); the
-// registry holds the one of the config that started last.
+// to and which tunnel owns a host or a port. Every token belongs to a
+// tunnel: a named tunnel's to it, an inlets handler's own to the default
+// tunnel (Unnamed), added as the handlers provision. It does not change
+// once its config has started; the registry holds the one of the config
+// that started last.
 type Tenancy struct {
 	tunnels  map[string]*Scope
 	byDigest map[[sha256.Size]byte]tokenOf
@@ -45,12 +48,6 @@ type Tenancy struct {
 	any      string
 	hasAny   bool
 	ports    map[Port]string
-
-	// planes are the control-plane handlers of the config, once it
-	// starts: a session of the handlers' own tokens stays only while one
-	// of them still holds its token and allows its hosts.
-	planes    []Plane
-	planesSet bool
 }
 
 // Scope is one tunnel as the server enforces it.
@@ -68,6 +65,38 @@ type Scope struct {
 type tokenOf struct {
 	tunnel  string
 	expires time.Time // zero: never
+	// allows is, for a token of the default tunnel, the allow_hosts of
+	// each handler that holds it: its client may announce the hosts that
+	// one of them allows.
+	allows []HostAllow
+}
+
+// HostAllow is an inlets handler's allow_hosts: its patterns, and the
+// matcher of them (nil: any host).
+type HostAllow struct {
+	Patterns []string
+	Allow    func(host string) bool
+}
+
+// AddDefaultTokens adds an inlets handler's own tokens, by digest, to the
+// default tunnel, with the handler's allow_hosts. A token of a named
+// tunnel cannot be a handler's too: its clients would be the tunnel's.
+// Two handlers may hold one token; its client may announce what either
+// allows. Called as the config's handlers provision, before it starts.
+func (t *Tenancy) AddDefaultTokens(digests [][sha256.Size]byte, allow HostAllow) error {
+	for i, digest := range digests {
+		tok, ok := t.byDigest[digest]
+		if ok && tok.tunnel != Unnamed {
+			return fmt.Errorf("token %d of this inlets handler is also tunnel %s's: its clients would be that tunnel's, not the server's; give each its own token", i+1, tok.tunnel)
+		}
+		tok.tunnel = Unnamed
+		tok.allows = append(tok.allows, allow)
+		t.byDigest[digest] = tok
+	}
+	if _, ok := t.tunnels[Unnamed]; !ok && len(digests) > 0 {
+		t.tunnels[Unnamed] = &Scope{Name: Unnamed}
+	}
+	return nil
 }
 
 // CompileTunnels checks tunnels and compiles them. Its errors name the
@@ -248,15 +277,19 @@ func ExpandToken(repl *caddy.Replacer, token string) (string, error) {
 	return v, nil
 }
 
-// Len is the number of tunnels.
+// Len is the number of named tunnels.
 func (t *Tenancy) Len() int {
 	if t == nil {
 		return 0
 	}
+	if _, ok := t.tunnels[Unnamed]; ok {
+		return len(t.tunnels) - 1
+	}
 	return len(t.tunnels)
 }
 
-// Scope returns the named tunnel, or nil.
+// Scope returns the tunnel of that name, or nil: Unnamed is the default
+// tunnel, there when some handler has tokens of its own.
 func (t *Tenancy) Scope(name string) *Scope {
 	if t == nil {
 		return nil

@@ -134,3 +134,94 @@ func TestTunnelMistakesNameTheTunnelAndTheFieldAndNeverTheToken(t *testing.T) {
 		}
 	}
 }
+
+// A handler's own tokens are the default tunnel's: one lookup answers for
+// every token, the default tunnel admits what one of its token's handlers
+// allows, less what a named tunnel owns, and a token cannot be a handler's
+// and a tunnel's at once.
+func TestHandlersTokensAreTheDefaultTunnels(t *testing.T) {
+	named := func() *Tenancy {
+		ten, err := CompileTunnels(map[string]*Tunnel{
+			"acme": {Tokens: []Token{{SHA256: digestHex("a")}}, Hosts: []string{"acme.example.com"}},
+			"lab":  {Tokens: []Token{{Value: "b"}}, Hosts: []string{"lab.example.com"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ten
+	}
+	ten := named()
+	if ten.Scope(Unnamed) != nil {
+		t.Fatal("a default tunnel before any handler gave a token")
+	}
+	if err := ten.AddDefaultTokens([][sha256.Size]byte{sha256.Sum256([]byte("b"))}, HostAllow{}); err == nil || !strings.Contains(err.Error(), "tunnel lab's") {
+		t.Fatalf("a handler's token that is tunnel lab's: %v", err)
+	}
+	own := sha256.Sum256([]byte("own"))
+	only := func(patterns ...string) HostAllow {
+		return HostAllow{Patterns: patterns, Allow: func(h string) bool {
+			for _, p := range patterns {
+				if p == h {
+					return true
+				}
+			}
+			return false
+		}}
+	}
+	// Two handlers hold the token, each with its allow_hosts.
+	if err := ten.AddDefaultTokens([][sha256.Size]byte{own}, only("x.test")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ten.AddDefaultTokens([][sha256.Size]byte{own}, only("y.test")); err != nil {
+		t.Fatal(err)
+	}
+	if ten.Scope(Unnamed) == nil || ten.Len() != 2 {
+		t.Fatalf("default tunnel %v, named tunnels %d, want it and 2", ten.Scope(Unnamed), ten.Len())
+	}
+	if name, ok := ten.Authenticate(own, time.Now()); !ok || name != Unnamed {
+		t.Fatalf("the handler's token authenticates as %q, %v", name, ok)
+	}
+	hello := func(hosts ...string) *tunnel.Hello {
+		h := &tunnel.Hello{}
+		for _, host := range hosts {
+			h.HTTP = append(h.HTTP, tunnel.HTTPUpstream{Host: host})
+		}
+		return h
+	}
+	now := time.Now()
+	for _, tt := range []struct {
+		hosts []string
+		want  string // "" admitted, else part of the refusal
+	}{
+		{[]string{"x.test"}, ""},
+		{[]string{"y.test"}, ""},
+		{[]string{"x.test", "y.test"}, "host y.test is not allowed by this server, which allows x.test"},
+		{[]string{"z.test"}, "host z.test is not allowed by this server, which allows x.test"},
+	} {
+		err := ten.Admits(Unnamed, own, hello(tt.hosts...), now)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("default tunnel announcing %v: %v, want %q", tt.hosts, err, tt.want)
+		}
+	}
+	// A host a named tunnel owns stays the tunnel's, whatever the handler
+	// allows.
+	all := sha256.Sum256([]byte("all-hosts"))
+	if err := ten.AddDefaultTokens([][sha256.Size]byte{all}, HostAllow{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ten.Admits(Unnamed, all, hello("acme.example.com"), now); err == nil || !strings.Contains(err.Error(), "belongs to a tunnel of its own") {
+		t.Errorf("default tunnel announcing tunnel acme's host: %v", err)
+	}
+	// A token no handler holds any more, and a named tunnel's token
+	// presented as the default tunnel's, are refused.
+	if err := ten.Admits(Unnamed, sha256.Sum256([]byte("gone")), hello("x.test"), now); err == nil || !strings.Contains(err.Error(), "no longer takes this client's token") {
+		t.Errorf("a token no handler holds: %v", err)
+	}
+	if err := ten.Admits(Unnamed, sha256.Sum256([]byte("b")), hello("x.test"), now); err == nil {
+		t.Error("tunnel lab's token admitted as the default tunnel's")
+	}
+	// Without a handler's token, there is no default tunnel.
+	if err := named().Admits(Unnamed, own, hello("x.test"), now); err == nil || !strings.Contains(err.Error(), "no longer takes this client's token") {
+		t.Errorf("default tunnel in a config without handlers' tokens: %v", err)
+	}
+}
