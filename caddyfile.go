@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
 )
@@ -43,12 +44,12 @@ func init() {
 //
 // max_unread bounds what clients have sent that visitors have not read
 // yet, and max_clients the clients connected, the whole process together
-// (see registry.App's MaxUnread and MaxClients).
+// (see app.App's MaxUnread and MaxClients).
 //
 // peers are the control-plane URLs of the fleet's other servers, which
-// this server advertises to its clients (see registry.App's Peers).
+// this server advertises to its clients (see app.App's Peers).
 // Each tunnel block is a tenant (see registry.UnmarshalTunnel);
-// the tcp block is the TCP data plane (see l4ports.App's). Without a tcp
+// the tcp block is the TCP data plane (see l4ports.Plane's). Without a tcp
 // block the server refuses TCP clients.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // the option's name
@@ -58,15 +59,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	app := new(registry.App)
-	var tcp *l4ports.App
+	inlets := new(app.App)
+	var tcp *l4ports.Plane
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "tcp":
 			if tcp != nil {
 				return nil, d.Err("the inlets global option has two tcp blocks: merge them into one")
 			}
-			tcp = new(l4ports.App)
+			tcp = new(l4ports.Plane)
 			if err := tcp.UnmarshalCaddyfile(d); err != nil {
 				return nil, err
 			}
@@ -81,7 +82,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
-			if app.Tunnels[name] != nil {
+			if inlets.Tunnels[name] != nil {
 				return nil, d.Errf("tunnel %s is given twice: merge its blocks into one", name)
 			}
 			d.SetContext("inlets.tunnel", name)
@@ -89,19 +90,19 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err := registry.UnmarshalTunnel(d, tun); err != nil {
 				return nil, err
 			}
-			if app.Tunnels == nil {
-				app.Tunnels = make(map[string]*registry.Tunnel)
+			if inlets.Tunnels == nil {
+				inlets.Tunnels = make(map[string]*registry.Tunnel)
 			}
-			app.Tunnels[name] = tun
+			inlets.Tunnels[name] = tun
 		case "max_unread":
 			if !d.NextArg() {
 				return nil, d.ArgErr()
 			}
 			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size > 1<<40 || size < registry.MinMaxUnread {
+			if err != nil || size > 1<<40 || size < app.MinMaxUnread {
 				return nil, d.Errf("bad max_unread %q: want a size of at least 1MiB, such as 256MiB or 1GiB", d.Val())
 			}
-			app.MaxUnread = int64(size)
+			inlets.MaxUnread = int64(size)
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
@@ -113,7 +114,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err != nil || n <= 0 {
 				return nil, d.Errf("bad max_clients %q: want a positive number", d.Val())
 			}
-			app.MaxClients = n
+			inlets.MaxClients = n
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
@@ -122,16 +123,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if len(urls) == 0 {
 				return nil, d.ArgErr()
 			}
-			app.Peers = append(app.Peers, urls...)
+			inlets.Peers = append(inlets.Peers, urls...)
 		default:
 			return nil, d.Errf("unknown inlets global option %q: want tunnel, tcp, peers, max_unread or max_clients", d.Val())
 		}
 	}
-	if tcp != nil {
-		app.TCP = caddyconfig.JSON(tcp, nil)
-	}
-	if tcp == nil && app.Tunnels == nil && app.Peers == nil && app.MaxUnread == 0 && app.MaxClients == 0 {
+	inlets.TCP = tcp
+	if tcp == nil && inlets.Tunnels == nil && inlets.Peers == nil && inlets.MaxUnread == 0 && inlets.MaxClients == 0 {
 		return nil, nil
 	}
-	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(app, nil)}, nil
+	return httpcaddyfile.App{Name: "inlets", Value: caddyconfig.JSON(inlets, nil)}, nil
 }

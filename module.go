@@ -7,8 +7,8 @@
 //	http.handlers.inlets                 the control and data planes
 //	http.reverse_proxy.transport.inlets  reverse_proxy's transport through a client
 //	http.reverse_proxy.upstreams.inlets  reverse_proxy's upstreams: the clients of a host
-//	inlets                               the app: the registry of connected clients, the tunnels
-//	inlets_tcp                           the TCP and UDP data plane
+//	inlets                               the app (package app): the tunnels, the TCP and UDP data plane (tcp), the fleet's peers, the process's limits
+//	inlets_tcp                           the TCP and UDP data plane as an app of its own (the same JSON as the inlets app's tcp)
 //	layer4.handlers.inlets               caddy-l4's handler for TLS passthrough by name
 //	tls.permission.inlets                on-demand TLS for the names clients announce
 //
@@ -17,9 +17,8 @@
 package inlets
 
 import (
+	_ "github.com/caddy-inlets/caddy-inlets/app"
 	_ "github.com/caddy-inlets/caddy-inlets/handler"
 	_ "github.com/caddy-inlets/caddy-inlets/internal/caddystatus"
-	_ "github.com/caddy-inlets/caddy-inlets/internal/registry"
 	_ "github.com/caddy-inlets/caddy-inlets/layer4/l4inlets"
-	_ "github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
 )

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -89,7 +90,7 @@ func (e *env) tenantJSON(c tenantConfig) ([]byte, error) {
 					}}}},
 				}},
 			},
-			"inlets": &registry.App{Tunnels: tunnels},
+			"inlets": &app.App{Tunnels: tunnels},
 		},
 	})
 }

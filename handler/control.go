@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/caddystatus"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/internal/version"
@@ -219,7 +220,7 @@ func (h *Handler) serveSession(conn *tunnel.Conn, remoteAddr string, addr netip.
 		limits.MaxStreams = sc.MaxStreamsPerClient
 	}
 	s := h.reg.NewSession(sess, ctrl, hello, protocol, remoteAddr, limits)
-	if err := h.reg.Admit(s); err != nil {
+	if err := app.Admit(h.reg, s); err != nil {
 		refuse(ctrl, err)
 		return
 	}

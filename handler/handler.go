@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -179,7 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("plane %q: want %q, %q or nothing (both)", h.Plane, PlaneControl, PlaneData)
 	}
 
-	reg, err := registry.FromContext(ctx)
+	reg, err := app.FromContext(ctx)
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for option, limit := range map[string]int64{"max_unread": h.MaxUnread, "max_clients": int64(h.MaxClients)} {
 		if limit != 0 {
-			if err := registry.NoteProcessLimit(ctx, option, limit); err != nil {
+			if err := app.NoteProcessLimit(ctx, option, limit); err != nil {
 				return err
 			}
 		}
@@ -203,10 +204,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.allow, err = hostAllower(h.AllowHosts); err != nil {
 			return err
 		}
-		if err := registry.NoteControlPlane(ctx, h.tokens, registry.HostAllow{Patterns: h.AllowHosts, Allow: h.allow}); err != nil {
+		if err := app.NoteControlPlane(ctx, h.tokens, registry.HostAllow{Patterns: h.AllowHosts, Allow: h.allow}); err != nil {
 			return err
 		}
-		tenancy, err := registry.TenancyOf(ctx)
+		tenancy, err := app.TenancyOf(ctx)
 		if err != nil {
 			return err
 		}

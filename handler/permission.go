@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
@@ -69,7 +70,7 @@ func (Permission) CaddyModule() caddy.ModuleInfo {
 // Provision finds the registry of clients, and the storage certificates
 // are kept in.
 func (p *Permission) Provision(ctx caddy.Context) error {
-	reg, err := registry.FromContext(ctx)
+	reg, err := app.FromContext(ctx)
 	if err != nil {
 		return err
 	}

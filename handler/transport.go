@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
@@ -59,7 +60,7 @@ const defaultIdleStreamsPerClient = 256
 
 // Provision sets up the embedded HTTPTransport and replaces its dialer.
 func (t *Transport) Provision(ctx caddy.Context) error {
-	reg, err := registry.FromContext(ctx)
+	reg, err := app.FromContext(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 )
 
@@ -32,7 +33,7 @@ func (Upstreams) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the registry.
 func (u *Upstreams) Provision(ctx caddy.Context) error {
-	reg, err := registry.FromContext(ctx)
+	reg, err := app.FromContext(ctx)
 	u.reg = reg
 	return err
 }

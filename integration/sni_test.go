@@ -350,7 +350,7 @@ func TestSilentTLSVisitorsHoldLittleAndAreLetGoAfterTheHandshakeTimeout(t *testi
 }
 
 // Two clients serving one TLS name behind layer4.handlers.inlets share
-// its connections, round robin, as the inlets_tcp app's ports do: one
+// its connections, round robin, as the TCP data plane's ports do: one
 // balancer for both layer-4 paths.
 func TestTwoClientsServingOneTLSNameShareItsConnections(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -658,4 +659,65 @@ func TestTCPConnectionsAndClientsLeaveNoGoroutinesOrFileDescriptors(t *testing.T
 	base := testenv.SettledResources(t)
 	exercise(3)
 	testenv.ResourcesBackTo(t, base, "3 clients and their connections ended")
+}
+
+// The data plane given as an app of its own, apps.inlets_tcp (the form
+// of configs written before it was the inlets app's tcp), serves the
+// same; a config that gives it in both places is refused, and the
+// running one keeps serving.
+func TestTheDataPlaneAsTheInletsTCPAppServesAndTwiceIsRefused(t *testing.T) {
+	up := newEchoUpstream(t, "app")
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, allowPorts(public))
+	testenv.Client(t, tcpClient(srv.URL, public, up.Addr()))
+	cfg := adminConfig(t, srv.Caddy)
+	apps := cfg["apps"].(map[string]any)
+	inlets := apps["inlets"].(map[string]any)
+	plane := inlets["tcp"]
+	if plane == nil {
+		t.Fatalf("the adapted config has no inlets tcp: %v", inlets)
+	}
+
+	// Both: refused, naming the fix.
+	apps["inlets_tcp"] = plane
+	if err := postJSON(srv.Caddy, cfg); err == nil || !strings.Contains(err.Error(), "configured twice, as the inlets app's tcp and as the inlets_tcp app: keep one") {
+		t.Fatalf("a config with the data plane twice: %v", err)
+	}
+	if got := whoServes(t, public); got != "app" {
+		t.Fatalf("after a refused config the port reached %q", got)
+	}
+
+	// The app of its own only: the client's port goes on, now the
+	// inlets_tcp app's.
+	delete(inlets, "tcp")
+	if err := postJSON(srv.Caddy, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := whoServes(t, public); got != "app" {
+		t.Fatalf("a port of the inlets_tcp app reached %q", got)
+	}
+}
+
+// adminConfig is the config running in c, as its admin API gives it.
+func adminConfig(t *testing.T, c *testenv.Caddy) map[string]any {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", c.AdminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cfg map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// postJSON loads a JSON config into c through its admin API.
+func postJSON(c *testenv.Caddy, cfg map[string]any) error {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return c.LoadJSON(body)
 }

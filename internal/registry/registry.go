@@ -47,11 +47,6 @@ type Registry struct {
 	tenancy atomic.Pointer[Tenancy]
 	expiry  *time.Timer
 
-	// openersMu guards openers: the TCP data planes installed by the TCP
-	// apps that run, oldest first (see SetPortOpener).
-	openersMu sync.Mutex
-	openers   []PortOpener
-
 	// watchers are told when a session is added or removed.
 	watchers sync.Map // *func(*Session)
 
@@ -174,9 +169,10 @@ func (r *Registry) Watch(f func(*Session)) (stop func()) {
 
 var errShuttingDown = errors.New("the server is shutting down; the client will reconnect to its successor")
 
-// add registers s, unless the registry is shutting down or holds
-// maxClients sessions already (0: no limit).
-func (r *Registry) add(s *Session) error {
+// Add registers s, unless the registry is shutting down, holds
+// maxClients sessions already (0: no limit) or its tenancy does not
+// admit s; Admit is Add and Follow.
+func (r *Registry) Add(s *Session) error {
 	maxClients := int(r.maxClients.Load())
 	r.mu.Lock()
 	if r.closed {
@@ -214,8 +210,8 @@ func (r *Registry) add(s *Session) error {
 	return nil
 }
 
-// remove unregisters s; removing twice is harmless.
-func (r *Registry) remove(s *Session) {
+// Remove unregisters s; removing twice is harmless.
+func (r *Registry) Remove(s *Session) {
 	r.mu.Lock()
 	_, ok := r.byID.LoadAndDelete(s.ID)
 	if ok {
@@ -298,3 +294,8 @@ func (r *Registry) SetPeers(peers []string) {
 		s.SendPeers(peers)
 	}
 }
+
+// SetMaxClients sets the most clients connected at once, all control
+// planes and tunnels together (the inlets app's max_clients), and
+// returns the one it replaces.
+func (r *Registry) SetMaxClients(n int64) (old int64) { return r.maxClients.Swap(n) }

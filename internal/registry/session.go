@@ -113,22 +113,23 @@ func (r *Registry) NewSession(sess *tunnel.Session, ctrl *tunnel.Stream, hello t
 }
 
 // Admit registers s, unless the registry has max_clients sessions
-// already (the config that started last set it), and opens its TCP and
-// UDP ports. It returns a *tunnel.Rejection
-// to send the client, and registers nothing, when s cannot be admitted.
-// The session is removed when it ends.
+// already (the config that started last set it) or the tunnels of the
+// moment refuse it, and follows it: it is removed when it ends. It
+// returns a *tunnel.Rejection to send the client, and registers nothing,
+// when s cannot be admitted. A session that announces ports is admitted
+// with Add, then Follow once its ports are open (package app's Admit).
 func (r *Registry) Admit(s *Session) error {
-	if err := r.add(s); err != nil {
+	if err := r.Add(s); err != nil {
 		return err
 	}
-	if len(s.Hello.TCP)+len(s.Hello.UDP) > 0 {
-		if err := r.openPorts(s); err != nil {
-			r.remove(s)
-			return err
-		}
-	}
+	r.Follow(s)
+	return nil
+}
+
+// Follow removes s from the registry when its session ends, and logs it.
+func (r *Registry) Follow(s *Session) {
 	s.sess.Conn().OnClose(func() {
-		r.remove(s)
+		r.Remove(s)
 		fields := []zap.Field{
 			zap.String("remote_addr", s.RemoteAddr),
 			zap.String("client_id", s.Hello.ClientID),
@@ -140,7 +141,6 @@ func (r *Registry) Admit(s *Session) error {
 		}
 		r.Logger().Info("client disconnected", fields...)
 	})
-	return nil
 }
 
 // Accept tells the client it is accepted, then sends what was notified

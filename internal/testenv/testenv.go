@@ -82,7 +82,17 @@ func Caddyfile(adminPort int, globals, sites string) string {
 // Load posts a Caddyfile to the admin API, as `caddy reload` does, and
 // returns the admin API's error, if any.
 func (c *Caddy) Load(caddyfile string) error {
-	resp, err := http.Post(fmt.Sprintf("http://localhost:%d/load", c.AdminPort), "text/caddyfile", strings.NewReader(caddyfile))
+	return c.load("text/caddyfile", caddyfile)
+}
+
+// LoadJSON posts a JSON config to the admin API, as `caddy reload` does
+// with one, and returns the admin API's error, if any.
+func (c *Caddy) LoadJSON(config []byte) error {
+	return c.load("application/json", string(config))
+}
+
+func (c *Caddy) load(contentType, config string) error {
+	resp, err := http.Post(fmt.Sprintf("http://localhost:%d/load", c.AdminPort), contentType, strings.NewReader(config))
 	if err != nil {
 		return err
 	}

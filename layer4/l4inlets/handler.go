@@ -21,6 +21,7 @@ import (
 	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
 	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
@@ -52,7 +53,7 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // Any other connection goes by the port it came to, to the clients that
 // announced that TCP port (`--ports`), or for a UDP server of the layer4
 // app, that UDP port (`--udp-ports`): a layer4 server's ports are served
-// through its routes, and the inlets_tcp app does not listen on them
+// through its routes, and the TCP data plane (the inlets app's tcp) does not listen on them
 // itself, so every caddy-l4 matcher can guard them.
 //
 // When no client serves the name, or the connection is not TLS, the
@@ -81,7 +82,7 @@ type Handler struct {
 
 	// How to pick among the clients serving one name or port:
 	// "round_robin" or "least_conn" (fewest open connections), as the
-	// inlets_tcp app's. Clients still in their handshake, and for a port
+	// TCP data plane's. Clients still in their handshake, and for a port
 	// those that found its upstream unreachable lately, come last.
 	// Default: round_robin.
 	LBPolicy string `json:"lb_policy,omitempty"`
@@ -130,7 +131,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.handshake = DefaultHandshakeTimeout
 	}
 	h.logger = ctx.Logger()
-	reg, err := registry.FromContext(ctx)
+	reg, err := app.FromContext(ctx)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ import (
 // 1024), at most udp_max_flows_per_source (default 128) from one IPv4
 // address or IPv6 /64; a visitor datagram over max_datagram_size bytes (default 9216)
 // is dropped and counted.
-func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (a *Plane) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// The dispenser is on "tcp".
 	if d.NextArg() {
 		return d.ArgErr()
@@ -99,4 +99,4 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var _ caddyfile.Unmarshaler = (*App)(nil)
+var _ caddyfile.Unmarshaler = (*Plane)(nil)

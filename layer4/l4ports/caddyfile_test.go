@@ -13,7 +13,7 @@ import (
 func TestUnmarshalCaddyfile(t *testing.T) {
 	for _, tt := range []struct {
 		name, input string
-		want        *App
+		want        *Plane
 		wantErr     string
 		// loadErr is an error of a value, which loading the config
 		// (Provision and Validate) finds: the Caddyfile is only parsed.
@@ -22,19 +22,19 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{
 			name:  "everything",
 			input: "tcp {\n bind 0.0.0.0\n ports 2222 8000-8100\n ports 9000\n proxy_protocol v2\n idle_timeout 30m\n lb_policy least_conn\n}",
-			want: &App{Bind: "0.0.0.0", Ports: []string{"2222", "8000-8100", "9000"}, ProxyProtocol: "v2",
+			want: &Plane{Bind: "0.0.0.0", Ports: []string{"2222", "8000-8100", "9000"}, ProxyProtocol: "v2",
 				IdleTimeout: caddy.Duration(30 * time.Minute), LBPolicy: "least_conn"},
 		},
 		{
 			name:  "udp",
 			input: "tcp {\n udp_ports 53 5000-5010\n udp_idle_timeout 1m\n udp_max_flows 4096\n udp_max_flows_per_source 16\n max_datagram_size 1500\n}",
-			want: &App{UDPPorts: []string{"53", "5000-5010"}, UDPIdleTimeout: caddy.Duration(time.Minute), UDPMaxFlows: 4096,
+			want: &Plane{UDPPorts: []string{"53", "5000-5010"}, UDPIdleTimeout: caddy.Duration(time.Minute), UDPMaxFlows: 4096,
 				UDPMaxFlowsPerSource: 16, MaxDatagramSize: 1500},
 		},
 		{name: "zero flows per source", input: "tcp {\n udp_max_flows_per_source 0\n}", wantErr: `udp_max_flows_per_source "0": want a positive number`},
-		{name: "ports only", input: "tcp {\n ports 2222\n}", want: &App{Ports: []string{"2222"}}},
-		{name: "IPv6 bind", input: "tcp {\n bind [::1]\n ports 2222\n}", want: &App{Bind: "[::1]", Ports: []string{"2222"}}},
-		{name: "empty block", input: "tcp {\n}", want: &App{}},
+		{name: "ports only", input: "tcp {\n ports 2222\n}", want: &Plane{Ports: []string{"2222"}}},
+		{name: "IPv6 bind", input: "tcp {\n bind [::1]\n ports 2222\n}", want: &Plane{Bind: "[::1]", Ports: []string{"2222"}}},
+		{name: "empty block", input: "tcp {\n}", want: &Plane{}},
 		{name: "argument", input: "tcp 2222", wantErr: "wrong argument count"},
 		{name: "unknown option", input: "tcp {\n listen :2222\n}", wantErr: `unknown inlets tcp option "listen": want bind, ports, proxy_protocol, idle_timeout, lb_policy, udp_ports, udp_idle_timeout, udp_max_flows, udp_max_flows_per_source or max_datagram_size`},
 		{name: "bad port", input: "tcp {\n ports 2222 99999\n}", loadErr: `"99999" is not a port (1-65535) or a range FIRST-LAST such as 8000-8100`},
@@ -48,7 +48,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "zero idle timeout", input: "tcp {\n idle_timeout 0s\n}", wantErr: "want a positive duration"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := new(App)
+			got := new(Plane)
 			d := caddyfile.NewTestDispenser(tt.input)
 			d.Next() // the global option's parser hands over on "tcp"
 			err := got.UnmarshalCaddyfile(d)

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// portListener accepts the visitors of one port. The App that opened it
+// portListener accepts the visitors of one port. The Plane that opened it
 // owns its accept loop and stops it with close; each accepted connection
 // then belongs to the client session it is forwarded through.
 type portListener struct {
@@ -39,7 +39,7 @@ type portListener struct {
 // (a site, the admin endpoint), splitting that port's connections with a
 // tunnel client: so a port this data plane does not hold already is
 // first bound without it, which fails if anything listens there.
-func (a *App) listen(port int) (*portListener, error) {
+func (a *Plane) listen(port int) (*portListener, error) {
 	if a.reserved[port] != "" {
 		return nil, fmt.Errorf("port %d is Caddy's own (%s): a tunnel cannot take it", port, a.reserved[port])
 	}

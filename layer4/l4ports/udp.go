@@ -169,7 +169,7 @@ type udpListener struct {
 // loop; as for TCP, a port no config holds yet is first probed without
 // SO_REUSEPORT, so a tunnel never shares a port with another program or
 // with Caddy's own HTTP/3.
-func (a *App) listenUDP(port int) (*udpListener, error) {
+func (a *Plane) listenUDP(port int) (*udpListener, error) {
 	host := strings.TrimSuffix(strings.TrimPrefix(a.Bind, "["), "]")
 	if heldUDP.count(port) == 0 {
 		probe, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))

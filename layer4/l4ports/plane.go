@@ -1,10 +1,8 @@
-// Package l4ports is the TCP and UDP data plane of caddy-inlets, the
-// inlets_tcp Caddy app: it listens on the ports that tunnel clients announce (those
-// the config allows) and forwards every visitor connection over a new
-// stream to a client serving that port, which relays it to its upstream.
-//
-// Its app ID is inlets_tcp, not layer4, so that it can live in one binary
-// with mholt/caddy-l4.
+// Package l4ports is the TCP and UDP data plane of caddy-inlets, which
+// the inlets app starts (its tcp field; package app): it listens on the
+// ports that tunnel clients announce (those the config allows) and
+// forwards every visitor connection over a new stream to a client
+// serving that port, which relays it to its upstream.
 package l4ports
 
 import (
@@ -26,10 +24,6 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
-func init() {
-	caddy.RegisterModule(new(App))
-}
-
 // Load-balancing policies between the clients that serve one port.
 const (
 	PolicyRoundRobin = "round_robin"
@@ -43,7 +37,8 @@ const (
 // them) do not hold a stream and two sockets forever.
 const DefaultIdleTimeout = time.Hour
 
-// App is the TCP data plane (inlets-pro's TCP mode). When a tunnel client
+// Plane is the TCP and UDP data plane (inlets-pro's TCP mode), in JSON
+// the inlets app's tcp. When a tunnel client
 // announces ports, the ports this config allows start listening on the
 // bind address; every connection to one of them is forwarded through a
 // client serving that port to the client's upstream host. A port stops
@@ -53,7 +48,7 @@ const DefaultIdleTimeout = time.Hour
 // reload keeps them. The new config listens on the ports it allows, and a
 // client whose ports it no longer allows is told so (a "withdraw" control
 // message) and keeps its session.
-type App struct {
+type Plane struct {
 	// The address the data-plane ports listen on: an IP address or a host
 	// name (inlets-pro's --data-addr). Default: every interface, IPv4 and
 	// IPv6.
@@ -134,28 +129,15 @@ type App struct {
 	stopped   bool
 }
 
-// CaddyModule returns the Caddy module information. Its receiver is a
-// pointer because App holds a mutex, which must not be copied.
-func (*App) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{
-		ID:  "inlets_tcp",
-		New: func() caddy.Module { return new(App) },
-	}
-}
-
-// Provision parses the config and finds the registry of clients. It never
-// binds a port: `caddy validate` provisions without starting.
-func (a *App) Provision(ctx caddy.Context) error {
+// Provision parses the config, with the registry of clients and the
+// tunnels of the config (its tenancy). It never binds a port: `caddy
+// validate` provisions without starting.
+func (a *Plane) Provision(ctx caddy.Context, reg *registry.Registry, tenancy *registry.Tenancy) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	reg, err := registry.FromContext(ctx)
-	if err != nil {
-		return err
-	}
 	a.reg = reg
-	if a.tenancy, err = registry.TenancyOf(ctx); err != nil {
-		return err
-	}
+	a.tenancy = tenancy
+	var err error
 	if a.allowed, err = parsePorts(a.Ports); err != nil {
 		return err
 	}
@@ -194,7 +176,7 @@ func udpProxyProtocol(v string) string {
 }
 
 // Validate checks the config's values.
-func (a *App) Validate() error {
+func (a *Plane) Validate() error {
 	if err := validateBind(a.Bind); err != nil {
 		return err
 	}
@@ -246,11 +228,11 @@ func validateBind(bind string) error {
 // servers to a tunnel: a port a client announced that it cannot bind is withdrawn
 // from its clients with the reason, rather than failing the reload of a
 // whole config over one client's announcement.
-func (a *App) Start() error {
+func (a *Plane) Start(hasControlPlane bool) error {
 	if len(a.allowed) == 0 && len(a.allowedUDP) == 0 && !a.tenancy.HasPorts() {
 		a.logger.Warn("the TCP data plane has no ports of its own and no tunnel has tcp_ports: it opens no port until one does (`caddy inlets tunnel create NAME --tcp-port N`), or until its `ports` lists some")
 	}
-	if !registry.HasControlPlane(a.ctx) {
+	if !hasControlPlane {
 		a.logger.Warn("this config has a TCP data plane (the inlets global option's tcp block) but no inlets control plane: no client can connect to announce ports; " +
 			"add `inlets { token ... }` or `inlets control { token ... }` to a site")
 	}
@@ -261,9 +243,9 @@ func (a *App) Start() error {
 	a.mu.Lock()
 	a.listeners = make(map[registry.Port]listener)
 	// Installed before reading the announced ports: a client admitted from
-	// now on asks this app (and waits for mu), and one admitted earlier is
-	// already listed.
-	a.reg.SetPortOpener(a)
+	// now on asks this plane (and waits for mu), and one admitted earlier
+	// is already listed.
+	install(a)
 	a.stopWatch = a.reg.Watch(a.closeUnserved)
 	unbound := make(map[registry.Port]error)
 	for _, p := range a.reg.Ports() {
@@ -288,7 +270,7 @@ func (a *App) Start() error {
 // them), and refuses a config that gives one to a tunnel: its clients
 // would receive that site's visitors, and the tokens of the clients
 // connecting to its control plane.
-func (a *App) reserveCaddysPorts() error {
+func (a *Plane) reserveCaddysPorts() error {
 	a.reserved = make(map[int]string)
 	app, err := a.ctx.AppIfConfigured("http")
 	if err != nil {
@@ -349,7 +331,7 @@ func layer4Ports(ctx caddy.Context) map[registry.Port]bool {
 // withdrawUnserved tells each client which of its ports this config does
 // not serve: those it does not allow, and those in unbound, which it could
 // not listen on. The client keeps its session and its other ports.
-func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
+func (a *Plane) withdrawUnserved(unbound map[registry.Port]error) {
 	disallowed := "the server's allowed ports are now " + a.allowed.String()
 	disallowedUDP := "the server's allowed UDP ports are now " + a.allowedUDP.String()
 	for _, s := range a.reg.Sessions() {
@@ -382,8 +364,8 @@ func (a *App) withdrawUnserved(unbound map[registry.Port]error) {
 
 // Stop closes this config's listeners. The connections they accepted go
 // on: they belong to the client sessions, which outlive the config.
-func (a *App) Stop() error {
-	successor := a.reg.ClearPortOpener(a)
+func (a *Plane) Stop() error {
+	successor := uninstall(a)
 	a.mu.Lock()
 	a.stopped = true
 	if a.stopWatch != nil {
@@ -403,7 +385,7 @@ func (a *App) Stop() error {
 
 // withdrawAll tells every TCP client that the server serves no port any
 // more: the new config has no TCP data plane.
-func (a *App) withdrawAll() {
+func (a *Plane) withdrawAll() {
 	const reason = "the server's configuration no longer serves TCP or UDP tunnels (it has no `inlets { tcp { ... } }` block)"
 	for _, s := range a.reg.Sessions() {
 		if len(s.Hello.TCP)+len(s.Hello.UDP) == 0 {
@@ -419,15 +401,15 @@ func (a *App) withdrawAll() {
 	}
 }
 
-// OpenPorts listens on every port s announces, or on none of those it
+// openPorts listens on every port s announces, or on none of those it
 // opened itself: a port outside the allow-list, or one that cannot be
 // bound, refuses the whole announcement. The registry has added s
 // already, so a listener it opens is never seen unserved.
-func (a *App) OpenPorts(s *registry.Session) error {
+func (a *Plane) openPorts(s *registry.Session) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stopped {
-		return registry.ErrOpenerStopped
+		return errStopped
 	}
 	var refused, refusedUDP []int
 	for _, p := range s.Ports() {
@@ -477,7 +459,7 @@ func (a *App) OpenPorts(s *registry.Session) error {
 type listener interface{ close() }
 
 // listenOn listens on p, a TCP or a UDP port.
-func (a *App) listenOn(p registry.Port) (listener, error) {
+func (a *Plane) listenOn(p registry.Port) (listener, error) {
 	if p.UDP {
 		l, err := a.listenUDP(p.Num)
 		if err != nil {
@@ -495,7 +477,7 @@ func (a *App) listenOn(p registry.Port) (listener, error) {
 // allows reports whether this config serves p to clients of tunnel: a
 // named tunnel's own ports, or for the Unnamed one, the allowed ports
 // that no named tunnel owns.
-func (a *App) allows(tunnel string, p registry.Port) bool {
+func (a *Plane) allows(tunnel string, p registry.Port) bool {
 	if owner := a.tenancy.PortOwner(p); owner != registry.Unnamed {
 		return owner == tunnel
 	}
@@ -504,12 +486,12 @@ func (a *App) allows(tunnel string, p registry.Port) bool {
 
 // servesSome reports whether this config serves p to some tunnel's
 // clients.
-func (a *App) servesSome(p registry.Port) bool {
+func (a *Plane) servesSome(p registry.Port) bool {
 	return a.allowedOf(p).contains(p.Num) || a.tenancy.PortOwner(p) != registry.Unnamed
 }
 
 // allowedOf is the config's own allowed ports of p's kind.
-func (a *App) allowedOf(p registry.Port) portSet {
+func (a *Plane) allowedOf(p registry.Port) portSet {
 	if p.UDP {
 		return a.allowedUDP
 	}
@@ -527,7 +509,7 @@ func servedByOthers(sessions []*registry.Session, s *registry.Session) bool {
 
 // closeUnserved closes the listeners of the ports of s that no session
 // serves any more. The registry calls it whenever a session comes or goes.
-func (a *App) closeUnserved(s *registry.Session) {
+func (a *Plane) closeUnserved(s *registry.Session) {
 	if len(s.Hello.TCP)+len(s.Hello.UDP) == 0 {
 		return
 	}
@@ -542,9 +524,4 @@ func (a *App) closeUnserved(s *registry.Session) {
 }
 
 // Interface guards
-var (
-	_ caddy.App           = (*App)(nil)
-	_ caddy.Provisioner   = (*App)(nil)
-	_ caddy.Validator     = (*App)(nil)
-	_ registry.PortOpener = (*App)(nil)
-)
+var _ caddy.Validator = (*Plane)(nil)

@@ -1,9 +1,14 @@
-package registry
+// Package app is the inlets Caddy app, apps.inlets in JSON and the
+// inlets global option in a Caddyfile: the server's tunnels (tenants),
+// its TCP and UDP data plane, its fleet's peers and its process-wide
+// limits. Every module of caddy-inlets reaches the registry of connected
+// clients through it (FromContext). Go programs can build its config
+// with this package's App and package config's Tunnel and Token.
+package app
 
 import (
 	"cmp"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,12 +18,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-inlets/caddy-inlets/config"
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/layer4/l4ports"
 	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
 func init() {
 	caddy.RegisterModule(new(App))
+	caddy.RegisterModule(new(TCPApp))
 }
 
 // App is the inlets app: the registry of connected tunnel clients, shared by
@@ -31,12 +40,13 @@ type App struct {
 	// The tunnels, by name: tenants of the server, each with its tokens
 	// and what its clients may serve. The admin API edits them at
 	// /config/apps/inlets/tunnels/<name>; see Tunnel.
-	Tunnels map[string]*Tunnel `json:"tunnels,omitempty"`
+	Tunnels map[string]*config.Tunnel `json:"tunnels,omitempty"`
 
-	// The TCP data plane, as the inlets_tcp app takes it (the Caddyfile's
-	// global `inlets { tcp { ... } }` puts it here). Give it here or as
-	// the inlets_tcp app, not both.
-	TCP json.RawMessage `json:"tcp,omitempty"`
+	// The TCP and UDP data plane: the ports it listens on for clients
+	// (the Caddyfile's global `inlets { tcp { ... } }`). Started and
+	// stopped with this app. The same object is taken as an app of its
+	// own, inlets_tcp (TCPApp), but not both.
+	TCP *l4ports.Plane `json:"tcp,omitempty"`
 
 	// The control-plane URLs of the other servers of this server's fleet
 	// (ws:// or wss://, as clients connect to them), which it advertises
@@ -65,13 +75,13 @@ type App struct {
 	// config's must agree). Default: 10000.
 	MaxClients int `json:"max_clients,omitempty"`
 
-	reg     *Registry
+	reg     *registry.Registry
 	ctx     caddy.Context
-	tenancy *Tenancy
+	tenancy *registry.Tenancy
 	// replaced is the tunnels this config's start replaced, which its
 	// stop puts back if no later config has started: Caddy stops the
 	// apps of a config that fails to start, and the old one runs on.
-	replaced *Tenancy
+	replaced *registry.Tenancy
 	// controlPlanes counts the config's handlers serving a control
 	// plane; planesMu guards what they add to tenancy, and
 	// handlersLimits.
@@ -113,40 +123,39 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("inlets: max_clients %d must be positive", a.MaxClients)
 	}
 	var err error
-	if a.tenancy, err = CompileTunnels(a.Tunnels); err != nil {
+	if a.tenancy, err = registry.CompileTunnels(a.Tunnels); err != nil {
 		return err
 	}
-	a.reg = Load()
+	a.reg = registry.Load()
 	if a.TCP != nil {
-		// Loading an app module makes it one of the config's apps, which
-		// Caddy starts and stops; it finds this app, provisioned so far,
-		// with ctx.App.
-		if _, err := ctx.AppIfConfigured(tcpApp); err == nil {
-			return fmt.Errorf("the TCP data plane is configured twice, as the inlets app's tcp and as the %s app: keep one", tcpApp)
-		} else if !errors.Is(err, caddy.ErrNotConfigured) {
-			return err
+		if err := a.TCP.Provision(ctx, a.reg, a.tenancy); err != nil {
+			return fmt.Errorf("tcp: %w", err)
 		}
-		if _, err := ctx.LoadModuleByID(tcpApp, a.TCP); err != nil {
+		if err := a.TCP.Validate(); err != nil {
 			return fmt.Errorf("tcp: %w", err)
 		}
 	}
 	return nil
 }
 
-// tcpApp is the ID of the TCP data plane's app (package layer4).
-const tcpApp = "inlets_tcp"
-
-// Start makes this config's logger and tunnels the registry's.
+// Start makes this config's logger, tunnels and process-wide limits the
+// registry's, and starts its data plane. Only the data plane can fail,
+// and it starts first, so that a failed start changes nothing.
 func (a *App) Start() error {
+	if a.TCP != nil {
+		if err := a.TCP.Start(a.controlPlanes.Load() > 0); err != nil {
+			return err
+		}
+	}
 	a.reg.SetLogger(a.ctx.Logger())
 	a.reg.SetPeers(a.Peers)
 	a.replaced = a.reg.Tenancy()
 	a.reg.SetTenancy(a.tenancy)
 	a.replacedUnread = a.reg.Budget().Limit()
-	a.reg.Budget().SetLimit(cmp.Or(a.MaxUnread, a.handlersLimits["max_unread"], DefaultMaxUnread))
-	a.replacedMax = a.reg.maxClients.Swap(cmp.Or(int64(a.MaxClients), a.handlersLimits["max_clients"], DefaultMaxClients))
+	a.reg.Budget().SetLimit(cmp.Or(a.MaxUnread, a.handlersLimits["max_unread"], registry.DefaultMaxUnread))
+	a.replacedMax = a.reg.SetMaxClients(cmp.Or(int64(a.MaxClients), a.handlersLimits["max_clients"], registry.DefaultMaxClients))
 	if a.tenancy.HasPorts() && a.TCP == nil {
-		if _, err := a.ctx.AppIfConfigured(tcpApp); errors.Is(err, caddy.ErrNotConfigured) {
+		if _, err := a.ctx.AppIfConfigured(tcpAppID); errors.Is(err, caddy.ErrNotConfigured) {
 			a.ctx.Logger().Warn("tunnels have tcp_ports, but this config has no TCP data plane: their TCP clients are refused; add `inlets { tcp { bind <address> } }` to the global options")
 		}
 	}
@@ -176,6 +185,9 @@ func ValidatePeers(peers []string) error {
 // before the HTTP servers' grace period, so that clients reconnect
 // promptly to the server that replaces this one.
 func (a *App) Stop() error {
+	if a.TCP != nil {
+		a.TCP.Stop()
+	}
 	if caddy.Exiting() {
 		a.announceShutdown()
 		return nil
@@ -183,7 +195,7 @@ func (a *App) Stop() error {
 	if a.replaced != nil && a.reg.Tenancy() == a.tenancy {
 		a.reg.SetTenancy(a.replaced)
 		a.reg.Budget().SetLimit(a.replacedUnread)
-		a.reg.maxClients.Store(a.replacedMax)
+		a.reg.SetMaxClients(a.replacedMax)
 	}
 	return nil
 }
@@ -210,7 +222,7 @@ func (a *App) Cleanup() error {
 	// reference taken is dropped, or a refused config would take the
 	// running config's reference, and the registry, with it.
 	if a.reg != nil {
-		Release()
+		registry.Release()
 	}
 	return nil
 }
@@ -218,12 +230,22 @@ func (a *App) Cleanup() error {
 // FromContext returns the registry of a config, loading the inlets app
 // into it if nothing else has: how every module of caddy-inlets reaches
 // the registry.
-func FromContext(ctx caddy.Context) (*Registry, error) {
+func FromContext(ctx caddy.Context) (*registry.Registry, error) {
+	a, err := of(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.reg, nil
+}
+
+// of returns the inlets app of ctx's config, loading it if nothing else
+// has.
+func of(ctx caddy.Context) (*App, error) {
 	app, err := ctx.App("inlets")
 	if err != nil {
 		return nil, fmt.Errorf("loading the inlets app: %w", err)
 	}
-	return app.(*App).reg, nil
+	return app.(*App), nil
 }
 
 // NoteControlPlane records that a handler of ctx's config serves the
@@ -231,12 +253,11 @@ func FromContext(ctx caddy.Context) (*Registry, error) {
 // default tunnel with its allow_hosts: when the config starts, the
 // clients of the default tunnel that none of its handlers admits any
 // more are disconnected.
-func NoteControlPlane(ctx caddy.Context, digests [][sha256.Size]byte, allow HostAllow) error {
-	app, err := ctx.App("inlets")
+func NoteControlPlane(ctx caddy.Context, digests [][sha256.Size]byte, allow registry.HostAllow) error {
+	a, err := of(ctx)
 	if err != nil {
-		return fmt.Errorf("loading the inlets app: %w", err)
+		return err
 	}
-	a := app.(*App)
 	a.controlPlanes.Add(1)
 	a.planesMu.Lock()
 	defer a.planesMu.Unlock()
@@ -252,11 +273,10 @@ const MinMaxUnread = 1 << 20
 // the process's: two handlers that disagree, or a handler that disagrees
 // with the app, are a config error.
 func NoteProcessLimit(ctx caddy.Context, option string, limit int64) error {
-	app, err := ctx.App("inlets")
+	a, err := of(ctx)
 	if err != nil {
-		return fmt.Errorf("loading the inlets app: %w", err)
+		return err
 	}
-	a := app.(*App)
 	own := map[string]int64{"max_unread": a.MaxUnread, "max_clients": int64(a.MaxClients)}[option]
 	a.planesMu.Lock()
 	defer a.planesMu.Unlock()
@@ -276,22 +296,15 @@ func NoteProcessLimit(ctx caddy.Context, option string, limit int64) error {
 // HasControlPlane reports whether a handler of ctx's config serves the
 // control plane, once the config is provisioned.
 func HasControlPlane(ctx caddy.Context) bool {
-	app, err := ctx.App("inlets")
-	return err == nil && app.(*App).controlPlanes.Load() > 0
+	a, err := of(ctx)
+	return err == nil && a.controlPlanes.Load() > 0
 }
 
-// Interface guards
-var (
-	_ caddy.App          = (*App)(nil)
-	_ caddy.Provisioner  = (*App)(nil)
-	_ caddy.CleanerUpper = (*App)(nil)
-)
-
 // TenancyOf returns the tunnels of ctx's config.
-func TenancyOf(ctx caddy.Context) (*Tenancy, error) {
-	app, err := ctx.App("inlets")
+func TenancyOf(ctx caddy.Context) (*registry.Tenancy, error) {
+	a, err := of(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("loading the inlets app: %w", err)
+		return nil, err
 	}
-	return app.(*App).tenancy, nil
+	return a.tenancy, nil
 }
