@@ -66,6 +66,10 @@ type Tunnel struct {
 	// order for its names in an hour; at most 5 of them in any minute.
 	// Names whose certificate is in storage are not counted. Default: 20.
 	OnDemandPerHour int `json:"on_demand_per_hour,omitempty"`
+
+	// What the tunnel asks of its visitors: address allow and deny lists,
+	// and rates per visitor source. Default: anyone, at any rate.
+	Visitors *Visitors `json:"visitors,omitempty"`
 }
 
 // Token is one token of a tunnel, given in exactly one of three ways. A

@@ -397,9 +397,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	start := time.Now()
 	routes := h.reg.Lookup(r.Host)
+	// The tunnel that owns the host (Unnamed, the default tunnel's, when
+	// no named one does) decides who may visit it.
+	owner := h.reg.Tenancy().Owner(tunnel.HostOnly(r.Host))
+	label := metrics.NoHost
+	if len(routes) > 0 {
+		// Every route of a lookup has the same pattern: the one that matched.
+		label = routes[0].Host()
+	}
+	if refused, err := h.visitorRefused(w, r, owner, label, start); refused {
+		return err
+	}
 	if len(routes) == 0 {
-		if h.PassThru {
+		switch {
+		case h.PassThru:
 			return next.ServeHTTP(w, r)
+		case owner != registry.Unnamed:
+			return serveOffline(w, r, "tunnel "+owner, start)
+		case h.allow != nil && h.allow(tunnel.HostOnly(r.Host)):
+			return serveOffline(w, r, "this server", start)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusBadGateway)
@@ -407,11 +423,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		metrics.HTTPRequest(http.StatusBadGateway, metrics.NoHost, r.Method, time.Since(start))
 		return nil
 	}
-	// Every route of a lookup has the same pattern: the one that matched.
-	host := routes[0].Host()
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := h.proxy.ServeHTTP(rec, r, next)
-	metrics.HTTPRequest(responseStatus(rec, err), host, r.Method, time.Since(start))
+	metrics.HTTPRequest(responseStatus(rec, err), label, r.Method, time.Since(start))
 	return err
 }
 

@@ -35,6 +35,7 @@ var tenantFamilies = map[string]owner{
 	"tls_dataplane_connections_total":         {label: "host"},
 	"tls_dataplane_connections_gauge":         {label: "host"},
 	"tls_ondemand_certificates_total":         {label: "tunnel"},
+	"dataplane_visitors_refused_total":        {label: "tunnel"},
 }
 
 // owner is the label of a family that names what a series is about: a

@@ -27,8 +27,9 @@ func TestDisallowedHostIsRejectedWithAReason(t *testing.T) {
 	if n := len(sessionsOf("disallowed-host-client")); n != 0 {
 		t.Fatalf("rejected client has %d sessions", n)
 	}
-	// Nothing of the rejected announcement was applied.
-	if code, _ := testenv.Get(t, addr, "app.example.com", "/"); code != http.StatusBadGateway {
+	// Nothing of the rejected announcement was applied: the host, which
+	// allow_hosts allows, has no client (503, offline).
+	if code, _ := testenv.Get(t, addr, "app.example.com", "/"); code != http.StatusServiceUnavailable {
 		t.Fatalf("a host of a rejected announcement is served: %d", code)
 	}
 
@@ -269,7 +270,8 @@ func TestAHandlersTokenIsTheDefaultTunnelsAtEveryHandler(t *testing.T) {
 		"--url", "ws://"+siteTwo, "--token", testenv.Token, "--id", "other-sites-host",
 		"--upstream", "b.example.com="+up.URL)
 	p.WaitOutput(t, 10*time.Second, "server rejected the tunnel: host b.example.com is not allowed by this server, which allows a.example.com")
-	if code, _ := testenv.Get(t, siteTwo, "b.example.com", "/"); code != http.StatusBadGateway {
-		t.Fatalf("b.example.com, announced with site one's token: %d, want 502", code)
+	// Site two allows b.example.com, which has no client: offline, 503.
+	if code, _ := testenv.Get(t, siteTwo, "b.example.com", "/"); code != http.StatusServiceUnavailable {
+		t.Fatalf("b.example.com, announced with site one's token: %d, want 503", code)
 	}
 }

@@ -90,6 +90,13 @@ func curlTLS(t *testing.T, port int, name, from string) (int, string) {
 // connection fall through to Caddy's own site.
 func sniServer(t *testing.T) (*caddyServer, int, string) {
 	t.Helper()
+	return sniServerWith(t, "remote_ip 127.0.0.1/32", "")
+}
+
+// sniServerWith is sniServer whose tunnels route matches also guard, and
+// with more global options (an inlets block).
+func sniServerWith(t *testing.T, guard, globals string) (*caddyServer, int, string) {
+	t.Helper()
 	shared, control := testenv.FreePort(t), testenv.FreePort(t)
 	s := &caddyServer{admin: fmt.Sprintf("localhost:%d", testenv.FreePort(t)), site: fmt.Sprintf("127.0.0.1:%d", control), configDir: isolateCaddy(t)}
 	caddyfile := fmt.Sprintf(`{
@@ -101,7 +108,7 @@ func sniServer(t *testing.T) (*caddyServer, int, string) {
 			layer4 {
 				@tunnels {
 					tls sni *.test
-					remote_ip 127.0.0.1/32
+					%s
 				}
 				route @tunnels {
 					inlets
@@ -110,6 +117,7 @@ func sniServer(t *testing.T) (*caddyServer, int, string) {
 			tls
 		}
 	}
+%s
 }
 https://c.test:%d {
 	tls internal
@@ -118,7 +126,7 @@ https://c.test:%d {
 :%d {
 	%s
 }
-`, s.admin, shared, shared, control, inletsBoth)
+`, s.admin, shared, guard, globals, shared, control, inletsBoth)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)

@@ -96,3 +96,21 @@ func codeLabel(code int) string {
 	}
 	return strconv.Itoa(code)
 }
+
+// visitorsRefused counts the visitors a tunnel's visitors policy refused,
+// by tunnel, transport (http, tcp, udp, tls) and reason (address, rate).
+var visitorsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "dataplane_visitors_refused_total",
+	Help: "visitors a tunnel's visitors policy refused (requests, connections, UDP flows), by tunnel, transport and reason",
+}, []string{"tunnel", "transport", "reason"})
+
+// VisitorRefused counts a visitor refused by tunnel's policy.
+func VisitorRefused(tunnel, transport, reason string) {
+	visitorsRefused.WithLabelValues(tunnel, transport, reason).Inc()
+}
+
+// ForgetVisitorsTunnel drops the series of a tunnel that no longer
+// exists, so that deleted tunnels leave none behind.
+func ForgetVisitorsTunnel(tunnel string) {
+	visitorsRefused.DeletePartialMatch(prometheus.Labels{"tunnel": tunnel})
+}

@@ -12,8 +12,9 @@ import (
 )
 
 // inletsName matches the names of the metrics of this package as queries
-// use them, histogram series included: every family's prefix.
-var inletsName = regexp.MustCompile(`\b(http|tcp|udp|tls)_(controlplane|dataplane|ondemand)_[a-z_]+`)
+// use them, histogram series included: every family's prefix, and
+// dataplane_ alone for the one across transports.
+var inletsName = regexp.MustCompile(`\b((http|tcp|udp|tls)_)?(controlplane|dataplane|ondemand)_[a-z_]+`)
 
 // exported returns the names of every metric the package exports, as a
 // query may name them (a histogram's _bucket, _sum and _count series),

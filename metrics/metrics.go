@@ -18,9 +18,10 @@
 //	tls_dataplane_connections_gauge          gauge      host: TLS passthrough connections open now
 //	tls_dataplane_connections_total          counter    host: TLS passthrough connections forwarded
 //	tls_ondemand_certificates_total          counter    tunnel, result: on-demand TLS's certificate questions
+//	dataplane_visitors_refused_total         counter    tunnel, transport, reason: visitors a tunnel's policy refused
 //
-// The udp_ and tls_ metrics, and the session_rtt ones, are caddy-inlets'
-// own (inlets-pro has none of them), named in the style of the others;
+// The udp_ and tls_ metrics, the session_rtt ones and the visitors one
+// are caddy-inlets' own (inlets-pro has none of them), named in the style of the others;
 // host is the announced TLS name. Each session's round-trip time is
 // observed once per measurement: as it starts, and every 30s after.
 //
@@ -57,6 +58,7 @@ var collectors = []prometheus.Collector{
 	tlsOpen,
 	tlsTotal,
 	onDemand,
+	visitorsRefused,
 }
 
 // Register adds the inlets metrics to reg, normally a config's

@@ -27,6 +27,8 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 		for name := range old.tunnels {
 			if t.Scope(name) == nil {
 				metrics.ForgetOnDemandTunnel(name)
+				metrics.ForgetVisitorsTunnel(name)
+				r.visitorRates.forgetTunnel(name)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-inlets/caddy-inlets/config"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -23,6 +24,12 @@ import (
 //		max_streams_per_client <n>
 //		on_demand_wildcards
 //		on_demand_per_hour     <n>
+//		visitors {
+//			allow           <cidr|address>...
+//			deny            <cidr|address>...
+//			rate            <n>/s|<n>/m|<n>/h [burst <n>]
+//			connection_rate <n>/s|<n>/m|<n>/h [burst <n>]
+//		}
 //	}
 //
 // At least one token, in any of the three forms (each may be repeated):
@@ -97,8 +104,64 @@ func UnmarshalTunnel(d *caddyfile.Dispenser, tun *Tunnel) error {
 				return d.ArgErr()
 			}
 			tun.OnDemandWildcards = true
+		case "visitors":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if tun.Visitors == nil {
+				tun.Visitors = new(config.Visitors)
+			}
+			if err := unmarshalVisitors(d, tun.Visitors); err != nil {
+				return err
+			}
 		default:
-			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, udp_ports, max_clients, max_streams_per_client, on_demand_wildcards or on_demand_per_hour", opt, tunName(d))
+			return d.Errf("unknown option %q in tunnel %s: want token, token_file, token_sha256, hosts, tcp_ports, udp_ports, max_clients, max_streams_per_client, on_demand_wildcards, on_demand_per_hour or visitors", opt, tunName(d))
+		}
+	}
+	return nil
+}
+
+// unmarshalVisitors reads a tunnel's visitors block into v.
+func unmarshalVisitors(d *caddyfile.Dispenser, v *config.Visitors) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "allow", "deny":
+			prefixes := d.RemainingArgs()
+			if len(prefixes) == 0 {
+				return d.ArgErr()
+			}
+			for _, p := range prefixes {
+				if _, err := config.ParseVisitorPrefix(p); err != nil {
+					return d.Errf("visitors %s: %v", opt, err)
+				}
+			}
+			if opt == "allow" {
+				v.Allow = append(v.Allow, prefixes...)
+			} else {
+				v.Deny = append(v.Deny, prefixes...)
+			}
+		case "rate", "connection_rate":
+			args := d.RemainingArgs()
+			if len(args) != 1 && (len(args) != 3 || args[1] != "burst") {
+				return d.Errf("visitors %s: want `%s <n>/s [burst <n>]`", opt, opt)
+			}
+			perSecond, err := config.ParseRate(args[0])
+			if err != nil {
+				return d.Errf("visitors %s: %v", opt, err)
+			}
+			burst := 0
+			if len(args) == 3 {
+				if burst, err = strconv.Atoi(args[2]); err != nil || burst <= 0 {
+					return d.Errf("visitors %s: burst %q: want a positive number", opt, args[2])
+				}
+			}
+			if opt == "rate" {
+				v.RequestsPerSecond, v.RequestBurst = perSecond, burst
+			} else {
+				v.ConnectionsPerSecond, v.ConnectionBurst = perSecond, burst
+			}
+		default:
+			return d.Errf("unknown option %q in the visitors of tunnel %s: want allow, deny, rate or connection_rate", opt, tunName(d))
 		}
 	}
 	return nil

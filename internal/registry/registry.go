@@ -65,6 +65,8 @@ type Registry struct {
 	rttTimer *time.Timer
 	// certs are the tunnels' on-demand certificate budgets.
 	certs certBudgets
+	// visitorRates are the tunnels' visitor rates, by source.
+	visitorRates visitorRates
 	// maxClients bounds the sessions connected at once, all together;
 	// the config that started last sets it.
 	maxClients atomic.Int64

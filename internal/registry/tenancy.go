@@ -60,6 +60,8 @@ type Scope struct {
 	MaxStreamsPerClient int
 	OnDemandWildcards   bool
 	OnDemandPerHour     int
+	// Visitors is what the tunnel asks of its visitors; nil: nothing.
+	Visitors *VisitorPolicy
 }
 
 type tokenOf struct {
@@ -203,7 +205,12 @@ func CompileTunnels(tunnels map[string]*Tunnel) (*Tenancy, error) {
 		if tun.OnDemandPerHour < 0 {
 			return nil, fail("on_demand_per_hour", "%d: want a positive number (default %d)", tun.OnDemandPerHour, DefaultOnDemandPerHour)
 		}
+		visitors, err := compileVisitors(tun.Visitors)
+		if err != nil {
+			return nil, fail("visitors", "%v", err)
+		}
 		t.tunnels[name] = &Scope{
+			Visitors:            visitors,
 			Name:                name,
 			Hosts:               lower(tun.Hosts),
 			Ports:               slices.Sorted(slices.Values(tun.TCPPorts)),

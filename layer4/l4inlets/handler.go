@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -149,9 +150,11 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	var sessions []*registry.Session
 	var what string
 	var port registry.Port // the port whose upstream's health orders the clients
+	var owner string       // the tunnel whose visitors policy applies
 	if serverName := cx.Replacer().ReplaceAll(ServerNamePlaceholder, ""); serverName != "" {
 		header.Host, sessions = h.reg.LookupTLS(serverName)
 		header.Kind, header.ProxyProtocol, what = tunnel.KindTLS, h.ProxyProtocol, "TLS name "+header.Host
+		owner = h.reg.Tenancy().Owner(tunnel.HostOnly(serverName))
 	}
 	if len(sessions) == 0 {
 		// By the port the visitor came to: its UDP port for a datagram
@@ -171,9 +174,20 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 			header = tunnel.StreamHeader{Kind: tunnel.KindTCP, Port: addr.Port, RemoteAddr: header.RemoteAddr, LocalAddr: header.LocalAddr, ProxyProtocol: h.ProxyProtocol}
 			what = fmt.Sprintf("port %d", addr.Port)
 		}
+		owner = h.reg.Tenancy().PortOwner(port)
 	}
 	if len(sessions) == 0 {
 		return next.Handle(cx)
+	}
+	if policy := h.reg.VisitorPolicy(owner); policy != nil {
+		addr, _ := netip.ParseAddrPort(header.RemoteAddr)
+		if reason, _ := h.reg.RefuseVisitor(owner, policy, registry.VisitConnection, header.Kind, addr.Addr().WithZone("").Unmap()); reason != "" {
+			// Closed before any byte of it reaches a client.
+			if c := h.logger.Check(zap.DebugLevel, "visitor refused by its tunnel's visitors policy"); c != nil {
+				c.Write(zap.String("for", what), zap.String("remote_addr", header.RemoteAddr), zap.String("reason", reason))
+			}
+			return nil
+		}
 	}
 	stream, err := registry.Dial(context.Background(), header, h.balancer.Order(port, sessions))
 	if err != nil {

@@ -3,6 +3,7 @@ package l4ports
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,6 +25,10 @@ type forwarding struct {
 // serve forwards one visitor connection through a client serving the
 // port, trying the next client when one cannot open a stream.
 func (l *portListener) serve(visitor net.Conn) {
+	port := registry.Port{Num: l.port}
+	if refuseVisitor(l.fwd.reg, port, "tcp", visitor) {
+		return
+	}
 	header := tunnel.StreamHeader{
 		Kind:          tunnel.KindTCP,
 		Port:          l.port,
@@ -31,7 +36,7 @@ func (l *portListener) serve(visitor net.Conn) {
 		LocalAddr:     visitor.LocalAddr().String(),
 		ProxyProtocol: l.fwd.proxyProtocol,
 	}
-	stream, err := registry.Dial(context.Background(), header, l.balancer.Order(registry.Port{Num: l.port}, l.fwd.reg.PortSessions(registry.Port{Num: l.port})))
+	stream, err := registry.Dial(context.Background(), header, l.balancer.Order(port, l.fwd.reg.PortSessions(port)))
 	if err != nil {
 		visitor.Close()
 		if c := l.fwd.reg.Logger().Check(zap.WarnLevel, "tcp: no tunnel client could take a connection"); c != nil {
@@ -59,4 +64,40 @@ func relay(fwd forwarding, port int, visitor net.Conn, stream *tunnel.DataConn) 
 	if c := logger.Check(zap.DebugLevel, "tcp: connection closed"); c != nil {
 		c.Write(zap.Int("port", port), zap.Duration("duration", time.Since(start)))
 	}
+}
+
+// refuseVisitor holds a new connection to port to the visitors policy of
+// the tunnel that owns the port: a refused visitor's connection is reset
+// before any byte of it reaches a client.
+func refuseVisitor(reg *registry.Registry, port registry.Port, transport string, visitor net.Conn) bool {
+	owner := reg.Tenancy().PortOwner(port)
+	p := reg.VisitorPolicy(owner)
+	if p == nil {
+		return false
+	}
+	addr, ok := connAddr(visitor)
+	if !ok {
+		return false
+	}
+	reason, _ := reg.RefuseVisitor(owner, p, registry.VisitConnection, transport, addr)
+	if reason == "" {
+		return false
+	}
+	if c, ok := visitor.(*net.TCPConn); ok {
+		c.SetLinger(0)
+	}
+	visitor.Close()
+	if c := reg.Logger().Check(zap.DebugLevel, "visitor refused by its tunnel's visitors policy"); c != nil {
+		c.Write(zap.Stringer("port", port), zap.Stringer("remote_addr", addr), zap.String("reason", reason))
+	}
+	return true
+}
+
+// connAddr is the IP address of c's peer.
+func connAddr(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().WithZone("").Unmap(), true
 }

@@ -91,18 +91,8 @@ type udpPort struct {
 	mu    sync.Mutex
 	conns []net.PacketConn // newest last; answers go out through the newest
 	flows map[netip.AddrPort]*udpFlow
-	// sources counts the flows of each source (sourceOf).
+	// sources counts the flows of each source (registry.VisitorSource).
 	sources map[netip.Prefix]int
-}
-
-// sourceOf is the source a visitor address counts against for
-// udp_max_flows_per_source: the IPv4 address, or the IPv6 /64.
-func sourceOf(a netip.Addr) netip.Prefix {
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32)
-	}
-	p, _ := a.Prefix(64)
-	return p
 }
 
 // udpPorts holds the udpPort of every UDP port some config listens on.
@@ -282,7 +272,17 @@ func (p *udpPort) deliver(l *udpListener, from *net.UDPAddr, data []byte) {
 			}
 			return
 		}
-		src := sourceOf(key.Addr())
+		owner := l.fwd.reg.Tenancy().PortOwner(registry.Port{UDP: true, Num: p.port})
+		if policy := l.fwd.reg.VisitorPolicy(owner); policy != nil {
+			if reason, _ := l.fwd.reg.RefuseVisitor(owner, policy, registry.VisitConnection, "udp", key.Addr()); reason != "" {
+				p.mu.Unlock()
+				if c := l.logger.Check(zap.DebugLevel, "udp: dropped a new visitor's datagram: refused by its tunnel's visitors policy"); c != nil {
+					c.Write(zap.String("remote_addr", from.String()), zap.String("reason", reason))
+				}
+				return
+			}
+		}
+		src := registry.VisitorSource(key.Addr())
 		if p.sources[src] >= l.fwd.maxPerSource {
 			p.mu.Unlock()
 			metrics.UDPDatagramDropped(p.port, metrics.DropSourceLimit)
@@ -331,7 +331,7 @@ func (p *udpPort) remove(f *udpFlow) {
 	p.mu.Lock()
 	if p.flows[f.key] == f {
 		delete(p.flows, f.key)
-		src := sourceOf(f.key.Addr())
+		src := registry.VisitorSource(f.key.Addr())
 		if p.sources[src]--; p.sources[src] <= 0 {
 			delete(p.sources, src)
 		}

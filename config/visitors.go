@@ -1,0 +1,118 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Visitors is what a tunnel asks of the visitors of its hosts, ports and
+// TLS names, whatever route they come by: who may visit, and how often.
+// A visitor refused never reaches the tunnel's clients.
+type Visitors struct {
+	// The visitor addresses allowed, as CIDRs ("192.0.2.0/24") or single
+	// addresses; empty: any. For HTTP the visitor's address is Caddy's
+	// client IP (its trusted_proxies decide whether X-Forwarded-For is
+	// believed); for TCP, UDP and TLS passthrough, the connection's.
+	Allow []string `json:"allow,omitempty"`
+
+	// The visitor addresses refused, as allow; deny wins over allow.
+	Deny []string `json:"deny,omitempty"`
+
+	// HTTP requests a second from one visitor source (an IPv4 address or
+	// an IPv6 /64), with request_burst at once; past it, 429 Too Many
+	// Requests with Retry-After. Default: no limit.
+	RequestsPerSecond float64 `json:"requests_per_second,omitempty"`
+	// Default: the rate a second, rounded up, and at least 1.
+	RequestBurst int `json:"request_burst,omitempty"`
+
+	// New TCP and TLS connections, and new UDP flows, a second from one
+	// visitor source, with connection_burst at once; past it, the
+	// connection is closed (the flow's datagram dropped) before any byte
+	// reaches a client. Default: no limit.
+	ConnectionsPerSecond float64 `json:"connections_per_second,omitempty"`
+	// Default: the rate a second, rounded up, and at least 1.
+	ConnectionBurst int `json:"connection_burst,omitempty"`
+}
+
+// MaxVisitorPrefixes bounds a tunnel's allow and deny lists, each.
+const MaxVisitorPrefixes = 1024
+
+// Validate checks v's values; its errors name the field.
+func (v *Visitors) Validate() error {
+	for _, list := range []struct {
+		field    string
+		prefixes []string
+	}{{"allow", v.Allow}, {"deny", v.Deny}} {
+		if len(list.prefixes) > MaxVisitorPrefixes {
+			return fmt.Errorf("%s: %d entries; at most %d", list.field, len(list.prefixes), MaxVisitorPrefixes)
+		}
+		for _, s := range list.prefixes {
+			if _, err := ParseVisitorPrefix(s); err != nil {
+				return fmt.Errorf("%s: %v", list.field, err)
+			}
+		}
+	}
+	for _, r := range []struct {
+		field string
+		rate  float64
+		burst int
+	}{{"requests_per_second", v.RequestsPerSecond, v.RequestBurst}, {"connections_per_second", v.ConnectionsPerSecond, v.ConnectionBurst}} {
+		if r.rate < 0 || math.IsNaN(r.rate) || math.IsInf(r.rate, 0) || r.burst < 0 {
+			return fmt.Errorf("%s %v, burst %d: want positive numbers", r.field, r.rate, r.burst)
+		}
+		if r.burst > 0 && r.rate == 0 {
+			return fmt.Errorf("a burst without %s: give the rate too", r.field)
+		}
+	}
+	return nil
+}
+
+// Burst is the burst of a rate: the one given, or the rate a second
+// rounded up, at least 1.
+func Burst(rate float64, burst int) int {
+	if burst > 0 {
+		return burst
+	}
+	return int(max(1, min(math.Ceil(rate), 1<<30)))
+}
+
+// ParseVisitorPrefix parses a CIDR or a single address (a /32 or /128),
+// masked: "192.0.2.7/24" is 192.0.2.0/24. An IPv4 address mapped into
+// IPv6 is IPv4.
+func ParseVisitorPrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q: want a CIDR such as 192.0.2.0/24 or 2001:db8::/32, or an address", s)
+		}
+		if p.Addr().Is4In6() {
+			bits := p.Bits() - 96
+			if bits < 0 {
+				return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped prefix shorter than /96", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: want a CIDR such as 192.0.2.0/24 or 2001:db8::/32, or an address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseRate parses a rate as the Caddyfile and the CLI give it: "10/s",
+// "600/m" or "36000/h", into a rate a second.
+func ParseRate(s string) (float64, error) {
+	n, unit, ok := strings.Cut(s, "/")
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	v, err := strconv.ParseFloat(n, 64)
+	if !ok || per == 0 || err != nil || v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("rate %q: want a number per second, minute or hour, such as 10/s or 600/m", s)
+	}
+	return v / per, nil
+}

@@ -1,0 +1,101 @@
+package handler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+// OfflineRetryAfter is the Retry-After of a 503 for a host whose tunnel
+// has no client connected: about how long a client takes to come back
+// after a restart of its own or of the server.
+const OfflineRetryAfter = 10 * time.Second
+
+// What a refused or unanswered visitor's request tells handle_errors, in
+// {http.vars.inlets.host} and {http.vars.inlets.reason}: the request's
+// host, and why ("offline", "address", "rate").
+const (
+	varHost   = "inlets.host"
+	varReason = "inlets.reason"
+
+	reasonOffline = "offline"
+)
+
+// visitorRefused holds a request to its host's tunnel's visitors policy:
+// it returns whether the request was refused (and answered, or handed to
+// handle_errors through err).
+func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner, label string, start time.Time) (bool, error) {
+	p := h.reg.VisitorPolicy(owner)
+	if p == nil {
+		return false, nil
+	}
+	addr := clientAddr(r)
+	reason, wait := h.reg.RefuseVisitor(owner, p, registry.VisitRequest, "http", addr)
+	if reason == "" {
+		return false, nil
+	}
+	host := tunnel.HostOnly(r.Host)
+	status, msg := http.StatusForbidden, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host)
+	if reason == registry.RefusedRate {
+		status, msg = http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %s", host, retryAfter(wait))
+	}
+	metrics.HTTPRequest(status, label, r.Method, time.Since(start))
+	return true, answerVisitor(w, r, status, wait, host, reason, msg)
+}
+
+// serveOffline answers a request for a host a tunnel owns whose clients
+// are all away: 503 with Retry-After, so that a load balancer in front
+// fails over and a browser comes back.
+func serveOffline(w http.ResponseWriter, r *http.Request, who string, start time.Time) error {
+	host := tunnel.HostOnly(r.Host)
+	metrics.HTTPRequest(http.StatusServiceUnavailable, metrics.NoHost, r.Method, time.Since(start))
+	return answerVisitor(w, r, http.StatusServiceUnavailable, OfflineRetryAfter, host, reasonOffline,
+		fmt.Sprintf("503 Service Unavailable: %s is offline: no client of %s is connected; try again shortly", host, who))
+}
+
+// answerVisitor answers status with Retry-After (when wait is positive):
+// through the site's handle_errors when it has one, with the host and
+// the reason in variables, else with msg as text.
+func answerVisitor(w http.ResponseWriter, r *http.Request, status int, wait time.Duration, host, reason, msg string) error {
+	if wait > 0 {
+		w.Header().Set("Retry-After", retryAfter(wait))
+	}
+	caddyhttp.SetVar(r.Context(), varHost, host)
+	caddyhttp.SetVar(r.Context(), varReason, reason)
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(status, errors.New(msg))
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+	return nil
+}
+
+// retryAfter is wait in whole seconds, rounded up, at least 1.
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
+}
+
+// clientAddr is the visitor's address as Caddy's client IP has it (its
+// trusted_proxies decide whether X-Forwarded-For is believed).
+func clientAddr(r *http.Request) netip.Addr {
+	if s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.WithZone("").Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().WithZone("").Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,315 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-inlets/caddy-inlets/client"
+	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
+	"github.com/caddy-inlets/caddy-inlets/tunnel"
+)
+
+// visitorsServer is a server whose tunnel acme serves app.acme.example.com
+// (HTTP), a TCP port and a UDP port, with the given visitors block, and
+// the upstreams of acme's two clients (one HTTP, one TCP and UDP), each
+// counting what reaches it.
+type visitorsServer struct {
+	*testenv.Caddy
+	addr                 string
+	tcpPort, udpPort     int
+	site                 string
+	httpHits, tcpHits    atomic.Int64
+	udpHits              atomic.Int64
+	httpClient, l4Client *testenv.RunningClient
+}
+
+const visitorsHost = "app.acme.example.com"
+
+func (s *visitorsServer) globals(visitors string) string {
+	return fmt.Sprintf("\tinlets {\n\t\ttunnel acme {\n\t\t\ttoken %s\n\t\t\thosts %s\n\t\t\ttcp_ports %d\n\t\t\tudp_ports %d\n\t\t\tvisitors {\n%s\n\t\t\t}\n\t\t}\n\t\ttcp {\n\t\t\tbind 127.0.0.1\n\t\t}\n\t}",
+		acmeToken, visitorsHost, s.tcpPort, s.udpPort, visitors)
+}
+
+// startVisitorsServer starts the server and acme's clients; with no
+// clients, only the server.
+func startVisitorsServer(t *testing.T, visitors string, clients bool) *visitorsServer {
+	t.Helper()
+	s := &visitorsServer{tcpPort: testenv.FreePort(t), udpPort: testenv.FreePort(t)}
+	port := testenv.FreePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.site = fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(visitors), s.site)
+	if !clients {
+		return s
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.httpHits.Add(1)
+		io.WriteString(w, "served")
+	}))
+	t.Cleanup(web.Close)
+	tcpUp := serveTCP(t, "127.0.0.1", func(c net.Conn) {
+		s.tcpHits.Add(1)
+		io.WriteString(c, "served\n")
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			s.udpHits.Add(1)
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	httpCfg := testenv.HTTPClient("ws://"+s.addr, visitorsHost, web.URL)
+	httpCfg.Token = acmeToken
+	s.httpClient = testenv.Client(t, httpCfg)
+	l4Cfg := client.Config{URL: "ws://" + s.addr, Token: acmeToken,
+		TCP: []tunnel.TCPUpstream{{Port: s.tcpPort, Upstream: tcpUp.Addr()}},
+		UDP: []tunnel.UDPUpstream{{Port: s.udpPort, Upstream: pc.LocalAddr().String()}}}
+	s.l4Client = testenv.Client(t, l4Cfg)
+	return s
+}
+
+// reload replaces the visitors block, keeping everything else.
+func (s *visitorsServer) reload(t *testing.T, visitors string) {
+	t.Helper()
+	if err := s.Load(testenv.Caddyfile(adminPort, s.globals(visitors), s.site)); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+}
+
+// curlFrom GETs the tunnel's host through the site from the source
+// address from, and returns the status, the Retry-After and the body.
+func (s *visitorsServer) curlFrom(t *testing.T, from string) (int, string, string) {
+	t.Helper()
+	out, err := exec.Command("curl", "-s", "--max-time", "10", "--interface", from, "-H", "Host: "+visitorsHost,
+		"-D", "-", "http://"+s.addr+"/").Output()
+	if err != nil {
+		t.Fatalf("curl --interface %s: %v", from, err)
+	}
+	head, body, _ := strings.Cut(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n")
+	var code int
+	fmt.Sscanf(head, "HTTP/1.1 %d", &code)
+	retry := ""
+	for _, line := range strings.Split(head, "\n") {
+		if v, ok := strings.CutPrefix(line, "Retry-After: "); ok {
+			retry = v
+		}
+	}
+	return code, retry, body
+}
+
+// tcpFrom connects to the tunnel's TCP port from the source address from
+// and returns the first line the upstream sends, or the error.
+func (s *visitorsServer) tcpFrom(t *testing.T, from string) (string, error) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.tcpPort))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSuffix(line, "\n"), err
+}
+
+// udpFrom sends a datagram to the tunnel's UDP port from the source
+// address from, and returns the answer if one comes within wait.
+func (s *visitorsServer) udpFrom(t *testing.T, from string, wait time.Duration) (string, error) {
+	t.Helper()
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(from)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.udpPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	return string(buf[:n]), err
+}
+
+// refused is the count of visitors acme's policy refused, by transport and
+// reason.
+func refused(t *testing.T, transport, reason string) float64 {
+	return adminMetrics(t).value("dataplane_visitors_refused_total", "tunnel", "acme", "transport", transport, "reason", reason)
+}
+
+// A tunnel that allows 127.0.0.1 refuses a visitor from 127.0.0.2 on
+// HTTP, TCP and UDP before anything of it reaches a client, and serves
+// 127.0.0.1; a reload that changes the list applies at once, and no client
+// reconnects for it.
+func TestATunnelsVisitorAllowListRefusesOthersOnEveryTransport(t *testing.T) {
+	s := startVisitorsServer(t, "\t\t\t\tallow 127.0.0.1/32", true)
+	httpSession, l4Session := sessionsOf(s.httpClient.ID()), sessionsOf(s.l4Client.ID())
+	if len(httpSession) != 1 || len(l4Session) != 1 {
+		t.Fatalf("sessions: %d HTTP, %d TCP/UDP; want one each", len(httpSession), len(l4Session))
+	}
+
+	if code, _, body := s.curlFrom(t, "127.0.0.2"); code != http.StatusForbidden || !strings.Contains(body, "visitors from 127.0.0.2 may not visit "+visitorsHost) {
+		t.Fatalf("HTTP from 127.0.0.2: %d %q, want 403", code, body)
+	}
+	if line, err := s.tcpFrom(t, "127.0.0.2"); err == nil || line != "" {
+		t.Fatalf("TCP from 127.0.0.2 read %q, %v; want nothing", line, err)
+	}
+	if answer, err := s.udpFrom(t, "127.0.0.2", 300*time.Millisecond); err == nil {
+		t.Fatalf("UDP from 127.0.0.2 answered %q", answer)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if h, tc, u := refused(t, "http", "address"), refused(t, "tcp", "address"), refused(t, "udp", "address"); h != 1 || tc != 1 || u < 1 {
+			return fmt.Errorf("refusals counted: http %v, tcp %v, udp %v; want 1, 1, at least 1", h, tc, u)
+		}
+		return nil
+	})
+	// The tunnel's own token reads its refusals at /metrics.
+	if got := scrape(t, "http://"+s.addr+"/metrics", acmeToken).value("dataplane_visitors_refused_total", "tunnel", "acme", "transport", "http", "reason", "address"); got != 1 {
+		t.Fatalf("acme's /metrics counts %v HTTP refusals, want 1", got)
+	}
+	if h, tc, u := s.httpHits.Load(), s.tcpHits.Load(), s.udpHits.Load(); h+tc+u != 0 {
+		t.Fatalf("the upstreams saw a refused visitor: %d HTTP requests, %d TCP connections, %d datagrams", h, tc, u)
+	}
+
+	if code, _, body := s.curlFrom(t, "127.0.0.1"); code != http.StatusOK || body != "served" {
+		t.Fatalf("HTTP from 127.0.0.1: %d %q", code, body)
+	}
+	if line, err := s.tcpFrom(t, "127.0.0.1"); err != nil || line != "served" {
+		t.Fatalf("TCP from 127.0.0.1: %q, %v", line, err)
+	}
+	if answer, err := s.udpFrom(t, "127.0.0.1", 10*time.Second); err != nil || answer != "ping" {
+		t.Fatalf("UDP from 127.0.0.1: %q, %v", answer, err)
+	}
+
+	// The list changes with a reload; the clients stay connected.
+	s.reload(t, "\t\t\t\tallow 127.0.0.2/32")
+	if code, _, _ := s.curlFrom(t, "127.0.0.1"); code != http.StatusForbidden {
+		t.Fatalf("HTTP from 127.0.0.1 after the reload: %d, want 403", code)
+	}
+	if code, _, body := s.curlFrom(t, "127.0.0.2"); code != http.StatusOK || body != "served" {
+		t.Fatalf("HTTP from 127.0.0.2 after the reload: %d %q", code, body)
+	}
+	if line, err := s.tcpFrom(t, "127.0.0.2"); err != nil || line != "served" {
+		t.Fatalf("TCP from 127.0.0.2 after the reload: %q, %v", line, err)
+	}
+	if answer, err := s.udpFrom(t, "127.0.0.2", 10*time.Second); err != nil || answer != "ping" {
+		t.Fatalf("UDP from 127.0.0.2 after the reload: %q, %v", answer, err)
+	}
+	if now := sessionsOf(s.httpClient.ID()); len(now) != 1 || now[0] != httpSession[0] {
+		t.Fatal("the HTTP client reconnected for a change of its visitors")
+	}
+	if now := sessionsOf(s.l4Client.ID()); len(now) != 1 || now[0] != l4Session[0] {
+		t.Fatal("the TCP/UDP client reconnected for a change of its visitors")
+	}
+}
+
+// A burst of 200 requests from one address past the tunnel's rate gets
+// 429s with Retry-After, each counted; another address keeps its own
+// rate.
+func TestATunnelsRequestRateLimitsEachVisitorAddress(t *testing.T) {
+	s := startVisitorsServer(t, "\t\t\t\trate 10/s burst 20", true)
+	start := time.Now()
+	ok, limited := 0, 0
+	for range 200 {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/", nil)
+		req.Host = visitorsHost
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("a 429 without Retry-After")
+			}
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	elapsed := time.Since(start)
+	// The burst, and what the rate refilled meanwhile.
+	if most := 20 + int(10*elapsed.Seconds()) + 1; ok > most || limited == 0 {
+		t.Fatalf("200 requests in %s: %d served, %d limited; want at most %d served", elapsed, ok, limited, most)
+	}
+	if got := refused(t, "http", "rate"); got != float64(limited) {
+		t.Fatalf("%v refusals counted for %d 429s", got, limited)
+	}
+	if code, _, body := s.curlFrom(t, "127.0.0.2"); code != http.StatusOK || body != "served" {
+		t.Fatalf("another address: %d %q", code, body)
+	}
+}
+
+// A host a tunnel owns with no client connected answers 503 with
+// Retry-After, so that a load balancer in front fails over; handle_errors
+// replaces the page, with the host and the reason in variables.
+func TestAnOfflineTunnelsHostAnswers503WithRetryAfterAndHandleErrorsPage(t *testing.T) {
+	s := startVisitorsServer(t, "\t\t\t\tallow 127.0.0.0/8", false)
+	code, retry, body := s.curlFrom(t, "127.0.0.1")
+	if code != http.StatusServiceUnavailable || retry == "" || !strings.Contains(body, visitorsHost+" is offline") {
+		t.Fatalf("offline host: %d, Retry-After %q, %q; want 503 with Retry-After", code, retry, body)
+	}
+
+	s.site = strings.TrimSuffix(s.site, "}") + "\thandle_errors {\n\t\trespond \"{http.vars.inlets.host} is {http.vars.inlets.reason} ({http.error.status_code})\" {http.error.status_code}\n\t}\n}"
+	s.reload(t, "\t\t\t\tallow 127.0.0.0/8")
+	code, retry, body = s.curlFrom(t, "127.0.0.1")
+	if code != http.StatusServiceUnavailable || retry == "" || body != visitorsHost+" is offline (503)" {
+		t.Fatalf("offline host with handle_errors: %d, Retry-After %q, %q", code, retry, body)
+	}
+	// A host no tunnel owns and nothing allows is still a 502.
+	if code, _ := testenv.Get(t, s.addr, "unknown.example.org", "/"); code != http.StatusBadGateway {
+		t.Fatalf("a host nobody owns: %d, want 502", code)
+	}
+}
+
+// A tunnel's allow list guards its TLS names on a layer4 server's port
+// shared with Caddy's own site: a visitor from 127.0.0.2 is cut before its
+// ClientHello reaches the client, one from 127.0.0.1 gets the upstream.
+func TestATunnelsVisitorAllowListGuardsItsTLSNames(t *testing.T) {
+	for _, tool := range []string{"openssl", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (CI installs it, see .ci/run)", tool)
+		}
+	}
+	up := tlsUpstream(t, "a.test")
+	globals := fmt.Sprintf("\tinlets {\n\t\ttunnel acme {\n\t\t\ttoken %s\n\t\t\thosts *.test\n\t\t\tvisitors {\n\t\t\t\tallow 127.0.0.1/32\n\t\t\t}\n\t\t}\n\t}", acmeToken)
+	srv, shared, url := sniServerWith(t, "", globals)
+	c := testenv.Start(t, testenv.Binary(t, "inlets"), "tcp", "client", "--url", url, "--token", acmeToken, "--id", "sni-visitors",
+		"--upstream", "127.0.0.1", "--sni", fmt.Sprintf("a.test=%d", up))
+	c.WaitOutput(t, 10*time.Second, "msg=connected")
+
+	if code, body := curlTLS(t, shared, "a.test", "127.0.0.2"); code == 0 {
+		t.Fatalf("a visitor from 127.0.0.2 reached a.test's upstream: %.200q", body)
+	}
+	if code, body := curlTLS(t, shared, "a.test", "127.0.0.1"); code != 0 || !strings.Contains(body, "s_server") {
+		t.Fatalf("a visitor from 127.0.0.1: exit %d, %.200q", code, body)
+	}
+	m := scrape(t, "http://"+srv.admin+"/metrics", "")
+	if n := m.value("dataplane_visitors_refused_total", "tunnel", "acme", "transport", "tls", "reason", "address"); n != 1 {
+		t.Errorf("TLS refusals counted: %v, want 1", n)
+	}
+	if n := m.value("tls_dataplane_connections_total", "host", "a.test"); n != 1 {
+		t.Errorf("TLS connections forwarded: %v, want 1 (the visitor from 127.0.0.1)", n)
+	}
+}
