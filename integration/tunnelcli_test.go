@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -557,4 +558,55 @@ func TestTunnelCLIRefusedChangeKeepsTheClientsConnected(t *testing.T) {
 	client.Kill()
 	again := testenv.Start(t, cmd[0], append(cmd[1:], "--id", "acme-2")...)
 	again.WaitOutput(t, 10*time.Second, "msg=connected")
+}
+
+// `tunnel create --visitor-allow` and `tunnel visitors` set who may visit
+// a tunnel through the admin API; each change applies to the next
+// visitor, and the tunnel's client stays connected through all of them.
+func TestTunnelCLISetsWhoMayVisitWithoutAReconnect(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed (CI installs it, see .ci/run)")
+	}
+	srv := startCaddyServer(t)
+	up := newUpstream(t, "acme")
+	out := srv.mustTunnel(t, "create", "acme", "--host", "app.acme.example.com", "--visitor-allow", "127.0.0.1/32", "--url", "ws://"+srv.site)
+	lines := strings.Split(out, "\n")
+	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Its token, shown this once") })
+	cmd := printedCommand(t, out, "inlets http client", portOf(t, up.URL), strings.TrimSpace(lines[i+2]))
+	c := testenv.Start(t, cmd[0], append(cmd[1:], "--id", "acme-visited")...)
+	c.WaitOutput(t, 10*time.Second, "msg=connected")
+	from := func(addr string) int {
+		t.Helper()
+		out, err := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--interface", addr,
+			"-H", "Host: app.acme.example.com", "http://"+srv.site+"/").Output()
+		if err != nil {
+			t.Fatalf("curl --interface %s: %v", addr, err)
+		}
+		var code int
+		fmt.Sscan(string(out), &code)
+		return code
+	}
+	if a, b := from("127.0.0.1"), from("127.0.0.2"); a != http.StatusOK || b != http.StatusForbidden {
+		t.Fatalf("created with --visitor-allow 127.0.0.1/32: 127.0.0.1 got %d, 127.0.0.2 %d; want 200, 403", a, b)
+	}
+
+	if out := srv.mustTunnel(t, "visitors", "acme", "--allow", "127.0.0.2", "--rate", "600/m"); !strings.Contains(out, "Tunnel acme's visitors: only from 127.0.0.2; 10 requests/s per visitor (burst 10).") {
+		t.Fatalf("visitors --allow 127.0.0.2 printed %q", out)
+	}
+	if a, b := from("127.0.0.1"), from("127.0.0.2"); a != http.StatusForbidden || b != http.StatusOK {
+		t.Fatalf("after visitors --allow 127.0.0.2: 127.0.0.1 got %d, 127.0.0.2 %d; want 403, 200", a, b)
+	}
+	if out := srv.mustTunnel(t, "visitors", "acme"); !strings.Contains(out, "only from 127.0.0.2") {
+		t.Fatalf("visitors acme printed %q", out)
+	}
+	if code, _, stderr := srv.tunnel(t, "visitors", "acme", "--allow", "127.0.0.300"); code != 2 || !strings.Contains(stderr, `"127.0.0.300": want a CIDR`) {
+		t.Fatalf("a bad address: exit %d, %q", code, stderr)
+	}
+	srv.mustTunnel(t, "visitors", "acme", "--clear")
+	if a, b := from("127.0.0.1"), from("127.0.0.2"); a != http.StatusOK || b != http.StatusOK {
+		t.Fatalf("after visitors --clear: 127.0.0.1 got %d, 127.0.0.2 %d; want 200, 200", a, b)
+	}
+	if n := strings.Count(c.Output(), "msg=connected"); n != 1 {
+		t.Fatalf("the client connected %d times across the changes, want once", n)
+	}
 }

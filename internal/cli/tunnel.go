@@ -32,6 +32,7 @@ var tunnelCommands = []struct {
 	{"create", "add a tunnel with a new token, and print its client's command"},
 	{"list", "show the tunnels, their tokens and their connected clients"},
 	{"rotate", "give a tunnel a new token; its old tokens expire after a grace period"},
+	{"visitors", "set or show who may visit a tunnel, and how often"},
 	{"delete", "remove a tunnel, disconnecting its clients"},
 	{"connect", "print the client command of a tunnel, reading its token from a file"},
 }
@@ -53,11 +54,12 @@ func runTunnel(name string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	run := map[string]func(tunnelRun, []string) int{
-		"create":  runTunnelCreate,
-		"list":    runTunnelList,
-		"rotate":  runTunnelRotate,
-		"delete":  runTunnelDelete,
-		"connect": runTunnelConnect,
+		"create":   runTunnelCreate,
+		"list":     runTunnelList,
+		"rotate":   runTunnelRotate,
+		"delete":   runTunnelDelete,
+		"visitors": runTunnelVisitors,
+		"connect":  runTunnelConnect,
 	}[args[0]]
 	switch {
 	case run != nil:

@@ -54,6 +54,7 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	maxStreams := fs.Int("max-streams-per-client", 0, "at most `N` data streams open at once through one of its clients (default: the control plane's max_streams_per_client)")
 	onDemand := fs.Bool("on-demand-wildcards", false, "let on-demand TLS get certificates for any name under its wildcard hosts, or its clients' names under '*' (off: anyone could make the server ask its CA for names)")
 	onDemandPerHour := fs.Int("on-demand-per-hour", 0, "at most `N` certificates ordered by on-demand TLS for its names an hour, 5 in any minute (default 20)")
+	visitors := visitorFlags(fs, "visitor-")
 	serverURL := fs.String("url", "", "the server's control plane `URL` as clients connect to it, wss://HOST or ws://HOST:PORT, for the client command it prints")
 	asJSON := fs.Bool("json", false, "print the token and the client commands as JSON")
 	setUsage(fs, "NAME (--host PATTERN | --tcp-port PORT | --udp-port PORT)... [flags]",
@@ -77,6 +78,10 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 	if err := checkClientURL(*serverURL); err != nil {
 		return r.fail(2, err)
 	}
+	policy, err := visitors()
+	if err != nil {
+		return r.fail(2, err)
+	}
 	api, ctx, cancel, err := r.admin(*address)
 	if err != nil {
 		return r.fail(2, err)
@@ -95,6 +100,7 @@ func runTunnelCreate(r tunnelRun, args []string) int {
 		MaxStreamsPerClient: *maxStreams,
 		OnDemandWildcards:   *onDemand,
 		OnDemandPerHour:     *onDemandPerHour,
+		Visitors:            policy,
 	}
 	// PUT creates the inlets app and its tunnels on the way when the
 	// config has none, and refuses a name that exists.

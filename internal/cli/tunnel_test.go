@@ -270,7 +270,7 @@ func TestTunnelCLIFailuresNameTheFix(t *testing.T) {
 		{admin.address(), []string{"rotate", "acme", "--grace", "soon"}, 2, `invalid value "soon" for flag -grace`},
 		{admin.address(), []string{"rotate"}, 2, "the tunnel's NAME is missing, e.g. 'inlets tunnel rotate acme'"},
 		{admin.address(), []string{"delete", "acme", "lab"}, 2, `unexpected argument "lab" after the tunnel's name "acme"`},
-		{admin.address(), []string{"remove", "acme"}, 2, `unknown command "remove"; the commands are: create, list, rotate, delete, connect`},
+		{admin.address(), []string{"remove", "acme"}, 2, `unknown command "remove"; the commands are: create, list, rotate, visitors, delete, connect`},
 		{"localhost", []string{"list"}, 2, `--address "localhost": want host:port (localhost:2019)`},
 	} {
 		code, stdout, stderr := runTunnelCLI(tt.address, tt.args...)
