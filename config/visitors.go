@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Visitors is what a tunnel asks of the visitors of its hosts, ports and
@@ -35,7 +37,18 @@ type Visitors struct {
 	ConnectionsPerSecond float64 `json:"connections_per_second,omitempty"`
 	// Default: the rate a second, rounded up, and at least 1.
 	ConnectionBurst int `json:"connection_burst,omitempty"`
+
+	// The bytes a second the tunnel carries to its visitors (down: what
+	// its clients' upstreams send) and from them (up), all its clients
+	// and visitors together: HTTP, TCP, UDP and TLS. Past it, the
+	// streams wait, and their windows hold the rest back. Default: no
+	// limit.
+	BandwidthDown int64 `json:"bandwidth_down,omitempty"`
+	BandwidthUp   int64 `json:"bandwidth_up,omitempty"`
 }
+
+// MinBandwidth is the least bandwidth cap, in bytes a second.
+const MinBandwidth = 1024
 
 // MaxVisitorPrefixes bounds a tunnel's allow and deny lists, each.
 const MaxVisitorPrefixes = 1024
@@ -67,7 +80,25 @@ func (v *Visitors) Validate() error {
 			return fmt.Errorf("a burst without %s: give the rate too", r.field)
 		}
 	}
+	for _, b := range []struct {
+		field string
+		bytes int64
+	}{{"bandwidth_down", v.BandwidthDown}, {"bandwidth_up", v.BandwidthUp}} {
+		if b.bytes != 0 && b.bytes < MinBandwidth {
+			return fmt.Errorf("%s %d: want at least %d bytes a second, or nothing for no limit", b.field, b.bytes, MinBandwidth)
+		}
+	}
 	return nil
+}
+
+// ParseBandwidth parses a bandwidth as the Caddyfile and the CLI give it,
+// "10MB/s" or "512KiB/s" (the "/s" may be left out), into bytes a second.
+func ParseBandwidth(s string) (int64, error) {
+	n, err := humanize.ParseBytes(strings.TrimSuffix(s, "/s"))
+	if err != nil || n < MinBandwidth || n > 1<<50 {
+		return 0, fmt.Errorf("bandwidth %q: want bytes a second, at least 1KiB/s, such as 10MB/s or 512KiB/s", s)
+	}
+	return int64(n), nil
 }
 
 // Burst is the burst of a rate: the one given, or the rate a second

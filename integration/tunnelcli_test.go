@@ -602,6 +602,9 @@ func TestTunnelCLISetsWhoMayVisitWithoutAReconnect(t *testing.T) {
 	if code, _, stderr := srv.tunnel(t, "visitors", "acme", "--allow", "127.0.0.300"); code != 2 || !strings.Contains(stderr, `"127.0.0.300": want a CIDR`) {
 		t.Fatalf("a bad address: exit %d, %q", code, stderr)
 	}
+	if out := srv.mustTunnel(t, "visitors", "acme", "--bandwidth-down", "1MiB/s", "--bandwidth-up", "512KiB/s"); !strings.Contains(out, "Tunnel acme's visitors: at most 1.0 MiB/s down; at most 512 KiB/s up.") {
+		t.Fatalf("visitors --bandwidth-down printed %q", out)
+	}
 	srv.mustTunnel(t, "visitors", "acme", "--clear")
 	if a, b := from("127.0.0.1"), from("127.0.0.2"); a != http.StatusOK || b != http.StatusOK {
 		t.Fatalf("after visitors --clear: 127.0.0.1 got %d, 127.0.0.2 %d; want 200, 200", a, b)

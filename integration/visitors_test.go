@@ -313,3 +313,88 @@ func TestATunnelsVisitorAllowListGuardsItsTLSNames(t *testing.T) {
 		t.Errorf("TLS connections forwarded: %v, want 1 (the visitor from 127.0.0.1)", n)
 	}
 }
+
+// A tunnel capped at 10 MB/s down carries a 50 MB download through its
+// HTTP client, and 20 MB through its TCP client, at or under the cap: no
+// faster than the bucket's burst and 10 MB a second allow, whatever the
+// load (load only slows it).
+func TestATunnelsBandwidthCapHoldsItsDownloads(t *testing.T) {
+	const capBytes = 10 << 20
+	s := &visitorsServer{tcpPort: testenv.FreePort(t), udpPort: testenv.FreePort(t)}
+	port := testenv.FreePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.site = fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(fmt.Sprintf("\t\t\t\tbandwidth_down %dB/s", capBytes)), s.site)
+	up := newUpstream(t, "big")
+	blob := serveTCP(t, "127.0.0.1", func(c net.Conn) { io.Copy(c, payload(20<<20)) })
+	httpCfg := testenv.HTTPClient("ws://"+s.addr, visitorsHost, up.URL)
+	httpCfg.Token = acmeToken
+	testenv.Client(t, httpCfg)
+	testenv.Client(t, client.Config{URL: "ws://" + s.addr, Token: acmeToken, TCP: []tunnel.TCPUpstream{{Port: s.tcpPort, Upstream: blob.Addr()}}})
+
+	// The bucket's burst: a tenth of a second's worth.
+	const burst = capBytes / 10
+	check := func(what string, n int64, took time.Duration) {
+		t.Helper()
+		rate := float64(n) / took.Seconds()
+		t.Logf("%s: %d MB in %s, %.1f MB/s under a cap of %d MB/s", what, n>>20, took.Round(time.Millisecond), rate/(1<<20), capBytes>>20)
+		if least := time.Duration(float64(n-burst) / capBytes * float64(time.Second)); took < least {
+			t.Fatalf("%s: %d bytes in %s, faster than the cap allows (at least %s)", what, n, took, least)
+		}
+	}
+
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/download?size=%d", s.addr, 50<<20), nil)
+	req.Host = visitorsHost
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 50<<20 {
+		t.Fatalf("HTTP download: %d bytes, %v", n, err)
+	}
+	check("HTTP", n, time.Since(start))
+
+	start = time.Now()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.tcpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n, err = io.Copy(io.Discard, c)
+	if err != nil || n != 20<<20 {
+		t.Fatalf("TCP download: %d bytes, %v", n, err)
+	}
+	check("TCP", n, time.Since(start))
+}
+
+// A tunnel capped at 10 MB/s up takes a 20 MB upload through its TCP
+// client at or under the cap.
+func TestATunnelsBandwidthCapHoldsItsUploads(t *testing.T) {
+	const capBytes, size = 10 << 20, 20 << 20
+	s := &visitorsServer{tcpPort: testenv.FreePort(t), udpPort: testenv.FreePort(t)}
+	port := testenv.FreePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.site = fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(fmt.Sprintf("\t\t\t\tbandwidth_up %dB/s", capBytes)), s.site)
+	sink := newReplyAfterEOFUpstream(t, 0)
+	testenv.Client(t, client.Config{URL: "ws://" + s.addr, Token: acmeToken, TCP: []tunnel.TCPUpstream{{Port: s.tcpPort, Upstream: sink.Addr()}}})
+
+	start := time.Now()
+	c := dialTunnel(t, s.tcpPort)
+	if _, err := io.Copy(c, payload(size)); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	took := time.Since(start)
+	if err != nil || !strings.HasPrefix(line, fmt.Sprintf("%d %s", size, payloadSHA(size))) {
+		t.Fatalf("the upstream read %q, %v; want all %d bytes", line, err, size)
+	}
+	t.Logf("20 MB up in %s, %.1f MB/s under a cap of 10 MB/s", took.Round(time.Millisecond), size/took.Seconds()/(1<<20))
+	if least := time.Duration(float64(size-capBytes/10) / capBytes * float64(time.Second)); took < least {
+		t.Fatalf("%d bytes up in %s, faster than the cap allows (at least %s)", size, took, least)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/caddy-inlets/caddy-inlets/config"
 )
 
@@ -41,12 +43,21 @@ func visitorFlags(fs *flag.FlagSet, prefix string) func() (*config.Visitors, err
 	burst := fs.Int(prefix+"burst", 0, "requests a visitor may send at once within its rate (default: the rate a second)")
 	fs.Func(prefix+"connection-rate", "new TCP and TLS connections and UDP flows per visitor address, as `N/s`, N/m or N/h; past it, refused", rate(&v.ConnectionsPerSecond))
 	connBurst := fs.Int(prefix+"connection-burst", 0, "new connections a visitor may open at once within its connection rate (default: the rate a second)")
+	bandwidth := func(into *int64) func(string) error {
+		return func(s string) error {
+			n, err := config.ParseBandwidth(s)
+			*into = n
+			return err
+		}
+	}
+	fs.Func(prefix+"bandwidth-down", "at most `BYTES/s` (10MB/s, 512KiB/s) to the tunnel's visitors, all its clients and visitors together", bandwidth(&v.BandwidthDown))
+	fs.Func(prefix+"bandwidth-up", "at most `BYTES/s` from the tunnel's visitors, all together", bandwidth(&v.BandwidthUp))
 	return func() (*config.Visitors, error) {
 		v.RequestBurst, v.ConnectionBurst = *burst, *connBurst
 		if err := v.Validate(); err != nil {
 			return nil, fmt.Errorf("--%s%s", prefix, strings.Replace(strings.Replace(err.Error(), "requests_per_second", "rate", 1), "connections_per_second", "connection-rate", 1))
 		}
-		if len(v.Allow)+len(v.Deny) == 0 && v.RequestsPerSecond == 0 && v.ConnectionsPerSecond == 0 {
+		if len(v.Allow)+len(v.Deny) == 0 && v.RequestsPerSecond == 0 && v.ConnectionsPerSecond == 0 && v.BandwidthDown == 0 && v.BandwidthUp == 0 {
 			return nil, nil
 		}
 		return &v, nil
@@ -57,7 +68,7 @@ func runTunnelVisitors(r tunnelRun, args []string) int {
 	fs, address := r.flags()
 	policy := visitorFlags(fs, "")
 	clear := fs.Bool("clear", false, "remove the tunnel's visitors policy: anyone may visit, at any rate")
-	setUsage(fs, "NAME [--allow CIDR]... [--deny CIDR]... [--rate N/s] [--connection-rate N/s] [--clear] [flags]",
+	setUsage(fs, "NAME [--allow CIDR]... [--deny CIDR]... [--rate N/s] [--connection-rate N/s] [--bandwidth-down BYTES/s] [--clear] [flags]",
 		"Sets who may visit tunnel NAME's hosts, ports and TLS names, and how often,\nreplacing its visitors policy with what the flags give; with no flag, prints it.\nA graceful reload: no client reconnects. See docs/visitors.md.",
 		"  %[1]s acme --allow 203.0.113.0/24 --allow 2001:db8::/32 --rate 600/m --burst 50\n  %[1]s acme --connection-rate 2/s\n  %[1]s acme --clear")
 	name, code, ok := r.parse(fs, args, 1)
@@ -125,6 +136,12 @@ func describeVisitors(v *config.Visitors) string {
 	}
 	if v.ConnectionsPerSecond > 0 {
 		parts = append(parts, fmt.Sprintf("%g new connections/s per visitor (burst %d)", v.ConnectionsPerSecond, config.Burst(v.ConnectionsPerSecond, v.ConnectionBurst)))
+	}
+	if v.BandwidthDown > 0 {
+		parts = append(parts, "at most "+humanize.IBytes(uint64(v.BandwidthDown))+"/s down")
+	}
+	if v.BandwidthUp > 0 {
+		parts = append(parts, "at most "+humanize.IBytes(uint64(v.BandwidthUp))+"/s up")
 	}
 	if len(parts) == 0 {
 		return "anyone, at any rate"

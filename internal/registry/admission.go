@@ -29,6 +29,7 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 				metrics.ForgetOnDemandTunnel(name)
 				metrics.ForgetVisitorsTunnel(name)
 				r.visitorRates.forgetTunnel(name)
+				r.bandwidths.forget(name)
 			}
 		}
 	}

@@ -29,6 +29,8 @@ import (
 //			deny            <cidr|address>...
 //			rate            <n>/s|<n>/m|<n>/h [burst <n>]
 //			connection_rate <n>/s|<n>/m|<n>/h [burst <n>]
+//			bandwidth_down  <bytes>/s
+//			bandwidth_up    <bytes>/s
 //		}
 //	}
 //
@@ -160,8 +162,24 @@ func unmarshalVisitors(d *caddyfile.Dispenser, v *config.Visitors) error {
 			} else {
 				v.ConnectionsPerSecond, v.ConnectionBurst = perSecond, burst
 			}
+		case "bandwidth_down", "bandwidth_up":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := config.ParseBandwidth(d.Val())
+			if err != nil {
+				return d.Errf("visitors %s: %v", opt, err)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "bandwidth_down" {
+				v.BandwidthDown = n
+			} else {
+				v.BandwidthUp = n
+			}
 		default:
-			return d.Errf("unknown option %q in the visitors of tunnel %s: want allow, deny, rate or connection_rate", opt, tunName(d))
+			return d.Errf("unknown option %q in the visitors of tunnel %s: want allow, deny, rate, connection_rate, bandwidth_down or bandwidth_up", opt, tunName(d))
 		}
 	}
 	return nil

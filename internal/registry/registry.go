@@ -65,8 +65,10 @@ type Registry struct {
 	rttTimer *time.Timer
 	// certs are the tunnels' on-demand certificate budgets.
 	certs certBudgets
-	// visitorRates are the tunnels' visitor rates, by source.
+	// visitorRates are the tunnels' visitor rates, by source;
+	// bandwidths their bandwidth caps' buckets.
 	visitorRates visitorRates
+	bandwidths   bandwidths
 	// maxClients bounds the sessions connected at once, all together;
 	// the config that started last sets it.
 	maxClients atomic.Int64

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -374,8 +375,14 @@ func (e *UpstreamError) Error() string {
 // reply, and moves the visitor to the next when a client replies that it
 // could not take the stream. A client that reports its upstream
 // unreachable has that upstream avoided for a while. When none is left,
-// the error is the last one's.
-func Dial(ctx context.Context, h tunnel.StreamHeader, sessions []*Session) (*tunnel.DataConn, error) {
+// the error is the last one's. The sessions serve one host or port, so
+// they are one tunnel's: the stream draws from that tunnel's bandwidth
+// caps, if it has any.
+func Dial(ctx context.Context, h tunnel.StreamHeader, sessions []*Session) (net.Conn, error) {
+	var bw *bandwidth
+	if len(sessions) > 0 && sessions[0].reg != nil {
+		bw = sessions[0].reg.bandwidthOf(sessions[0].Tunnel)
+	}
 	var offered *Session
 	next := func(refused error) (*tunnel.Session, error) {
 		if offered != nil {
@@ -393,7 +400,11 @@ func Dial(ctx context.Context, h tunnel.StreamHeader, sessions []*Session) (*tun
 		offered, sessions = sessions[0], sessions[1:]
 		return offered.sess, nil
 	}
-	return tunnel.OpenData(ctx, h, next)
+	conn, err := tunnel.OpenData(ctx, h, next)
+	if err != nil {
+		return nil, err
+	}
+	return throttle(conn, bw), nil
 }
 
 var errNoClient = errors.New("no tunnel client serves it")

@@ -19,6 +19,7 @@ type VisitorPolicy struct {
 	allow, deny []netip.Prefix
 	requests    rateSpec
 	connections rateSpec
+	bandwidth   bandwidthSpec
 }
 
 // rateSpec is a rate a second with its burst; zero: no limit.
@@ -54,6 +55,7 @@ func compileVisitors(v *config.Visitors) (*VisitorPolicy, error) {
 	p := &VisitorPolicy{
 		requests:    rateSpec{v.RequestsPerSecond, config.Burst(v.RequestsPerSecond, v.RequestBurst)},
 		connections: rateSpec{v.ConnectionsPerSecond, config.Burst(v.ConnectionsPerSecond, v.ConnectionBurst)},
+		bandwidth:   bandwidthSpec{down: v.BandwidthDown, up: v.BandwidthUp},
 	}
 	for _, s := range v.Allow {
 		pfx, _ := config.ParseVisitorPrefix(s) // Validate parsed it
@@ -63,7 +65,7 @@ func compileVisitors(v *config.Visitors) (*VisitorPolicy, error) {
 		pfx, _ := config.ParseVisitorPrefix(s)
 		p.deny = append(p.deny, pfx)
 	}
-	if len(p.allow)+len(p.deny) == 0 && p.requests.perSecond == 0 && p.connections.perSecond == 0 {
+	if len(p.allow)+len(p.deny) == 0 && p.requests.perSecond == 0 && p.connections.perSecond == 0 && p.bandwidth == (bandwidthSpec{}) {
 		return nil, nil
 	}
 	return p, nil
@@ -239,4 +241,13 @@ func (r *Registry) RefuseVisitor(owner string, p *VisitorPolicy, visit Visit, tr
 		metrics.VisitorRefused(owner, transport, reason)
 	}
 	return reason, wait
+}
+
+// bandwidthOf is tunnel's buckets, nil when it has no bandwidth cap.
+func (r *Registry) bandwidthOf(tunnel string) *bandwidth {
+	p := r.VisitorPolicy(tunnel)
+	if p == nil || p.bandwidth == (bandwidthSpec{}) {
+		return nil
+	}
+	return r.bandwidths.of(tunnel, p.bandwidth)
 }

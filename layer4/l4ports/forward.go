@@ -51,7 +51,7 @@ func (l *portListener) serve(visitor net.Conn) {
 // forwarded connection passes here exactly once, so this is where the data
 // plane counts connections per port: one opened before the copy, one
 // closed after it.
-func relay(fwd forwarding, port int, visitor net.Conn, stream *tunnel.DataConn) {
+func relay(fwd forwarding, port int, visitor, stream net.Conn) {
 	logger := fwd.reg.Logger()
 	if c := logger.Check(zap.DebugLevel, "tcp: connection opened"); c != nil {
 		c.Write(zap.Int("port", port), zap.String("remote_addr", visitor.RemoteAddr().String()))
