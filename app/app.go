@@ -127,6 +127,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.reg = registry.Load()
+	if err := a.provisionAuth(ctx); err != nil {
+		return err
+	}
 	if a.TCP != nil {
 		if err := a.TCP.Provision(ctx, a.reg, a.tenancy); err != nil {
 			return fmt.Errorf("tcp: %w", err)

@@ -45,6 +45,53 @@ type Visitors struct {
 	// limit.
 	BandwidthDown int64 `json:"bandwidth_down,omitempty"`
 	BandwidthUp   int64 `json:"bandwidth_up,omitempty"`
+
+	// HTTP visitors must give a user name and password of these (Caddy's
+	// basic_auth, with its password hashes): 401 otherwise.
+	BasicAuth *BasicAuth `json:"basic_auth,omitempty"`
+
+	// HTTP visitors' requests are first asked of the operator's service
+	// (Caddy's forward_auth): it lets a request on with a 2xx, and
+	// answers the visitor itself otherwise.
+	ForwardAuth *ForwardAuth `json:"forward_auth,omitempty"`
+
+	// Request paths that need neither: patterns as Caddy's path matcher
+	// has them ("/hook/*", "/health"). Default: none.
+	AuthSkip []string `json:"auth_skip,omitempty"`
+}
+
+// BasicAuth is a tunnel's HTTP basic authentication: Caddy's
+// http_basic provider.
+type BasicAuth struct {
+	// The algorithm of the passwords' hashes, as `caddy hash-password
+	// --algorithm` makes them: "bcrypt" (default) or "argon2id".
+	Hash string `json:"hash,omitempty"`
+	// The realm browsers show. Default: "restricted".
+	Realm string `json:"realm,omitempty"`
+	// At least one.
+	Accounts []Account `json:"accounts"`
+}
+
+// Account is a user name and the hash of its password, from `caddy
+// hash-password`.
+type Account struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// ForwardAuth is a tunnel's forward authentication: Caddy's forward_auth,
+// a GET of uri from upstream with the visitor's request's headers and
+// X-Forwarded-Method and X-Forwarded-Uri.
+type ForwardAuth struct {
+	// Where the operator's service listens: host:port, or
+	// http(s)://host[:port].
+	Upstream string `json:"upstream"`
+	// The request path (and query) to ask, "/api/verify?rd=...".
+	URI string `json:"uri"`
+	// Headers of the service's 2xx answer set on the visitor's request
+	// on its way to the tunnel's client ("Remote-User", or "From>To");
+	// a visitor's own header of such a name is always removed first.
+	CopyHeaders []string `json:"copy_headers,omitempty"`
 }
 
 // MinBandwidth is the least bandwidth cap, in bytes a second.
@@ -79,6 +126,9 @@ func (v *Visitors) Validate() error {
 		if r.burst > 0 && r.rate == 0 {
 			return fmt.Errorf("a burst without %s: give the rate too", r.field)
 		}
+	}
+	if err := v.validateAuth(); err != nil {
+		return err
 	}
 	for _, b := range []struct {
 		field string
@@ -147,3 +197,53 @@ func ParseRate(s string) (float64, error) {
 	}
 	return v / per, nil
 }
+
+// validateAuth checks basic_auth, forward_auth and auth_skip.
+func (v *Visitors) validateAuth() error {
+	if b := v.BasicAuth; b != nil {
+		switch b.Hash {
+		case "", "bcrypt", "argon2id":
+		default:
+			return fmt.Errorf("basic_auth: hash %q: want bcrypt or argon2id, as `caddy hash-password --algorithm` makes them", b.Hash)
+		}
+		if len(b.Accounts) == 0 {
+			return fmt.Errorf("basic_auth: no account: give a user name and the hash of its password, from `caddy hash-password`")
+		}
+		seen := map[string]bool{}
+		for _, a := range b.Accounts {
+			if a.Username == "" || a.Password == "" {
+				return fmt.Errorf("basic_auth: an account without a user name or a password hash")
+			}
+			if seen[a.Username] {
+				return fmt.Errorf("basic_auth: user %q is given twice", a.Username)
+			}
+			seen[a.Username] = true
+		}
+	}
+	if f := v.ForwardAuth; f != nil {
+		if f.Upstream == "" || strings.ContainsAny(f.Upstream, " \t") {
+			return fmt.Errorf("forward_auth: upstream %q: want host:port or http(s)://host[:port] of the service that decides", f.Upstream)
+		}
+		if !strings.HasPrefix(f.URI, "/") {
+			return fmt.Errorf("forward_auth: uri %q: want the path to ask, such as /api/verify", f.URI)
+		}
+		for _, h := range f.CopyHeaders {
+			from, to, _ := strings.Cut(h, ">")
+			if from == "" || strings.Contains(to, ">") || strings.ContainsAny(h, " :\t") {
+				return fmt.Errorf("forward_auth: copy_headers %q: want a header name, or From>To", h)
+			}
+		}
+	}
+	for _, p := range v.AuthSkip {
+		if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
+			return fmt.Errorf("auth_skip %q: want a path pattern, such as /hook/*", p)
+		}
+	}
+	if len(v.AuthSkip) > 0 && v.BasicAuth == nil && v.ForwardAuth == nil {
+		return fmt.Errorf("auth_skip without basic_auth or forward_auth: it would skip nothing")
+	}
+	return nil
+}
+
+// HasAuth reports whether v asks HTTP visitors to authenticate.
+func (v *Visitors) HasAuth() bool { return v != nil && (v.BasicAuth != nil || v.ForwardAuth != nil) }

@@ -408,6 +408,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if refused, err := h.visitorRefused(w, r, owner, label, start); refused {
 		return err
 	}
+	if auth := h.reg.VisitorPolicy(owner).Auth(); auth != nil {
+		return h.authenticateVisitor(w, r, next, auth, owner, routes, label, start)
+	}
+	return h.serveTunnel(w, r, next, owner, routes, label, start)
+}
+
+// serveTunnel proxies a visitor's request to a client of its host, or
+// answers that none is connected.
+func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, owner string, routes []registry.Route, label string, start time.Time) error {
 	if len(routes) == 0 {
 		switch {
 		case h.PassThru:

@@ -99,3 +99,22 @@ func clientAddr(r *http.Request) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// authenticateVisitor has the tunnel's HTTP authentication (Caddy's
+// basic_auth and forward_auth, as the tunnel's visitors block sets them)
+// decide on the request first: a request it lets through goes on to the
+// tunnel; one it answers itself (401, or the service's answer) is counted
+// refused, reason "auth".
+func (h *Handler) authenticateVisitor(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, auth caddyhttp.MiddlewareHandler, owner string, routes []registry.Route, label string, start time.Time) error {
+	reached := false
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	err := auth.ServeHTTP(rec, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		reached = true
+		return h.serveTunnel(w, r, next, owner, routes, label, start)
+	}))
+	if !reached {
+		metrics.VisitorRefused(owner, "http", registry.RefusedAuth)
+		metrics.HTTPRequest(responseStatus(rec, err), label, r.Method, time.Since(start))
+	}
+	return err
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/client"
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // visitorsServer is a server whose tunnel acme serves app.acme.example.com
@@ -161,6 +162,8 @@ func refused(t *testing.T, transport, reason string) float64 {
 func TestATunnelsVisitorAllowListRefusesOthersOnEveryTransport(t *testing.T) {
 	s := startVisitorsServer(t, "\t\t\t\tallow 127.0.0.1/32", true)
 	httpSession, l4Session := sessionsOf(s.httpClient.ID()), sessionsOf(s.l4Client.ID())
+	// The counters are the process's, over its tests.
+	baseHTTP, baseTCP, baseUDP := refused(t, "http", "address"), refused(t, "tcp", "address"), refused(t, "udp", "address")
 	if len(httpSession) != 1 || len(l4Session) != 1 {
 		t.Fatalf("sessions: %d HTTP, %d TCP/UDP; want one each", len(httpSession), len(l4Session))
 	}
@@ -175,14 +178,14 @@ func TestATunnelsVisitorAllowListRefusesOthersOnEveryTransport(t *testing.T) {
 		t.Fatalf("UDP from 127.0.0.2 answered %q", answer)
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if h, tc, u := refused(t, "http", "address"), refused(t, "tcp", "address"), refused(t, "udp", "address"); h != 1 || tc != 1 || u < 1 {
+		if h, tc, u := refused(t, "http", "address")-baseHTTP, refused(t, "tcp", "address")-baseTCP, refused(t, "udp", "address")-baseUDP; h != 1 || tc != 1 || u < 1 {
 			return fmt.Errorf("refusals counted: http %v, tcp %v, udp %v; want 1, 1, at least 1", h, tc, u)
 		}
 		return nil
 	})
 	// The tunnel's own token reads its refusals at /metrics.
-	if got := scrape(t, "http://"+s.addr+"/metrics", acmeToken).value("dataplane_visitors_refused_total", "tunnel", "acme", "transport", "http", "reason", "address"); got != 1 {
-		t.Fatalf("acme's /metrics counts %v HTTP refusals, want 1", got)
+	if got := scrape(t, "http://"+s.addr+"/metrics", acmeToken).value("dataplane_visitors_refused_total", "tunnel", "acme", "transport", "http", "reason", "address"); got != baseHTTP+1 {
+		t.Fatalf("acme's /metrics counts %v HTTP refusals, want %v", got, baseHTTP+1)
 	}
 	if h, tc, u := s.httpHits.Load(), s.tcpHits.Load(), s.udpHits.Load(); h+tc+u != 0 {
 		t.Fatalf("the upstreams saw a refused visitor: %d HTTP requests, %d TCP connections, %d datagrams", h, tc, u)
@@ -225,6 +228,7 @@ func TestATunnelsVisitorAllowListRefusesOthersOnEveryTransport(t *testing.T) {
 // rate.
 func TestATunnelsRequestRateLimitsEachVisitorAddress(t *testing.T) {
 	s := startVisitorsServer(t, "\t\t\t\trate 10/s burst 20", true)
+	base := refused(t, "http", "rate") // the process's, over its tests
 	start := time.Now()
 	ok, limited := 0, 0
 	for range 200 {
@@ -253,7 +257,7 @@ func TestATunnelsRequestRateLimitsEachVisitorAddress(t *testing.T) {
 	if most := 20 + int(10*elapsed.Seconds()) + 1; ok > most || limited == 0 {
 		t.Fatalf("200 requests in %s: %d served, %d limited; want at most %d served", elapsed, ok, limited, most)
 	}
-	if got := refused(t, "http", "rate"); got != float64(limited) {
+	if got := refused(t, "http", "rate") - base; got != float64(limited) {
 		t.Fatalf("%v refusals counted for %d 429s", got, limited)
 	}
 	if code, _, body := s.curlFrom(t, "127.0.0.2"); code != http.StatusOK || body != "served" {
@@ -396,5 +400,124 @@ func TestATunnelsBandwidthCapHoldsItsUploads(t *testing.T) {
 	t.Logf("20 MB up in %s, %.1f MB/s under a cap of 10 MB/s", took.Round(time.Millisecond), size/took.Seconds()/(1<<20))
 	if least := time.Duration(float64(size-capBytes/10) / capBytes * float64(time.Second)); took < least {
 		t.Fatalf("%d bytes up in %s, faster than the cap allows (at least %s)", size, took, least)
+	}
+}
+
+// A tunnel's basic_auth (Caddy's, with its bcrypt hashes) asks its HTTP
+// visitors for a user name and password: none or a wrong one gets 401,
+// the right one reaches the client; auth_skip leaves /hook/* open, as a
+// webhook needs; the refusals are counted.
+func TestATunnelsBasicAuthGuardsItsHostButItsOpenPaths(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startVisitorsServer(t, fmt.Sprintf("\t\t\t\tbasic_auth {\n\t\t\t\t\talice %s\n\t\t\t\t}\n\t\t\t\tauth_skip /hook/*", hash), true)
+	base := refused(t, "http", "auth") // the process's, over its tests
+	get := func(path, user, password string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+path, nil)
+		req.Host = visitorsHost
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	}
+	if code, challenge := get("/", "", ""); code != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Basic") {
+		t.Fatalf("no credentials: %d, WWW-Authenticate %q; want 401 with a Basic challenge", code, challenge)
+	}
+	if code, _ := get("/", "alice", "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("a wrong password: %d, want 401", code)
+	}
+	if code, _ := get("/", "mallory", "correct horse"); code != http.StatusUnauthorized {
+		t.Fatalf("an unknown user: %d, want 401", code)
+	}
+	if s.httpHits.Load() != 0 {
+		t.Fatalf("the upstream saw %d unauthenticated requests", s.httpHits.Load())
+	}
+	if code, _ := get("/", "alice", "correct horse"); code != http.StatusOK {
+		t.Fatalf("the right password: %d, want 200", code)
+	}
+	if code, _ := get("/hook/deploy", "", ""); code != http.StatusOK {
+		t.Fatalf("/hook/deploy without credentials: %d, want 200 (auth_skip)", code)
+	}
+	if n := refused(t, "http", "auth") - base; n != 3 {
+		t.Fatalf("%v auth refusals counted, want 3", n)
+	}
+}
+
+// A tunnel's forward_auth (Caddy's) asks the operator's service about
+// each request: the service's refusal reaches the visitor and nothing
+// reaches the client; its 2xx lets the request on with the headers it
+// names copied, and a visitor cannot forge them.
+func TestATunnelsForwardAuthLetsTheOperatorsServiceDecide(t *testing.T) {
+	var asked atomic.Int64
+	authSvc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		if r.URL.Path != "/verify" || r.Method != http.MethodGet || r.Header.Get("X-Forwarded-Uri") == "" {
+			http.Error(w, "bad auth request "+r.Method+" "+r.URL.String(), http.StatusBadRequest)
+			return
+		}
+		if r.Header.Get("X-Token") != "good" {
+			http.Error(w, "denied by the operator's service", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Remote-User", "alice")
+	}))
+	t.Cleanup(authSvc.Close)
+	s := &visitorsServer{tcpPort: testenv.FreePort(t), udpPort: testenv.FreePort(t)}
+	port := testenv.FreePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.site = fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(fmt.Sprintf("\t\t\t\tforward_auth %s {\n\t\t\t\t\turi /verify\n\t\t\t\t\tcopy_headers Remote-User\n\t\t\t\t}", strings.TrimPrefix(authSvc.URL, "http://"))), s.site)
+	var seenUser atomic.Value
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.httpHits.Add(1)
+		seenUser.Store(r.Header.Get("Remote-User"))
+		io.WriteString(w, "served")
+	}))
+	t.Cleanup(web.Close)
+	cfg := testenv.HTTPClient("ws://"+s.addr, visitorsHost, web.URL)
+	cfg.Token = acmeToken
+	testenv.Client(t, cfg)
+	base := refused(t, "http", "auth") // the process's, over its tests
+	get := func(token, user string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/page?x=1", nil)
+		req.Host = visitorsHost
+		req.Header.Set("X-Token", token)
+		if user != "" {
+			req.Header.Set("Remote-User", user)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("bad", "bob"); code != http.StatusForbidden || !strings.Contains(body, "denied by the operator's service") {
+		t.Fatalf("refused by the service: %d %q", code, body)
+	}
+	if s.httpHits.Load() != 0 {
+		t.Fatal("a request the service refused reached the upstream")
+	}
+	if code, body := get("good", "bob"); code != http.StatusOK || body != "served" {
+		t.Fatalf("allowed by the service: %d %q", code, body)
+	}
+	if u, _ := seenUser.Load().(string); u != "alice" {
+		t.Fatalf("the upstream saw Remote-User %q, want alice from the service (not the visitor's bob)", u)
+	}
+	if asked.Load() != 2 {
+		t.Fatalf("the service was asked %d times, want 2", asked.Load())
+	}
+	if n := refused(t, "http", "auth") - base; n != 1 {
+		t.Fatalf("%v auth refusals counted, want 1", n)
 	}
 }

@@ -98,7 +98,8 @@ func codeLabel(code int) string {
 }
 
 // visitorsRefused counts the visitors a tunnel's visitors policy refused,
-// by tunnel, transport (http, tcp, udp, tls) and reason (address, rate).
+// by tunnel, transport (http, tcp, udp, tls) and reason (address, rate,
+// auth).
 var visitorsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "dataplane_visitors_refused_total",
 	Help: "visitors a tunnel's visitors policy refused (requests, connections, UDP flows), by tunnel, transport and reason",

@@ -31,6 +31,14 @@ import (
 //			connection_rate <n>/s|<n>/m|<n>/h [burst <n>]
 //			bandwidth_down  <bytes>/s
 //			bandwidth_up    <bytes>/s
+//			basic_auth [bcrypt|argon2id] [<realm>] {
+//				<username> <hashed_password>
+//			}
+//			forward_auth <upstream> {
+//				uri          <uri>
+//				copy_headers <field>...
+//			}
+//			auth_skip       <path>...
 //		}
 //	}
 //
@@ -178,8 +186,74 @@ func unmarshalVisitors(d *caddyfile.Dispenser, v *config.Visitors) error {
 			} else {
 				v.BandwidthUp = n
 			}
+		case "basic_auth":
+			if v.BasicAuth != nil {
+				return d.Errf("visitors basic_auth is given twice: merge its accounts into one block")
+			}
+			b := new(config.BasicAuth)
+			args := d.RemainingArgs()
+			if len(args) > 0 && (args[0] == "bcrypt" || args[0] == "argon2id") {
+				b.Hash, args = args[0], args[1:]
+			}
+			switch len(args) {
+			case 0:
+			case 1:
+				b.Realm = args[0]
+			default:
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				user := d.Val()
+				if !d.NextArg() {
+					return d.Errf("visitors basic_auth: user %q has no password hash: give `%s <hash>`, the hash from `caddy hash-password`", user, user)
+				}
+				b.Accounts = append(b.Accounts, config.Account{Username: user, Password: d.Val()})
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			}
+			v.BasicAuth = b
+		case "forward_auth":
+			if v.ForwardAuth != nil {
+				return d.Errf("visitors forward_auth is given twice")
+			}
+			f := new(config.ForwardAuth)
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			f.Upstream = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch sub := d.Val(); sub {
+				case "uri":
+					if !d.NextArg() {
+						return d.ArgErr()
+					}
+					f.URI = d.Val()
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+				case "copy_headers":
+					fields := d.RemainingArgs()
+					if len(fields) == 0 {
+						return d.ArgErr()
+					}
+					f.CopyHeaders = append(f.CopyHeaders, fields...)
+				default:
+					return d.Errf("unknown option %q in visitors forward_auth: want uri or copy_headers", sub)
+				}
+			}
+			v.ForwardAuth = f
+		case "auth_skip":
+			paths := d.RemainingArgs()
+			if len(paths) == 0 {
+				return d.ArgErr()
+			}
+			v.AuthSkip = append(v.AuthSkip, paths...)
 		default:
-			return d.Errf("unknown option %q in the visitors of tunnel %s: want allow, deny, rate, connection_rate, bandwidth_down or bandwidth_up", opt, tunName(d))
+			return d.Errf("unknown option %q in the visitors of tunnel %s: want allow, deny, rate, connection_rate, bandwidth_down, bandwidth_up, basic_auth, forward_auth or auth_skip", opt, tunName(d))
 		}
 	}
 	return nil

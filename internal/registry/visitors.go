@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/caddy-inlets/caddy-inlets/config"
@@ -20,6 +21,9 @@ type VisitorPolicy struct {
 	requests    rateSpec
 	connections rateSpec
 	bandwidth   bandwidthSpec
+	// auth is the tunnel's HTTP authentication, which its app builds
+	// from Caddy's modules (SetAuth); nil: none.
+	auth caddyhttp.MiddlewareHandler
 }
 
 // rateSpec is a rate a second with its burst; zero: no limit.
@@ -42,6 +46,9 @@ const (
 const (
 	RefusedAddress = "address"
 	RefusedRate    = "rate"
+	// RefusedAuth is an HTTP request the tunnel's basic_auth or
+	// forward_auth answered itself.
+	RefusedAuth = "auth"
 )
 
 // compileVisitors compiles v; nil when it asks nothing.
@@ -65,7 +72,7 @@ func compileVisitors(v *config.Visitors) (*VisitorPolicy, error) {
 		pfx, _ := config.ParseVisitorPrefix(s)
 		p.deny = append(p.deny, pfx)
 	}
-	if len(p.allow)+len(p.deny) == 0 && p.requests.perSecond == 0 && p.connections.perSecond == 0 && p.bandwidth == (bandwidthSpec{}) {
+	if len(p.allow)+len(p.deny) == 0 && p.requests.perSecond == 0 && p.connections.perSecond == 0 && p.bandwidth == (bandwidthSpec{}) && !v.HasAuth() {
 		return nil, nil
 	}
 	return p, nil
@@ -250,4 +257,20 @@ func (r *Registry) bandwidthOf(tunnel string) *bandwidth {
 		return nil
 	}
 	return r.bandwidths.of(tunnel, p.bandwidth)
+}
+
+// Auth is the tunnel's HTTP authentication, nil when it has none.
+func (p *VisitorPolicy) Auth() caddyhttp.MiddlewareHandler {
+	if p == nil {
+		return nil
+	}
+	return p.auth
+}
+
+// SetAuth gives tunnel name its HTTP authentication: the app builds it
+// from Caddy's modules as it provisions, before the tenancy starts.
+func (t *Tenancy) SetAuth(name string, auth caddyhttp.MiddlewareHandler) {
+	if sc := t.Scope(name); sc != nil && sc.Visitors != nil {
+		sc.Visitors.auth = auth
+	}
 }
