@@ -408,6 +408,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if refused, err := h.visitorRefused(w, r, owner, label, start); refused {
 		return err
 	}
+	caddyhttp.SetVar(r.Context(), varChecked, true)
 	if auth := h.reg.VisitorPolicy(owner).Auth(); auth != nil {
 		return h.authenticateVisitor(w, r, next, auth, owner, routes, label, start)
 	}

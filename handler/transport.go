@@ -11,10 +11,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
+	"github.com/caddy-inlets/caddy-inlets/metrics"
 	"github.com/caddy-inlets/caddy-inlets/tunnel"
 )
 
@@ -130,6 +132,9 @@ func (e dialFailure) Unwrap() []error { return []error{reverseproxy.NewDialError
 // client is up, the visitor gets a 502 at once, rather than after
 // reverse_proxy's retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if resp := t.visitorRefused(req); resp != nil {
+		return resp, nil
+	}
 	var body *keptBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &keptBody{r: req.Body}
@@ -160,17 +165,66 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// visitorRefused holds a request that did not come through the inlets
+// handler (a site's own reverse_proxy with `transport inlets`) to its
+// tunnel's visitors policy, and answers one it refuses: the address lists
+// and the rate as the handler does; a tunnel that asks for
+// authentication, which only the handler runs, refuses it rather than
+// let it by.
+func (t *Transport) visitorRefused(req *http.Request) *http.Response {
+	if checked, _ := caddyhttp.GetVar(req.Context(), varChecked).(bool); checked {
+		return nil
+	}
+	id, _, ok := registry.ParseDialAddress(req.URL.Host)
+	if !ok {
+		return nil
+	}
+	s := t.reg.Session(id)
+	if s == nil {
+		return nil
+	}
+	p := t.reg.VisitorPolicy(s.Tunnel)
+	if p == nil {
+		return nil
+	}
+	host := tunnel.HostOnly(req.Host)
+	if p.Auth() != nil {
+		metrics.VisitorRefused(s.Tunnel, "http", registry.RefusedAuth)
+		return textResponse(req, http.StatusForbidden, nil, fmt.Sprintf("403 Forbidden: tunnel %s asks its visitors to authenticate, which only the inlets handler does: serve %s with the inlets directive, not a reverse_proxy of the site's own", s.Tunnel, host))
+	}
+	addr := clientAddr(req)
+	reason, wait := t.reg.RefuseVisitor(s.Tunnel, p, registry.VisitRequest, "http", addr)
+	switch reason {
+	case "":
+		return nil
+	case registry.RefusedRate:
+		return textResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {retryAfter(wait)}},
+			fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %s", host, retryAfter(wait)))
+	}
+	return textResponse(req, http.StatusForbidden, nil, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host))
+}
+
 // badGateway is the 502 of a host whose clients cannot reach their
 // upstream.
 func badGateway(req *http.Request) *http.Response {
-	body := "502 Bad Gateway: the tunnel client could not reach the upstream for " + tunnel.HostOnly(req.Host) + "\n"
+	return textResponse(req, http.StatusBadGateway, nil, "502 Bad Gateway: the tunnel client could not reach the upstream for "+tunnel.HostOnly(req.Host))
+}
+
+// textResponse is an answer of the transport's own: status, with header,
+// and msg as its text.
+func textResponse(req *http.Request, status int, header http.Header, msg string) *http.Response {
+	body := msg + "\n"
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Content-Type", "text/plain; charset=utf-8")
 	return &http.Response{
-		Status:        "502 Bad Gateway",
-		StatusCode:    http.StatusBadGateway,
+		Status:        fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		StatusCode:    status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Header:        header,
 		Body:          io.NopCloser(strings.NewReader(body)),
 		ContentLength: int64(len(body)),
 		Request:       req,

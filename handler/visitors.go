@@ -24,9 +24,13 @@ const OfflineRetryAfter = 10 * time.Second
 // What a refused or unanswered visitor's request tells handle_errors, in
 // {http.vars.inlets.host} and {http.vars.inlets.reason}: the request's
 // host, and why ("offline", "address", "rate").
+//
+// varChecked marks a request the handler has held to its tunnel's
+// policy, so that the transport does not hold it again.
 const (
-	varHost   = "inlets.host"
-	varReason = "inlets.reason"
+	varHost    = "inlets.host"
+	varReason  = "inlets.reason"
+	varChecked = "inlets.visitor_checked"
 
 	reasonOffline = "offline"
 )

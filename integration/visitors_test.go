@@ -521,3 +521,45 @@ func TestATunnelsForwardAuthLetsTheOperatorsServiceDecide(t *testing.T) {
 		t.Fatalf("%v auth refusals counted, want 1", n)
 	}
 }
+
+// A site that composes reverse_proxy { dynamic inlets; transport inlets }
+// itself, instead of the inlets handler, still holds visitors to their
+// tunnel's policy: the transport refuses an address the list leaves out,
+// and a tunnel that asks for authentication, which only the handler
+// runs, is refused rather than let by.
+func TestAComposedReverseProxyHoldsVisitorsToTheirTunnelsPolicy(t *testing.T) {
+	s := &visitorsServer{tcpPort: testenv.FreePort(t), udpPort: testenv.FreePort(t)}
+	port := testenv.FreePort(t)
+	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.site = fmt.Sprintf(":%d {\n\tinlets control {\n\t\ttoken %s\n\t}\n\treverse_proxy {\n\t\tdynamic inlets\n\t\ttransport inlets\n\t}\n}", port, testenv.Token)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals("\t\t\t\tallow 127.0.0.1/32"), s.site)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.httpHits.Add(1)
+		io.WriteString(w, "served")
+	}))
+	t.Cleanup(web.Close)
+	cfg := testenv.HTTPClient("ws://"+s.addr, visitorsHost, web.URL)
+	cfg.Token = acmeToken
+	c := testenv.Client(t, cfg)
+
+	if code, _, body := s.curlFrom(t, "127.0.0.2"); code != http.StatusForbidden || !strings.Contains(body, "visitors from 127.0.0.2 may not visit "+visitorsHost) {
+		t.Fatalf("from 127.0.0.2 through a composed reverse_proxy: %d %q, want 403", code, body)
+	}
+	if code, _, body := s.curlFrom(t, "127.0.0.1"); code != http.StatusOK || body != "served" {
+		t.Fatalf("from 127.0.0.1: %d %q", code, body)
+	}
+	if n := s.httpHits.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d requests, want 1", n)
+	}
+
+	s.reload(t, "\t\t\t\tforward_auth 127.0.0.1:1 {\n\t\t\t\t\turi /verify\n\t\t\t\t}")
+	if code, _, body := s.curlFrom(t, "127.0.0.1"); code != http.StatusForbidden || !strings.Contains(body, "asks its visitors to authenticate, which only the inlets handler does") {
+		t.Fatalf("a tunnel with forward_auth through a composed reverse_proxy: %d %q, want 403", code, body)
+	}
+	if n := s.httpHits.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d requests, want still 1", n)
+	}
+	if len(sessionsOf(c.ID())) != 1 {
+		t.Fatal("the client is gone")
+	}
+}
