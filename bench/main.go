@@ -79,6 +79,7 @@ var scenarios = []scenario{
 	{"sni", (*harness).sni, false},
 	{"fleet", (*harness).fleet, false},
 	{"link", (*harness).link, false},
+	{"visitors", (*harness).visitors, false},
 }
 
 // harness is one run of the benchmarks.

@@ -69,6 +69,10 @@ type results struct {
 	fleet []fleetResult
 	// link is scenario 12's, per round-trip time, per run.
 	link map[time.Duration][]linkResult
+	// visitorsSmall is scenario 13's small requests, per subject, per
+	// run; visitorsDownload its capped download, per run.
+	visitorsSmall    map[string][]httpLoad
+	visitorsDownload []visitorsResult
 }
 
 func newResults() *results {
@@ -76,6 +80,7 @@ func newResults() *results {
 		small:         map[string][]httpLoad{},
 		smallHey:      map[string][]httpLoad{},
 		smallNewConns: map[string][]httpLoad{},
+		visitorsSmall: map[string][]httpLoad{},
 		bulk:          map[bulkKey][]iperfResult{},
 		bodies:        map[bodyKey][]float64{},
 
@@ -333,6 +338,7 @@ is listed.
 	r.writeSNI(w)
 	r.writeFleet(w)
 	r.writeLink(w)
+	r.writeVisitors(w)
 	return b.String()
 }
 
@@ -465,8 +471,13 @@ func (r *results) connsPerRequest(set map[string][]httpLoad) string {
 }
 
 func (r *results) writeLoadTable(w writer, set map[string][]httpLoad) {
+	r.writeLoadTableOf(w, set, smallSubjects)
+}
+
+// writeLoadTableOf is writeLoadTable for the given subjects, in order.
+func (r *results) writeLoadTableOf(w writer, set map[string][]httpLoad, subjects []string) {
 	w("| subject | requests/s | p50 | p99 | errors | requests/s of each run |\n|---|---|---|---|---|---|\n")
-	for _, s := range smallSubjects {
+	for _, s := range subjects {
 		if len(set[s]) == 0 {
 			continue
 		}
