@@ -605,6 +605,20 @@ func TestTunnelCLISetsWhoMayVisitWithoutAReconnect(t *testing.T) {
 	if out := srv.mustTunnel(t, "visitors", "acme", "--bandwidth-down", "1MiB/s", "--bandwidth-up", "512KiB/s"); !strings.Contains(out, "Tunnel acme's visitors: at most 1.0 MiB/s down; at most 512 KiB/s up.") {
 		t.Fatalf("visitors --bandwidth-down printed %q", out)
 	}
+	// Basic auth from the command line, with a hash of `caddy hash-password`.
+	hash, err := exec.Command(testenv.Binary(t, "caddy"), "hash-password", "--plaintext", "s3cret").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := srv.mustTunnel(t, "visitors", "acme", "--basic-auth", "alice="+strings.TrimSpace(string(hash)), "--auth-skip", "/hook/*"); !strings.Contains(out, "basic auth, 1 account(s); no auth for /hook/*") {
+		t.Fatalf("visitors --basic-auth printed %q", out)
+	}
+	if code := from("127.0.0.1"); code != http.StatusUnauthorized {
+		t.Fatalf("after visitors --basic-auth, no credentials: %d, want 401", code)
+	}
+	if code, _, stderr := srv.tunnel(t, "visitors", "acme", "--forward-auth", "127.0.0.1:9091"); code != 2 || !strings.Contains(stderr, `--forward-auth: uri "": want the path to ask`) {
+		t.Fatalf("--forward-auth without --forward-auth-uri: exit %d, %q", code, stderr)
+	}
 	srv.mustTunnel(t, "visitors", "acme", "--clear")
 	if a, b := from("127.0.0.1"), from("127.0.0.2"); a != http.StatusOK || b != http.StatusOK {
 		t.Fatalf("after visitors --clear: 127.0.0.1 got %d, 127.0.0.2 %d; want 200, 200", a, b)

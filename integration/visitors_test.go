@@ -563,3 +563,28 @@ func TestAComposedReverseProxyHoldsVisitorsToTheirTunnelsPolicy(t *testing.T) {
 		t.Fatal("the client is gone")
 	}
 }
+
+// dig from 127.0.0.2 gets no answer from a UDP port whose tunnel allows
+// 127.0.0.1 only: its datagram is dropped before a flow starts, and
+// counted; dig from 127.0.0.1 gets dnsmasq's answer.
+func TestATunnelsAllowListDropsADigFromAnotherAddress(t *testing.T) {
+	dns := startDnsmasq(t, 1)
+	s := startVisitorsServer(t, "\t\t\t\tallow 127.0.0.1/32", false)
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "tcp", "client", "--url", "ws://"+s.addr, "--token", acmeToken, "--id", "dig-visitors",
+		"--upstream", "127.0.0.1", "--udp-ports", fmt.Sprintf("%d:%d", s.udpPort, dns.port))
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+	base := refused(t, "udp", "address")
+	query := func(from string) (string, error) {
+		out, err := exec.Command("dig", "@127.0.0.1", "-p", fmt.Sprint(s.udpPort), "-b", from, "+short", "+tries=1", "+time=1", "host-0.example.lan", "A").CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := query("127.0.0.2"); err == nil && out == dns.names["host-0.example.lan"] {
+		t.Fatalf("dig -b 127.0.0.2 was answered: %q", out)
+	}
+	if n := refused(t, "udp", "address") - base; n < 1 {
+		t.Fatalf("%v UDP refusals counted for dig -b 127.0.0.2", n)
+	}
+	if out, err := query("127.0.0.1"); err != nil || out != dns.names["host-0.example.lan"] {
+		t.Fatalf("dig -b 127.0.0.1: %q, %v; want %s", out, err, dns.names["host-0.example.lan"])
+	}
+}

@@ -52,12 +52,45 @@ func visitorFlags(fs *flag.FlagSet, prefix string) func() (*config.Visitors, err
 	}
 	fs.Func(prefix+"bandwidth-down", "at most `BYTES/s` (10MB/s, 512KiB/s) to the tunnel's visitors, all its clients and visitors together", bandwidth(&v.BandwidthDown))
 	fs.Func(prefix+"bandwidth-up", "at most `BYTES/s` from the tunnel's visitors, all together", bandwidth(&v.BandwidthUp))
+	var basic config.BasicAuth
+	fs.Func(prefix+"basic-auth", "HTTP visitors log in as `USER=HASH`, the hash from `caddy hash-password` (bcrypt); repeatable", func(s string) error {
+		user, hash, ok := strings.Cut(s, "=")
+		if !ok || user == "" || hash == "" {
+			return fmt.Errorf("%q: want USER=HASH, the hash from `caddy hash-password`", s)
+		}
+		basic.Accounts = append(basic.Accounts, config.Account{Username: user, Password: hash})
+		return nil
+	})
+	fs.StringVar(&basic.Realm, prefix+"basic-auth-realm", "", "the `REALM` browsers show for basic auth (default: restricted)")
+	var forward config.ForwardAuth
+	fs.StringVar(&forward.Upstream, prefix+"forward-auth", "", "ask the service at `HOST:PORT` (or http(s)://HOST[:PORT]) about each HTTP request first, as Caddy's forward_auth does")
+	fs.StringVar(&forward.URI, prefix+"forward-auth-uri", "", "the `URI` forward auth asks, such as /api/verify")
+	fs.Func(prefix+"forward-auth-copy-header", "a `HEADER` (or FROM>TO) of forward auth's 2xx answer set on the request; repeatable", func(s string) error {
+		forward.CopyHeaders = append(forward.CopyHeaders, s)
+		return nil
+	})
+	fs.Func(prefix+"auth-skip", "a request `PATH` pattern that needs no auth, such as /hook/*; repeatable", func(s string) error {
+		v.AuthSkip = append(v.AuthSkip, s)
+		return nil
+	})
 	return func() (*config.Visitors, error) {
 		v.RequestBurst, v.ConnectionBurst = *burst, *connBurst
-		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("--%s%s", prefix, strings.Replace(strings.Replace(err.Error(), "requests_per_second", "rate", 1), "connections_per_second", "connection-rate", 1))
+		if len(basic.Accounts) > 0 || basic.Realm != "" {
+			v.BasicAuth = &basic
 		}
-		if len(v.Allow)+len(v.Deny) == 0 && v.RequestsPerSecond == 0 && v.ConnectionsPerSecond == 0 && v.BandwidthDown == 0 && v.BandwidthUp == 0 {
+		if forward.Upstream != "" || forward.URI != "" || len(forward.CopyHeaders) > 0 {
+			v.ForwardAuth = &forward
+		}
+		if err := v.Validate(); err != nil {
+			// The policy's messages name its JSON fields; say the flags.
+			flag := func(name string) string { return "--" + prefix + name }
+			return nil, errors.New(strings.NewReplacer(
+				"requests_per_second", flag("rate"), "connections_per_second", flag("connection-rate"),
+				"bandwidth_down", flag("bandwidth-down"), "bandwidth_up", flag("bandwidth-up"),
+				"basic_auth", flag("basic-auth"), "forward_auth", flag("forward-auth"), "auth_skip", flag("auth-skip"),
+			).Replace(err.Error()))
+		}
+		if len(v.Allow)+len(v.Deny) == 0 && v.RequestsPerSecond == 0 && v.ConnectionsPerSecond == 0 && v.BandwidthDown == 0 && v.BandwidthUp == 0 && !v.HasAuth() {
 			return nil, nil
 		}
 		return &v, nil
@@ -142,6 +175,15 @@ func describeVisitors(v *config.Visitors) string {
 	}
 	if v.BandwidthUp > 0 {
 		parts = append(parts, "at most "+humanize.IBytes(uint64(v.BandwidthUp))+"/s up")
+	}
+	if v.BasicAuth != nil {
+		parts = append(parts, fmt.Sprintf("basic auth, %d account(s)", len(v.BasicAuth.Accounts)))
+	}
+	if v.ForwardAuth != nil {
+		parts = append(parts, "forward auth to "+v.ForwardAuth.Upstream+v.ForwardAuth.URI)
+	}
+	if len(v.AuthSkip) > 0 {
+		parts = append(parts, "no auth for "+strings.Join(v.AuthSkip, " "))
 	}
 	if len(parts) == 0 {
 		return "anyone, at any rate"
