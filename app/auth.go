@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -54,7 +55,17 @@ func (a *App) provisionAuth(ctx caddy.Context) error {
 				return fmt.Errorf("tunnel %s: visitors: auth_skip: %w", name, err)
 			}
 		}
-		a.tenancy.SetAuth(name, authChain{skip: skip, chain: chain})
+		var copied []string
+		if v.ForwardAuth != nil {
+			for _, h := range v.ForwardAuth.CopyHeaders {
+				from, to, ok := strings.Cut(h, ">")
+				if !ok {
+					to = from
+				}
+				copied = append(copied, http.CanonicalHeaderKey(to))
+			}
+		}
+		a.tenancy.SetAuth(name, authChain{skip: skip, chain: chain, copied: copied})
 	}
 	return nil
 }
@@ -151,7 +162,7 @@ func upstreamDial(upstream string) (string, bool, error) {
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	return u.Hostname() + ":" + port, u.Scheme == "https", nil
+	return net.JoinHostPort(u.Hostname(), port), u.Scheme == "https", nil
 }
 
 // authChain is a tunnel's HTTP authentication: basic_auth, then
@@ -159,9 +170,16 @@ func upstreamDial(upstream string) (string, bool, error) {
 type authChain struct {
 	skip  caddyhttp.MatchPath
 	chain []caddyhttp.MiddlewareHandler
+	// copied are the headers forward_auth sets from its service's
+	// answer: a visitor's own are removed from every request, those
+	// auth_skip lets by included, so that none can be forged.
+	copied []string
 }
 
 func (c authChain) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	for _, h := range c.copied {
+		r.Header.Del(h)
+	}
 	if len(c.skip) > 0 {
 		if ok, err := c.skip.MatchWithError(r); err != nil {
 			return err

@@ -121,7 +121,7 @@ func (v *Visitors) Validate() error {
 		burst int
 	}{{"requests_per_second", v.RequestsPerSecond, v.RequestBurst}, {"connections_per_second", v.ConnectionsPerSecond, v.ConnectionBurst}} {
 		if r.rate < 0 || math.IsNaN(r.rate) || math.IsInf(r.rate, 0) || r.burst < 0 {
-			return fmt.Errorf("%s %v, burst %d: want positive numbers", r.field, r.rate, r.burst)
+			return fmt.Errorf("%s %v, burst %d: want 0 (no limit) or more", r.field, r.rate, r.burst)
 		}
 		if r.burst > 0 && r.rate == 0 {
 			return fmt.Errorf("a burst without %s: give the rate too", r.field)

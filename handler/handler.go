@@ -408,7 +408,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if refused, err := h.visitorRefused(w, r, owner, label, start); refused {
 		return err
 	}
-	caddyhttp.SetVar(r.Context(), varChecked, true)
+	caddyhttp.SetVar(r.Context(), varChecked, owner)
 	if auth := h.reg.VisitorPolicy(owner).Auth(); auth != nil {
 		return h.authenticateVisitor(w, r, next, auth, owner, routes, label, start)
 	}
@@ -423,9 +423,9 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddy
 		case h.PassThru:
 			return next.ServeHTTP(w, r)
 		case owner != registry.Unnamed:
-			return serveOffline(w, r, "tunnel "+owner, start)
+			return serveOffline(w, r, start)
 		case h.allow != nil && h.allow(tunnel.HostOnly(r.Host)):
-			return serveOffline(w, r, "this server", start)
+			return serveOffline(w, r, start)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusBadGateway)

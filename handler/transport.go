@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -172,15 +173,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // authentication, which only the handler runs, refuses it rather than
 // let it by.
 func (t *Transport) visitorRefused(req *http.Request) *http.Response {
-	if checked, _ := caddyhttp.GetVar(req.Context(), varChecked).(bool); checked {
-		return nil
-	}
 	id, _, ok := registry.ParseDialAddress(req.URL.Host)
 	if !ok {
 		return nil
 	}
 	s := t.reg.Session(id)
 	if s == nil {
+		return nil
+	}
+	if checked, ok := caddyhttp.GetVar(req.Context(), varChecked).(string); ok && checked == s.Tunnel {
 		return nil
 	}
 	p := t.reg.VisitorPolicy(s.Tunnel)
@@ -190,7 +191,10 @@ func (t *Transport) visitorRefused(req *http.Request) *http.Response {
 	host := tunnel.HostOnly(req.Host)
 	if p.Auth() != nil {
 		metrics.VisitorRefused(s.Tunnel, "http", registry.RefusedAuth)
-		return textResponse(req, http.StatusForbidden, nil, fmt.Sprintf("403 Forbidden: tunnel %s asks its visitors to authenticate, which only the inlets handler does: serve %s with the inlets directive, not a reverse_proxy of the site's own", s.Tunnel, host))
+		if c := t.reg.Logger().Check(zap.WarnLevel, "refused a visitor of a tunnel with basic_auth or forward_auth that came through a reverse_proxy of the site's own, which cannot run them: serve its hosts with the inlets directive"); c != nil {
+			c.Write(zap.String("tunnel", s.Tunnel), zap.String("host", host))
+		}
+		return textResponse(req, http.StatusForbidden, nil, "403 Forbidden: "+host+" asks its visitors to authenticate, which this route of the server cannot do")
 	}
 	addr := clientAddr(req)
 	reason, wait := t.reg.RefuseVisitor(s.Tunnel, p, registry.VisitRequest, "http", addr)
@@ -199,7 +203,7 @@ func (t *Transport) visitorRefused(req *http.Request) *http.Response {
 		return nil
 	case registry.RefusedRate:
 		return textResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {retryAfter(wait)}},
-			fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %s", host, retryAfter(wait)))
+			fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %ss", host, retryAfter(wait)))
 	}
 	return textResponse(req, http.StatusForbidden, nil, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host))
 }

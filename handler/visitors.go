@@ -25,8 +25,8 @@ const OfflineRetryAfter = 10 * time.Second
 // {http.vars.inlets.host} and {http.vars.inlets.reason}: the request's
 // host, and why ("offline", "address", "rate").
 //
-// varChecked marks a request the handler has held to its tunnel's
-// policy, so that the transport does not hold it again.
+// varChecked names the tunnel whose policy the handler has held a
+// request to, so that the transport does not hold it to that one again.
 const (
 	varHost    = "inlets.host"
 	varReason  = "inlets.reason"
@@ -51,7 +51,7 @@ func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner, 
 	host := tunnel.HostOnly(r.Host)
 	status, msg := http.StatusForbidden, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host)
 	if reason == registry.RefusedRate {
-		status, msg = http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %s", host, retryAfter(wait))
+		status, msg = http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %ss", host, retryAfter(wait))
 	}
 	metrics.HTTPRequest(status, label, r.Method, time.Since(start))
 	return true, answerVisitor(w, r, status, wait, host, reason, msg)
@@ -60,11 +60,11 @@ func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner, 
 // serveOffline answers a request for a host a tunnel owns whose clients
 // are all away: 503 with Retry-After, so that a load balancer in front
 // fails over and a browser comes back.
-func serveOffline(w http.ResponseWriter, r *http.Request, who string, start time.Time) error {
+func serveOffline(w http.ResponseWriter, r *http.Request, start time.Time) error {
 	host := tunnel.HostOnly(r.Host)
 	metrics.HTTPRequest(http.StatusServiceUnavailable, metrics.NoHost, r.Method, time.Since(start))
 	return answerVisitor(w, r, http.StatusServiceUnavailable, OfflineRetryAfter, host, reasonOffline,
-		fmt.Sprintf("503 Service Unavailable: %s is offline: no client of %s is connected; try again shortly", host, who))
+		fmt.Sprintf("503 Service Unavailable: %s is offline: no tunnel client serving it is connected; try again shortly", host))
 }
 
 // answerVisitor answers status with Retry-After (when wait is positive):
@@ -117,8 +117,14 @@ func (h *Handler) authenticateVisitor(w http.ResponseWriter, r *http.Request, ne
 		return h.serveTunnel(w, r, next, owner, routes, label, start)
 	}))
 	if !reached {
-		metrics.VisitorRefused(owner, "http", registry.RefusedAuth)
-		metrics.HTTPRequest(responseStatus(rec, err), label, r.Method, time.Since(start))
+		// A 4xx is the authentication's refusal; anything else (the
+		// forward_auth service down, say) is the server's failure, not
+		// the visitor's.
+		status := responseStatus(rec, err)
+		if status >= 400 && status < 500 {
+			metrics.VisitorRefused(owner, "http", registry.RefusedAuth)
+		}
+		metrics.HTTPRequest(status, label, r.Method, time.Since(start))
 	}
 	return err
 }

@@ -616,6 +616,12 @@ func TestTunnelCLISetsWhoMayVisitWithoutAReconnect(t *testing.T) {
 	if code := from("127.0.0.1"); code != http.StatusUnauthorized {
 		t.Fatalf("after visitors --basic-auth, no credentials: %d, want 401", code)
 	}
+	if code, _, stderr := srv.tunnel(t, "visitors", "acme", "--rate", "10/s"); code != 2 || !strings.Contains(stderr, "add --replace to let its visitors in without") {
+		t.Fatalf("replacing a policy with basic auth by one without: exit %d, %q; want it refused", code, stderr)
+	}
+	if code := from("127.0.0.1"); code != http.StatusUnauthorized {
+		t.Fatalf("after the refused replacement, no credentials: %d, want 401 still", code)
+	}
 	if code, _, stderr := srv.tunnel(t, "visitors", "acme", "--forward-auth", "127.0.0.1:9091"); code != 2 || !strings.Contains(stderr, `--forward-auth: uri "": want the path to ask`) {
 		t.Fatalf("--forward-auth without --forward-auth-uri: exit %d, %q", code, stderr)
 	}

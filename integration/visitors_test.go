@@ -474,7 +474,7 @@ func TestATunnelsForwardAuthLetsTheOperatorsServiceDecide(t *testing.T) {
 	port := testenv.FreePort(t)
 	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
 	s.site = fmt.Sprintf(":%d {\n\t%s\n}", port, inletsBoth)
-	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(fmt.Sprintf("\t\t\t\tforward_auth %s {\n\t\t\t\t\turi /verify\n\t\t\t\t\tcopy_headers Remote-User\n\t\t\t\t}", strings.TrimPrefix(authSvc.URL, "http://"))), s.site)
+	s.Caddy = testenv.StartCaddy(t, adminPort, s.globals(fmt.Sprintf("\t\t\t\tforward_auth %s {\n\t\t\t\t\turi /verify\n\t\t\t\t\tcopy_headers Remote-User\n\t\t\t\t}\n\t\t\t\tauth_skip /hook/*", strings.TrimPrefix(authSvc.URL, "http://"))), s.site)
 	var seenUser atomic.Value
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.httpHits.Add(1)
@@ -486,9 +486,14 @@ func TestATunnelsForwardAuthLetsTheOperatorsServiceDecide(t *testing.T) {
 	cfg.Token = acmeToken
 	testenv.Client(t, cfg)
 	base := refused(t, "http", "auth") // the process's, over its tests
+	var getPath func(path, token, user string) (int, string)
 	get := func(token, user string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/page?x=1", nil)
+		return getPath("/page?x=1", token, user)
+	}
+	getPath = func(path, token, user string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+path, nil)
 		req.Host = visitorsHost
 		req.Header.Set("X-Token", token)
 		if user != "" {
@@ -516,6 +521,14 @@ func TestATunnelsForwardAuthLetsTheOperatorsServiceDecide(t *testing.T) {
 	}
 	if asked.Load() != 2 {
 		t.Fatalf("the service was asked %d times, want 2", asked.Load())
+	}
+	// A path auth_skip leaves open is not asked about, and a visitor's
+	// own Remote-User does not reach the upstream through it either.
+	if code, body := getPath("/hook/x", "bad", "admin"); code != http.StatusOK || body != "served" {
+		t.Fatalf("/hook/x: %d %q", code, body)
+	}
+	if u, _ := seenUser.Load().(string); u != "" || asked.Load() != 2 {
+		t.Fatalf("through auth_skip the upstream saw Remote-User %q (the service asked %d times); want none", u, asked.Load())
 	}
 	if n := refused(t, "http", "auth") - base; n != 1 {
 		t.Fatalf("%v auth refusals counted, want 1", n)
@@ -553,7 +566,7 @@ func TestAComposedReverseProxyHoldsVisitorsToTheirTunnelsPolicy(t *testing.T) {
 	}
 
 	s.reload(t, "\t\t\t\tforward_auth 127.0.0.1:1 {\n\t\t\t\t\turi /verify\n\t\t\t\t}")
-	if code, _, body := s.curlFrom(t, "127.0.0.1"); code != http.StatusForbidden || !strings.Contains(body, "asks its visitors to authenticate, which only the inlets handler does") {
+	if code, _, body := s.curlFrom(t, "127.0.0.1"); code != http.StatusForbidden || !strings.Contains(body, "asks its visitors to authenticate, which this route of the server cannot do") {
 		t.Fatalf("a tunnel with forward_auth through a composed reverse_proxy: %d %q, want 403", code, body)
 	}
 	if n := s.httpHits.Load(); n != 1 {

@@ -101,6 +101,7 @@ func runTunnelVisitors(r tunnelRun, args []string) int {
 	fs, address := r.flags()
 	policy := visitorFlags(fs, "")
 	clear := fs.Bool("clear", false, "remove the tunnel's visitors policy: anyone may visit, at any rate")
+	replace := fs.Bool("replace", false, "replace a policy that has basic or forward auth with one that has none (without it, that is refused)")
 	setUsage(fs, "NAME [--allow CIDR]... [--deny CIDR]... [--rate N/s] [--connection-rate N/s] [--bandwidth-down BYTES/s] [--clear] [flags]",
 		"Sets who may visit tunnel NAME's hosts, ports and TLS names, and how often,\nreplacing its visitors policy with what the flags give; with no flag, prints it.\nA graceful reload: no client reconnects. See docs/visitors.md.",
 		"  %[1]s acme --allow 203.0.113.0/24 --allow 2001:db8::/32 --rate 600/m --burst 50\n  %[1]s acme --connection-rate 2/s\n  %[1]s acme --clear")
@@ -137,6 +138,16 @@ func runTunnelVisitors(r tunnelRun, args []string) int {
 		}
 		fmt.Fprintf(r.stdout, "Removed tunnel %s's visitors policy: anyone may visit it.\n", name)
 	case v != nil:
+		var tun config.Tunnel
+		if err := json.Unmarshal(raw, &tun); err != nil {
+			return r.fail(1, fmt.Errorf("reading tunnel %s from Caddy's config: %w", name, err))
+		}
+		if tun.Visitors.HasAuth() && !v.HasAuth() && !*replace {
+			return r.fail(2, fmt.Errorf("tunnel %s's visitors must authenticate (%s), and these flags replace its whole policy: give --basic-auth or --forward-auth again, or add --replace to let its visitors in without", name, describeVisitors(tun.Visitors)))
+		}
+		if tun.Visitors != nil {
+			fmt.Fprintf(r.stdout, "Replacing tunnel %s's visitors: %s.\n", name, describeVisitors(tun.Visitors))
+		}
 		// POST sets the object whether or not the tunnel had one.
 		if _, _, err := api.call(ctx, http.MethodPost, path, v, nil); err != nil {
 			return r.fail(1, refused(err))

@@ -34,6 +34,7 @@ func (r *Registry) SetTenancy(t *Tenancy) {
 		}
 	}
 	r.forgetCertificateOrders(t)
+	r.bandwidths.apply(t)
 	if r.expiry != nil {
 		r.expiry.Stop()
 		r.expiry = nil

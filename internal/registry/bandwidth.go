@@ -14,49 +14,85 @@ import (
 type bandwidthSpec struct{ down, up int64 }
 
 // bandwidth is a tunnel's caps and the buckets its streams draw from.
+// The buckets are the tunnel's for as long as it exists: a change of its
+// caps changes them in place, so that streams already open follow it
+// (rate.Inf when a cap is removed).
 type bandwidth struct {
+	mu       sync.Mutex // guards spec
 	spec     bandwidthSpec
-	down, up *rate.Limiter // nil: no cap that way
+	down, up *rate.Limiter
 }
 
-// bandwidths holds every tunnel's, by name: a reload that keeps a
-// tunnel's caps keeps its buckets.
+// set makes spec the buckets' caps.
+func (bw *bandwidth) set(spec bandwidthSpec) {
+	bw.mu.Lock()
+	defer bw.mu.Unlock()
+	if bw.spec == spec {
+		return
+	}
+	bw.spec = spec
+	for _, b := range []struct {
+		l         *rate.Limiter
+		perSecond int64
+	}{{bw.down, spec.down}, {bw.up, spec.up}} {
+		if b.perSecond == 0 {
+			b.l.SetLimit(rate.Inf)
+			continue
+		}
+		b.l.SetBurst(burstOf(b.perSecond))
+		b.l.SetLimit(rate.Limit(b.perSecond))
+	}
+}
+
+// bandwidths holds every tunnel's that has had a cap, by name.
 type bandwidths struct {
 	mu sync.Mutex
 	m  map[string]*bandwidth
 }
 
-// of returns tunnel's buckets for spec, new ones when the spec changed.
+// of returns tunnel's buckets, set to spec.
 func (b *bandwidths) of(tunnel string, spec bandwidthSpec) *bandwidth {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if bw := b.m[tunnel]; bw != nil && bw.spec == spec {
-		return bw
+	bw := b.m[tunnel]
+	if bw == nil {
+		bw = &bandwidth{down: rate.NewLimiter(rate.Inf, 1), up: rate.NewLimiter(rate.Inf, 1)}
+		if b.m == nil {
+			b.m = make(map[string]*bandwidth)
+		}
+		b.m[tunnel] = bw
 	}
-	bw := &bandwidth{spec: spec, down: bucket(spec.down), up: bucket(spec.up)}
-	if b.m == nil {
-		b.m = make(map[string]*bandwidth)
-	}
-	b.m[tunnel] = bw
+	b.mu.Unlock()
+	bw.set(spec)
 	return bw
+}
+
+// apply sets every tunnel's buckets to its caps under t (none for a
+// tunnel t does not have, or whose caps it removed), as the registry
+// does when t becomes the server's tunnels.
+func (b *bandwidths) apply(t *Tenancy) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for name, bw := range b.m {
+		var spec bandwidthSpec
+		if sc := t.Scope(name); sc != nil && sc.Visitors != nil {
+			spec = sc.Visitors.bandwidth
+		}
+		bw.set(spec)
+	}
 }
 
 func (b *bandwidths) forget(tunnel string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.m, tunnel)
+	if bw := b.m[tunnel]; bw != nil {
+		bw.set(bandwidthSpec{}) // streams still open run free
+		delete(b.m, tunnel)
+	}
 }
 
-// bucket is a byte bucket of perSecond, nil for none. Its burst, a
-// tenth of a second's worth between 64 KiB and 4 MiB, is what a stream
-// takes at most at once.
-func bucket(perSecond int64) *rate.Limiter {
-	if perSecond == 0 {
-		return nil
-	}
-	burst := min(max(perSecond/10, 64<<10), 4<<20)
-	return rate.NewLimiter(rate.Limit(perSecond), int(burst))
-}
+// burstOf is the burst of a cap: a tenth of a second's worth, between 64
+// KiB and 4 MiB, what a stream takes at most at once.
+func burstOf(perSecond int64) int { return int(min(max(perSecond/10, 64<<10), 4<<20)) }
 
 // throttle returns c drawing from bw's buckets: what it reads (the
 // client's upstream's bytes, on their way down to the visitor) waits for
@@ -64,7 +100,7 @@ func bucket(perSecond int64) *rate.Limiter {
 // reading and its window holds the rest back at the client; what it
 // writes (the visitor's bytes, up) waits for the up bucket first.
 func throttle(c *tunnel.DataConn, bw *bandwidth) net.Conn {
-	if bw == nil || bw.down == nil && bw.up == nil {
+	if bw == nil {
 		return c
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,7 +118,7 @@ type throttledConn struct {
 
 func (c *throttledConn) Read(p []byte) (int, error) {
 	n, err := c.DataConn.Read(p)
-	if n > 0 && c.bw.down != nil {
+	if n > 0 {
 		if werr := wait(c.ctx, c.bw.down, n); werr != nil && err == nil {
 			err = net.ErrClosed
 		}
@@ -91,12 +127,12 @@ func (c *throttledConn) Read(p []byte) (int, error) {
 }
 
 func (c *throttledConn) Write(p []byte) (int, error) {
-	if c.bw.up == nil {
-		return c.DataConn.Write(p)
-	}
 	written := 0
 	for len(p) > 0 {
-		chunk := min(len(p), c.bw.up.Burst())
+		chunk := len(p)
+		if c.bw.up.Limit() != rate.Inf {
+			chunk = min(chunk, c.bw.up.Burst())
+		}
 		if err := wait(c.ctx, c.bw.up, chunk); err != nil {
 			return written, net.ErrClosed
 		}
@@ -124,6 +160,9 @@ func (c *throttledConn) Reset() {
 
 // wait takes n bytes from l, in pieces no larger than its burst.
 func wait(ctx context.Context, l *rate.Limiter, n int) error {
+	if l.Limit() == rate.Inf {
+		return nil
+	}
 	for n > 0 {
 		take := min(n, l.Burst())
 		if err := l.WaitN(ctx, take); err != nil {

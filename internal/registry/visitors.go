@@ -84,7 +84,8 @@ func (p *VisitorPolicy) AllowsAddress(addr netip.Addr) bool {
 	if p == nil {
 		return true
 	}
-	addr = addr.Unmap()
+	// A zone (fe80::1%eth0) would keep the address out of every prefix.
+	addr = addr.WithZone("").Unmap()
 	for _, d := range p.deny {
 		if d.Contains(addr) {
 			return false
@@ -105,7 +106,7 @@ func (p *VisitorPolicy) AllowsAddress(addr netip.Addr) bool {
 // IPv6 /64 (one host often has a whole /64, so counting its addresses
 // apart would let it multiply its rate).
 func VisitorSource(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
+	a = a.WithZone("").Unmap()
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
 	}

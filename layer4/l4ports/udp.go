@@ -260,9 +260,32 @@ func (l *udpListener) close() {
 // the visitor is new and the port has room for it.
 func (p *udpPort) deliver(l *udpListener, from *net.UDPAddr, data []byte) {
 	key := from.AddrPort()
-	key = netip.AddrPortFrom(key.Addr().Unmap(), key.Port())
+	key = netip.AddrPortFrom(key.Addr().WithZone("").Unmap(), key.Port())
+	// The tunnel that owns the port holds its visitors to its policy: a
+	// new flow to all of it (outside mu: a rate's table may take a
+	// while), and every datagram of a flow to its address lists, so that
+	// a reload that denies an address ends that address's flows.
+	owner := l.fwd.reg.Tenancy().PortOwner(registry.Port{UDP: true, Num: p.port})
+	policy := l.fwd.reg.VisitorPolicy(owner)
 	p.mu.Lock()
 	f := p.flows[key]
+	if f != nil && policy != nil && !policy.AllowsAddress(key.Addr()) {
+		p.mu.Unlock()
+		metrics.VisitorRefused(owner, "udp", registry.RefusedAddress)
+		f.close()
+		return
+	}
+	if f == nil && policy != nil {
+		p.mu.Unlock()
+		if reason, _ := l.fwd.reg.RefuseVisitor(owner, policy, registry.VisitConnection, "udp", key.Addr()); reason != "" {
+			if c := l.logger.Check(zap.DebugLevel, "udp: dropped a new visitor's datagram: refused by its tunnel's visitors policy"); c != nil {
+				c.Write(zap.String("remote_addr", from.String()), zap.String("reason", reason))
+			}
+			return
+		}
+		p.mu.Lock()
+		f = p.flows[key] // another datagram of the visitor's may have started it meanwhile
+	}
 	if f == nil {
 		if len(p.flows) >= l.fwd.maxFlows {
 			p.mu.Unlock()
@@ -271,16 +294,6 @@ func (p *udpPort) deliver(l *udpListener, from *net.UDPAddr, data []byte) {
 				c.Write(zap.Int("limit", l.fwd.maxFlows), zap.String("remote_addr", from.String()))
 			}
 			return
-		}
-		owner := l.fwd.reg.Tenancy().PortOwner(registry.Port{UDP: true, Num: p.port})
-		if policy := l.fwd.reg.VisitorPolicy(owner); policy != nil {
-			if reason, _ := l.fwd.reg.RefuseVisitor(owner, policy, registry.VisitConnection, "udp", key.Addr()); reason != "" {
-				p.mu.Unlock()
-				if c := l.logger.Check(zap.DebugLevel, "udp: dropped a new visitor's datagram: refused by its tunnel's visitors policy"); c != nil {
-					c.Write(zap.String("remote_addr", from.String()), zap.String("reason", reason))
-				}
-				return
-			}
 		}
 		src := registry.VisitorSource(key.Addr())
 		if p.sources[src] >= l.fwd.maxPerSource {
