@@ -34,6 +34,13 @@ func TestVisitorAddressLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	zoned, err := compileVisitors(&config.Visitors{Deny: []string{"fe80::/10"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zoned.AllowsAddress(netip.MustParseAddr("fe80::1%eth0")) {
+		t.Error("a zoned link-local address passed a deny of fe80::/10")
+	}
 	for addr, want := range map[string]bool{
 		"127.0.0.1":        true,
 		"::ffff:127.0.0.1": true,
