@@ -118,15 +118,19 @@ func TestGrowthKeepsBothSidesCreditInStep(t *testing.T) {
 // nothing else: the streams the peer opens go on.
 func TestNormalGoAwayKeepsTheSession(t *testing.T) {
 	client, server := pair(t)
-	if err := server.GoAway(); err != nil {
-		t.Fatal(err)
-	}
-	// The Go Away is on its way: the server's streams follow it.
+	// A stream of the client's, opened before the Go Away.
 	st, err := client.OpenStream(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Write([]byte("hi"))
+	before, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.GoAway(); err != nil {
+		t.Fatal(err)
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if atomic.LoadInt32(&client.remoteGoAway) == 1 {
 			break
@@ -140,6 +144,13 @@ func TestNormalGoAwayKeepsTheSession(t *testing.T) {
 	}
 	if _, err := client.OpenStream(t.Context()); err != ErrRemoteGoAway {
 		t.Fatalf("opening a stream after the peer's Go Away: %v, want ErrRemoteGoAway", err)
+	}
+	// The stream opened before goes on.
+	st.Write([]byte(" again"))
+	got := make([]byte, len("hi again"))
+	before.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(before, got); err != nil || string(got) != "hi again" {
+		t.Fatalf("the stream opened before the Go Away read %q, %v", got, err)
 	}
 	// The server still opens streams, which the client accepts.
 	go func() {
