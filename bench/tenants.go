@@ -288,7 +288,16 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 		subjects[sub.name] = s
 		procs[sub.name] = map[string]*proc{roleUpstream: h.up.proc, roleCaddy: c.proc, roleHTTPClient: cl}
 	}
-	order := []string{subjectAlone, subjectOthers}
+	return h.wrkRounds(ctx, "tenants", []string{subjectAlone, subjectOthers}, subjects, procs, h.res.tenantSmall, false, nil)
+}
+
+// wrkRounds warms each subject up, then measures small keep-alive
+// requests through each in turn, order's order, h.p.runs rounds, each
+// into set; a disturbed round is measured again (see discard). With
+// noErrors, a run with an error fails the scenario. after, when given,
+// runs after each round kept, with its number.
+func (h *harness) wrkRounds(ctx context.Context, scenario string, order []string, subjects map[string]subject, procs map[string]map[string]*proc,
+	set map[string][]httpLoad, noErrors bool, after func(run int) error) error {
 	for _, name := range order {
 		logf("warm-up %s", name)
 		if _, err := runWrk(ctx, subjects[name].url, tunnelHost, h.p.warmup); err != nil {
@@ -303,16 +312,24 @@ func (h *harness) tenantTraffic(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			logf("run %d wrk %-18s %8.0f req/s  p50 %s  p99 %s  errors %.0f  CPU elsewhere %.1fs",
+			if noErrors && l.errors() > 0 {
+				return fmt.Errorf("%s: %.0f errors", name, l.errors())
+			}
+			logf("run %d wrk %-20s %8.0f req/s  p50 %s  p99 %s  errors %.0f  CPU elsewhere %.1fs",
 				run+1, name, l.rps, ms(l.p50), ms(l.p99), l.errors(), otherCPU(l.cpu).Seconds())
 			round[name] = l
 			disturbed = max(disturbed, disturbance(l.cpu, h.p.wrk))
 		}
-		if h.discard("tenants", run, disturbed) {
+		if h.discard(scenario, run, disturbed) {
 			continue
 		}
 		for name, l := range round {
-			h.res.tenantSmall[name] = append(h.res.tenantSmall[name], l)
+			set[name] = append(set[name], l)
+		}
+		if after != nil {
+			if err := after(run); err != nil {
+				return err
+			}
 		}
 		run++
 	}

@@ -76,35 +76,7 @@ func (h *harness) visitors(ctx context.Context) error {
 		subjects[sub.name] = s
 		procs[sub.name] = map[string]*proc{roleUpstream: h.up.proc, roleCaddy: c.proc, roleHTTPClient: cl}
 	}
-	order := []string{subjectNoPolicy, subjectPolicy}
-	for _, name := range order {
-		logf("warm-up %s", name)
-		if _, err := runWrk(ctx, subjects[name].url, tunnelHost, h.p.warmup); err != nil {
-			return err
-		}
-	}
-	for run := 0; run < h.p.runs; {
-		round := map[string]httpLoad{}
-		var disturbed float64
-		for _, name := range order {
-			l, err := h.measureHTTP(ctx, toolWrk, subjects[name], procs[name])
-			if err != nil {
-				return err
-			}
-			if l.errors() > 0 {
-				return fmt.Errorf("%s: %.0f errors (refused by the policy?)", name, l.errors())
-			}
-			logf("run %d wrk %-20s %8.0f req/s  p50 %s  p99 %s  CPU elsewhere %.1fs",
-				run+1, name, l.rps, ms(l.p50), ms(l.p99), otherCPU(l.cpu).Seconds())
-			round[name] = l
-			disturbed = max(disturbed, disturbance(l.cpu, h.p.wrk))
-		}
-		if h.discard("visitors", run, disturbed) {
-			continue
-		}
-		for name, l := range round {
-			h.res.visitorsSmall[name] = append(h.res.visitorsSmall[name], l)
-		}
+	return h.wrkRounds(ctx, "visitors", []string{subjectNoPolicy, subjectPolicy}, subjects, procs, h.res.visitorsSmall, true, func(run int) error {
 		res, err := timedDownload(ctx, cappedURL, cappedHost, h.p.bodySize)
 		if err != nil {
 			return fmt.Errorf("the capped download: %w", err)
@@ -113,9 +85,8 @@ func (h *harness) visitors(ctx context.Context) error {
 		logf("run %d capped download: %d MB in %s, %.1f MB/s under a cap of %.1f MB/s", run+1, res.bytes/1e6, res.took.Round(time.Millisecond),
 			float64(res.bytes)/res.took.Seconds()/1e6, float64(capBytes)/1e6)
 		h.res.visitorsDownload = append(h.res.visitorsDownload, res)
-		run++
-	}
-	return nil
+		return nil
+	})
 }
 
 // timedDownload GETs url with host and times it to the end of the body, which
