@@ -399,17 +399,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	routes := h.reg.Lookup(r.Host)
 	// The tunnel that owns the host (Unnamed, the default tunnel's, when
 	// no named one does) decides who may visit it.
-	owner := h.reg.Tenancy().Owner(tunnel.HostOnly(r.Host))
+	ten := h.reg.Tenancy()
+	owner := ten.Owner(tunnel.HostOnly(r.Host))
+	var policy *registry.VisitorPolicy // read once: a reload may swap the tenancy meanwhile
+	if sc := ten.Scope(owner); sc != nil {
+		policy = sc.Visitors
+	}
 	label := metrics.NoHost
 	if len(routes) > 0 {
 		// Every route of a lookup has the same pattern: the one that matched.
 		label = routes[0].Host()
 	}
-	if refused, err := h.visitorRefused(w, r, owner, label, start); refused {
+	if refused, err := h.visitorRefused(w, r, owner, policy, label, start); refused {
 		return err
 	}
 	caddyhttp.SetVar(r.Context(), varChecked, owner)
-	if auth := h.reg.VisitorPolicy(owner).Auth(); auth != nil {
+	if auth := policy.Auth(); auth != nil {
 		return h.authenticateVisitor(w, r, next, auth, owner, routes, label, start)
 	}
 	return h.serveTunnel(w, r, next, owner, routes, label, start)

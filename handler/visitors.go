@@ -38,8 +38,7 @@ const (
 // visitorRefused holds a request to its host's tunnel's visitors policy:
 // it returns whether the request was refused (and answered, or handed to
 // handle_errors through err).
-func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner, label string, start time.Time) (bool, error) {
-	p := h.reg.VisitorPolicy(owner)
+func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner string, p *registry.VisitorPolicy, label string, start time.Time) (bool, error) {
 	if p == nil {
 		return false, nil
 	}
