@@ -136,6 +136,8 @@ type Client struct {
 
 	// connected counts the sessions the servers have accepted now.
 	connected atomic.Int64
+	// draining is set by Drain: a session that ends is not replaced.
+	draining atomic.Bool
 	fleet     fleet
 }
 
@@ -342,6 +344,41 @@ func (c *Client) Run(ctx context.Context) error {
 	return c.runFleet(ctx)
 }
 
+// Drain retires the client gracefully, as a reload that replaces it does:
+// it tells every server to open no more streams on the client's sessions
+// (a yamux Go Away: the server offers new visitors to its other clients,
+// such as the one that replaces this one), serves the streams open on
+// them until they end, and returns when none is left or ctx ends. A
+// session that ends meanwhile is not replaced. Cancel Run's context
+// after it, to close the sessions.
+func (c *Client) Drain(ctx context.Context) {
+	c.draining.Store(true)
+	each := func(f func(*tunnel.Session)) {
+		c.fleet.mu.Lock()
+		defer c.fleet.mu.Unlock()
+		for _, srv := range c.fleet.servers {
+			if sess := srv.sess.Load(); sess != nil {
+				f(sess)
+			}
+		}
+	}
+	each(func(s *tunnel.Session) { s.GoAway() })
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		open := 0
+		each(func(s *tunnel.Session) { open += s.Streams() })
+		if open == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // fleetMaxBackoff caps the backoff of a client with several servers: a
 // server of a fleet that comes back, whatever its outage lasted, has its
 // clients back within about 4 s of listening, before a load balancer
@@ -354,7 +391,7 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 	backoff := c.cfg.MinBackoff
 	for {
 		accepted, err := c.session(ctx, srv)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || c.draining.Load() {
 			return nil
 		}
 		if accepted {
@@ -407,10 +444,15 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 	defer sess.Close()
 	c.connected.Add(1)
 	srv.up.Store(true)
+	srv.sess.Store(sess)
 	defer func() {
+		srv.sess.Store(nil)
 		srv.up.Store(false)
 		c.connected.Add(-1)
 	}()
+	if c.draining.Load() {
+		sess.GoAway()
+	}
 	srv.logger(c.logger).Info("connected", "url", srv.url, "client_id", c.cfg.ID, "upstreams", c.describe())
 	if slices.Contains(c.urls, srv.url) {
 		defer c.peersSessionEnded(srv, srv.logger(c.logger))

@@ -40,6 +40,8 @@ type server struct {
 	shutdownAt atomic.Int64
 	cancel     context.CancelFunc
 	done       chan struct{}
+	// sess is the session accepted now, nil between sessions.
+	sess atomic.Pointer[tunnel.Session]
 }
 
 // restartWindow is how long after a server's shutdown message the client

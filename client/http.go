@@ -36,7 +36,7 @@ func (c *Client) buildUpstreams() error {
 		addr := u.Host
 		if u.Port() == "" {
 			port := "80"
-			if u.Scheme == "https" {
+			if u.Scheme == tunnel.SchemeHTTPS || u.Scheme == tunnel.SchemeH2 {
 				port = "443"
 			}
 			addr = net.JoinHostPort(u.Hostname(), port)
@@ -71,19 +71,34 @@ func (c *Client) buildUpstreams() error {
 	return nil
 }
 
-// dialHTTP connects to an upstream, over TLS for https://. The tunnel
-// carries HTTP/1.1, so that is all TLS may negotiate.
+// dialHTTP connects to an upstream, over TLS for https:// and h2://. The
+// stream carries the HTTP the server speaks for the host: HTTP/1.1, or
+// HTTP/2 for h2c:// and h2:// (see tunnel.HTTPUpstream.HTTP2), so that is
+// all TLS may negotiate.
 func (c *Client) dialHTTP(ctx context.Context, up *httpUpstream) (net.Conn, error) {
 	d := &net.Dialer{Timeout: c.cfg.DialTimeout}
-	if up.url.Scheme != "https" {
+	proto := "http/1.1"
+	switch up.url.Scheme {
+	case tunnel.SchemeHTTP, tunnel.SchemeH2C:
 		return d.DialContext(ctx, "tcp", up.addr)
+	case tunnel.SchemeH2:
+		proto = "h2"
 	}
-	cfg := c.upstreamTLS(up.url.Hostname())
-	td := &tls.Dialer{NetDialer: d, Config: cfg}
-	return td.DialContext(ctx, "tcp", up.addr)
+	td := &tls.Dialer{NetDialer: d, Config: c.upstreamTLS(up.url.Hostname(), proto)}
+	conn, err := td.DialContext(ctx, "tcp", up.addr)
+	if err != nil {
+		return nil, err
+	}
+	if got := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; proto == "h2" && got != "h2" {
+		conn.Close()
+		return nil, fmt.Errorf("%s did not agree to HTTP/2 (ALPN h2) over TLS: for an HTTP/1.1 upstream, write https://%s", up.url.String(), up.url.Host)
+	}
+	return conn, nil
 }
 
-func (c *Client) upstreamTLS(serverName string) *tls.Config {
+// upstreamTLS is the TLS configuration of an upstream with serverName,
+// offering only proto by ALPN.
+func (c *Client) upstreamTLS(serverName, proto string) *tls.Config {
 	var cfg *tls.Config
 	if c.cfg.UpstreamTLS != nil {
 		cfg = c.cfg.UpstreamTLS.Clone()
@@ -93,7 +108,7 @@ func (c *Client) upstreamTLS(serverName string) *tls.Config {
 	if cfg.ServerName == "" {
 		cfg.ServerName = serverName
 	}
-	cfg.NextProtos = []string{"http/1.1"}
+	cfg.NextProtos = []string{proto}
 	return cfg
 }
 

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,12 @@ func init() {
 // sizes and the rest are HTTPTransport's, with one default changed: it
 // keeps up to 256 idle connections per client (HTTPTransport keeps 32),
 // since an idle connection here is a yamux stream, and opening one costs a
-// round trip through the tunnel and a dial by the client. The tunnel
-// carries HTTP/1.1.
+// round trip through the tunnel and a dial by the client. A host whose
+// client announced an HTTP/2 upstream (h2c:// or h2://) is served by a
+// second HTTPTransport of the same options that speaks h2c (HTTP/2 with
+// prior knowledge) on its streams, as reverse_proxy does to an h2c://
+// upstream: one stream per client and host carries every request, gRPC's
+// streaming calls and trailers included. The others carry HTTP/1.1.
 //
 // To compose it yourself:
 //
@@ -43,6 +48,8 @@ func init() {
 type Transport struct {
 	*reverseproxy.HTTPTransport
 
+	// h2c serves the hosts of HTTP/2 upstreams.
+	h2c *reverseproxy.HTTPTransport
 	reg *registry.Registry
 }
 
@@ -74,21 +81,49 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if t.TLS != nil {
 		return fmt.Errorf("the inlets transport does not speak TLS to clients: the tunnel is already encrypted when clients use wss://, and each client chooses http:// or https:// for its own upstream")
 	}
-	t.Versions = []string{"1.1"}
+	if len(t.Versions) > 0 {
+		return fmt.Errorf("the inlets transport chooses the HTTP version of each host from its client's upstream (http:// and https:// HTTP/1.1, h2c:// and h2:// HTTP/2): remove versions %v", t.Versions)
+	}
 	if t.KeepAlive == nil {
 		t.KeepAlive = new(reverseproxy.KeepAlive)
 	}
 	if t.KeepAlive.MaxIdleConnsPerHost == 0 {
 		t.KeepAlive.MaxIdleConnsPerHost = defaultIdleStreamsPerClient
 	}
-	if err := t.HTTPTransport.Provision(ctx); err != nil {
+	// The HTTP/2 transport is a copy of the options, before Provision
+	// fills in what it derives from them.
+	options, err := json.Marshal(t.HTTPTransport)
+	if err != nil {
 		return err
 	}
+	t.h2c = new(reverseproxy.HTTPTransport)
+	if err := json.Unmarshal(options, t.h2c); err != nil {
+		return err
+	}
+	t.Versions = []string{"1.1"}
+	t.h2c.Versions = []string{"h2c"}
+	for _, h := range []*reverseproxy.HTTPTransport{t.HTTPTransport, t.h2c} {
+		if err := h.Provision(ctx); err != nil {
+			return err
+		}
+		// The tunnel is the only way to a client: never a forward proxy
+		// from the environment.
+		h.Transport.Proxy = nil
+	}
 	t.Transport.DialContext = t.dial
-	// The tunnel is the only way to a client: never a forward proxy from
-	// the environment.
-	t.Transport.Proxy = nil
+	t.h2c.Transport.DialContext = t.dialHTTP2
 	return nil
+}
+
+// forRequest is the transport that speaks what the upstream of req's
+// dial address speaks.
+func (t *Transport) forRequest(req *http.Request) *reverseproxy.HTTPTransport {
+	if id, index, ok := registry.ParseDialAddress(req.URL.Host); ok {
+		if s := t.reg.Session(id); s != nil && index < len(s.Hello.HTTP) && s.Hello.HTTP[index].HTTP2() {
+			return t.h2c
+		}
+	}
+	return t.HTTPTransport
 }
 
 // dial opens a stream to the session and host that addr names, and
@@ -99,6 +134,32 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 // not move by itself, so that a kept-alive connection in the pool of a
 // client's dial address always leads to that client.
 func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	return t.open(ctx, addr)
+}
+
+// dialHTTP2 opens a stream as dial does, and waits for the client's reply
+// before the transport writes HTTP/2's preface: the stream will carry
+// every request to the client's host, so a round trip is little to pay
+// once, and a client that cannot reach its upstream fails the dial, which
+// reverse_proxy retries on another client whatever the request's method
+// (an HTTP/2 transport does not report a failure after the dial as the
+// dial's).
+func (t *Transport) dialHTTP2(ctx context.Context, _, addr string) (net.Conn, error) {
+	conn, err := t.open(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	// The stream is a *tunnel.DataConn, under its tunnel's bandwidth
+	// caps or not.
+	if err := conn.(interface{ AwaitReply(context.Context) error }).AwaitReply(ctx); err != nil {
+		conn.Close()
+		return nil, dialFailure{err}
+	}
+	return conn, nil
+}
+
+// open opens a stream to the session and host that addr names.
+func (t *Transport) open(ctx context.Context, addr string) (net.Conn, error) {
 	id, index, ok := registry.ParseDialAddress(addr)
 	if !ok {
 		return nil, reverseproxy.NewDialError(fmt.Errorf("%s is not an inlets dial address: use the inlets transport with the inlets upstream source", addr))
@@ -144,7 +205,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	tried := make(map[uint64]bool)
 	for {
-		resp, err := t.HTTPTransport.RoundTrip(req)
+		resp, err := t.forRequest(req).RoundTrip(req)
 		var ue *registry.UpstreamError
 		if err == nil || !errors.As(err, &ue) {
 			return resp, err

@@ -3,18 +3,12 @@ package integration
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 )
@@ -27,17 +21,7 @@ func TestWSSThroughCaddysAutomaticHTTPS(t *testing.T) {
 	port := testenv.FreePort(t)
 	testenv.StartCaddy(t, adminPort, "", fmt.Sprintf("https://localhost:%d, https://app.localhost:%d {\n\ttls internal\n\t%s\n}", port, port, inletsBoth))
 
-	// Caddy writes its internal root where its data directory is.
-	rootPEM := filepath.Join(caddy.AppDataDir(), "pki", "authorities", "local", "root.crt")
-	var pem []byte
-	testenv.Eventually(t, 10*time.Second, func() (err error) {
-		pem, err = os.ReadFile(rootPEM)
-		return err
-	})
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", rootPEM)
-	}
+	roots, _ := caddyRoots(t)
 
 	cfg := testenv.HTTPClient(fmt.Sprintf("wss://localhost:%d", port), "app.localhost", up.URL)
 	cfg.TLS = &tls.Config{RootCAs: roots}

@@ -132,6 +132,33 @@ func (d *DataConn) Read(p []byte) (int, error) {
 	return d.st.Read(p)
 }
 
+// AwaitReply waits until a client has taken the stream (Read does that
+// by itself), or ctx ends, or no client is left: for a caller that must
+// not write past the early data before it knows, or that has nothing to
+// send first.
+func (d *DataConn) AwaitReply(ctx context.Context) error {
+	if d.ready.Load() {
+		return nil
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		d.mu.Lock()
+		if d.readDeadline.IsZero() || deadline.Before(d.readDeadline) {
+			before := d.readDeadline
+			d.readDeadline = deadline
+			defer func() {
+				d.mu.Lock()
+				d.readDeadline = before
+				if d.st != nil {
+					d.st.SetReadDeadline(before)
+				}
+				d.mu.Unlock()
+			}()
+		}
+		d.mu.Unlock()
+	}
+	return d.awaitReply()
+}
+
 // awaitReply reads replies, moving the stream to the next client after
 // each refusal, until one takes it.
 func (d *DataConn) awaitReply() error {

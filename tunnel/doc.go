@@ -207,7 +207,18 @@
 //     possibly several requests on one kept-alive stream, which the client
 //     relays to the upstream. A client whose upstream URL has a path
 //     prefix may instead reply at once and proxy each request itself,
-//     answering 502 to those it cannot deliver.
+//     answering 502 to those it cannot deliver. For a host announced with
+//     an h2c:// or h2:// upstream ([HTTPUpstream.HTTP2]) the rest of the
+//     stream is HTTP/2 with prior knowledge (RFC 9113, section 3.3: the
+//     connection preface, never Upgrade: h2c), many requests multiplexed
+//     on one stream; the client relays it to the upstream in clear text
+//     for h2c://, and over TLS for h2://, where the upstream must choose
+//     "h2" by ALPN (the client replies StreamUpstreamUnreachable if it does
+//     not). The server waits for the reply before it writes the preface:
+//     one round trip for a connection that carries every request to that
+//     client's host, and a refused stream fails the dial, which the server
+//     retries on another client whatever the request. A server older than
+//     this rejects a Hello with those schemes (its reason names the URL).
 //
 //   - Kind "tcp": Port is the public port the visitor connected to;
 //     RemoteAddr and LocalAddr are the visitor's and the server's addresses,
@@ -256,6 +267,17 @@
 //
 // Either side passes on how the other end of its relay ended: a FIN as a
 // FIN, a reset or an error as an RST.
+//
+// # Retiring a session
+//
+// A client that replaces a session by another (a reload of its
+// configuration) sends a yamux Go Away on the old one: the server opens no
+// more streams on it, offering new visitors to its other sessions, and
+// the streams open on it go on until they end. The client then closes it.
+// A session stays one mode: a client with HTTP hosts and layer-4
+// tunnels keeps two sessions to each server, so that each is counted,
+// limited and shown under its mode as the monitoring reference has it
+// (http_ and tcp_controlplane_connected_gauge, the status's mode).
 //
 // # Status and metrics
 //

@@ -53,9 +53,10 @@ type HTTPUpstream struct {
 	// Host is an exact name ("app.example.com"), a one-label wildcard
 	// ("*.example.com") or the catch-all "*"; see ValidateHostPattern.
 	Host string `json:"host"`
-	// URL is the client's local upstream, http:// or https://, with an
-	// optional path prefix (see ParseUpstreamURL). The server only
-	// displays it.
+	// URL is the client's local upstream: http:// or https://, with an
+	// optional path prefix, or h2c:// or h2:// (see ParseUpstreamURL). Its
+	// scheme tells the server which HTTP the host's streams carry (see
+	// HTTP2); the server only displays the rest.
 	URL string `json:"url"`
 }
 

@@ -181,7 +181,8 @@ func FuzzValidateHostPattern(f *testing.F) {
 }
 
 // FuzzParseUpstreamURL checks that an accepted upstream is
-// http(s)://host[:port][/path], without credentials, query or fragment.
+// http(s)://host[:port][/path] or h2(c)://host[:port], without
+// credentials, query or fragment.
 func FuzzParseUpstreamURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		u, err := ParseUpstreamURL(raw)
@@ -191,11 +192,14 @@ func FuzzParseUpstreamURL(f *testing.F) {
 			}
 			return
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
+		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "h2c" && u.Scheme != "h2" {
 			t.Fatalf("accepted %q with scheme %q", raw, u.Scheme)
 		}
 		if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 			t.Fatalf("accepted %q: host %q, user %v, query %q, fragment %q", raw, u.Host, u.User, u.RawQuery, u.Fragment)
+		}
+		if (u.Scheme == "h2c" || u.Scheme == "h2") && strings.Trim(u.Path, "/") != "" {
+			t.Fatalf("accepted %q: an HTTP/2 upstream with a path prefix", raw)
 		}
 		// What the server displays and the client relays to is accepted
 		// again.

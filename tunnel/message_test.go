@@ -70,7 +70,7 @@ func TestHelloValidate(t *testing.T) {
 		{"upper-case host", func(h *Hello) { h.HTTP[0].Host = "App.example.com" }, "lower-case"},
 		{"host with port", func(h *Hello) { h.HTTP[0].Host = "app.example.com:80" }, "lower-case"},
 		{"deep wildcard", func(h *Hello) { h.HTTP[0].Host = "*.*.example.com" }, "lower-case"},
-		{"ftp upstream", func(h *Hello) { h.HTTP[0].URL = "ftp://x" }, "http:// or https://"},
+		{"ftp upstream", func(h *Hello) { h.HTTP[0].URL = "ftp://x" }, "http://, https://, h2c://"},
 		{"upstream with query", func(h *Hello) { h.HTTP[0].URL = "http://x/?a=b" }, "without credentials, query"},
 		{"tcp port zero", func(h *Hello) { h.Mode, h.HTTP, h.TCP = ModeTCP, nil, []TCPUpstream{{Port: 0}} }, "between 1 and 65535"},
 		{"tcp duplicate port", func(h *Hello) {

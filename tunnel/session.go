@@ -141,6 +141,12 @@ func (s *Session) Protocol() int { return int(s.protocol.Load()) }
 // resets the server's streams past it; 0: no bound.
 func (s *Session) SetMaxStreams(n int) { s.maxStreams.Store(int64(n)) }
 
+// GoAway tells the peer to open no more streams on the session; the
+// streams open go on, and so may the peer's streams of the other
+// direction. A client sends it to retire a session gracefully (see
+// doc.go, "Retiring a session").
+func (s *Session) GoAway() error { return s.mux.GoAway() }
+
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int { return int(s.open.Load()) }
 

@@ -118,11 +118,28 @@ func notHostChar(r rune) bool {
 	return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
 }
 
-// ParseUpstreamURL parses an HTTP upstream: http:// or https://, a host, and
-// an optional path prefix; no query or fragment.
+// Upstream URL schemes: HTTP/1.1 in clear text or over TLS, and HTTP/2 in
+// clear text with prior knowledge (h2c, no Upgrade: h2c) or over TLS (h2).
+// h2c and h2 are HTTP/2's names for them (RFC 9113, section 3) and the
+// ALPN identifier of the second; Caddy's reverse_proxy takes h2c:// too.
+const (
+	SchemeHTTP  = "http"
+	SchemeHTTPS = "https"
+	SchemeH2C   = "h2c"
+	SchemeH2    = "h2"
+)
+
+// ParseUpstreamURL parses an HTTP upstream: http://, https://, h2c:// or
+// h2://, a host, and, for the first two, an optional path prefix; no query
+// or fragment. An HTTP/2 upstream is relayed byte for byte, its streams
+// multiplexed on one connection, so it has no prefix to rewrite paths
+// onto.
 func ParseUpstreamURL(raw string) (*url.URL, error) {
-	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
-		return nil, fmt.Errorf("upstream URL %q must start with http:// or https://", raw)
+	scheme, _, _ := strings.Cut(raw, "://")
+	switch scheme {
+	case SchemeHTTP, SchemeHTTPS, SchemeH2C, SchemeH2:
+	default:
+		return nil, fmt.Errorf("upstream URL %q must start with http://, https://, h2c:// (HTTP/2 without TLS, such as a gRPC server's) or h2:// (HTTP/2 over TLS)", raw)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -131,7 +148,17 @@ func ParseUpstreamURL(raw string) (*url.URL, error) {
 	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("upstream URL %q must be scheme://host[:port][/path prefix], without credentials, query or fragment", raw)
 	}
+	if (scheme == SchemeH2C || scheme == SchemeH2) && strings.Trim(u.Path, "/") != "" {
+		return nil, fmt.Errorf("upstream URL %q: an HTTP/2 upstream cannot have a path prefix: write %s://%s", raw, scheme, u.Host)
+	}
 	return u, nil
+}
+
+// HTTP2 reports whether the upstream speaks HTTP/2 (h2c:// or h2://): the
+// server then speaks HTTP/2 with prior knowledge on the host's streams,
+// and the client relays them to the upstream, over TLS for h2://.
+func (up HTTPUpstream) HTTP2() bool {
+	return strings.HasPrefix(up.URL, SchemeH2C+"://") || strings.HasPrefix(up.URL, SchemeH2+"://")
 }
 
 // HostOnly lower-cases a request's Host and strips its port.
