@@ -138,7 +138,7 @@ type Client struct {
 	connected atomic.Int64
 	// draining is set by Drain: a session that ends is not replaced.
 	draining atomic.Bool
-	fleet     fleet
+	fleet    fleet
 }
 
 // New checks cfg and returns a client ready to Run.
