@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -249,5 +250,44 @@ func TestDataHonoursTheReadDeadlineWhileWaitingForTheReply(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("Read returned after %s", took)
+	}
+}
+
+// A client's Go Away retires its session: the server sees it (Retired),
+// opens no more streams on it, and offers the next visitor to another
+// session; a stream open on it carries on both ways.
+func TestGoAwayRetiresASessionAndItsOpenStreamsCarryOn(t *testing.T) {
+	server, client := muxPair(t)
+	other, otherClient := muxPair(t)
+	open, accepted := streamPair(t, server, client)
+	if err := client.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-server.Retired():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not see the client's Go Away")
+	}
+	next, refusals := offerTo(server, other)
+	d, err := OpenData(context.Background(), tcpHeader, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, h := acceptHeader(t, otherClient); h != tcpHeader {
+		t.Fatalf("header on the other session: %+v", h)
+	}
+	if len(*refusals) != 1 || !strings.Contains((*refusals)[0].Error(), "go away") {
+		t.Errorf("refusals %v, want the retired session's", *refusals)
+	}
+	for _, pair := range [][2]*Stream{{open, accepted}, {accepted, open}} {
+		if _, err := pair[0].Write([]byte("still")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 5)
+		pair[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(pair[1], got); err != nil || string(got) != "still" {
+			t.Fatalf("a stream open before the Go Away: %q, %v", got, err)
+		}
 	}
 }

@@ -127,8 +127,24 @@ func (r *Registry) Admit(s *Session) error {
 	return nil
 }
 
-// Follow removes s from the registry when its session ends, and logs it.
+// Follow removes s from the registry when its session ends, and logs it;
+// and as soon as its client retires it (a Go Away, as a client reloading
+// its configuration sends once the session replacing it is up): s then
+// gets no new visitors, its hosts' routes and its ports go to the other
+// sessions or close, and the streams open on it go on until they end.
 func (r *Registry) Follow(s *Session) {
+	go func() {
+		select {
+		case <-s.sess.Retired():
+			r.Remove(s)
+			r.Logger().Info("client retired its session: no new visitors go to it; its open streams go on",
+				zap.String("remote_addr", s.RemoteAddr),
+				zap.String("client_id", s.Hello.ClientID),
+				zap.Uint64("session", s.ID),
+				zap.Int64("streams", s.Streams()))
+		case <-s.sess.Done():
+		}
+	}()
 	s.sess.Conn().OnClose(func() {
 		r.Remove(s)
 		fields := []zap.Field{

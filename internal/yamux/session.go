@@ -51,8 +51,11 @@ type Session struct {
 	localGoAway int32
 
 	// remoteGoAway is set once the peer has said, with a normal Go Away,
-	// that it accepts no more streams of ours (caddy-inlets).
-	remoteGoAway int32
+	// that it accepts no more streams of ours (caddy-inlets); remoteGoAwayCh
+	// is closed then.
+	remoteGoAway     int32
+	remoteGoAwayCh   chan struct{}
+	remoteGoAwayOnce sync.Once
 
 	// nextStreamID is the next stream we should
 	// send. This depends if we are a client/server.
@@ -151,6 +154,7 @@ func newSession(config *Config, conn net.Conn, client bool, readBuf int, newMemo
 		recvDoneCh:       make(chan struct{}),
 		sendDoneCh:       make(chan struct{}),
 		shutdownCh:       make(chan struct{}),
+		remoteGoAwayCh:   make(chan struct{}),
 		newMemoryManager: newMemoryManager,
 	}
 	if client {
@@ -175,6 +179,12 @@ func (s *Session) IsClosed() bool {
 	default:
 		return false
 	}
+}
+
+// RemoteGoAwayChan is closed once the peer has sent a normal Go Away: it
+// opens no more streams of ours, and the session goes on (caddy-inlets).
+func (s *Session) RemoteGoAwayChan() <-chan struct{} {
+	return s.remoteGoAwayCh
 }
 
 // CloseChan returns a read-only channel which is closed as
@@ -874,6 +884,7 @@ func (s *Session) handleGoAway(hdr header) error {
 		// tunnel servers send it after the hello: the session goes on
 		// with the streams the peer opens. Upstream ends the session.
 		atomic.StoreInt32(&s.remoteGoAway, 1)
+		s.remoteGoAwayOnce.Do(func() { close(s.remoteGoAwayCh) })
 		return nil
 	case goAwayProtoErr:
 		s.logger.Printf("[ERR] yamux: received protocol error go away")
