@@ -4,6 +4,7 @@
 //
 //	inletsbench [--quick] [--out FILE] [--runs N] [--only LIST]
 //	inletsbench upstream --http ADDR --echo ADDR   (the upstream it starts)
+//	inletsbench grpc-upstream --listen ADDR        (scenario grpc's upstream)
 //
 // Every figure is taken in the same invocation as its baseline, the two
 // interleaved run after run; each scenario is repeated and its median
@@ -43,19 +44,24 @@ type params struct {
 	linkConns     int             // new connections of each subject, for the first byte
 	linkSize      int64           // bytes of the link scenario's download, and of its 8 at once in all
 	linkSmall     int             // small requests one after the other, with and without a download
+	grpc          time.Duration   // per run of gRPC calls
+	grpcWarmup    time.Duration   // of each gRPC subject, with the most callers
+	grpcCallers   []int           // concurrent gRPC callers of each run
 }
 
 var (
 	fullParams = params{runs: 3, wrk: 10 * time.Second, warmup: 2 * time.Second, hey: 5 * time.Second,
 		iperf: 8 * time.Second, bodySize: 100e6, bodyRuns: 7, idle: []int{1, 100, 1000}, conns: 10000, restarts: 5, memorySamples: 5,
 		scale: []int{1000, 2000, 5000}, tunnels: []int{1, 1000, 10000}, otherTunnels: 1000, configChanges: 5, authRequests: 5000,
-		linkRTTs: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}, linkConns: 20, linkSize: 300e6, linkSmall: 200}
+		linkRTTs: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}, linkConns: 20, linkSize: 300e6, linkSmall: 200,
+		grpc: 2 * time.Second, grpcWarmup: time.Second, grpcCallers: []int{16, 64}}
 	// quickParams keeps every code path and finishes in about two minutes,
 	// for CI: its figures mean nothing.
 	quickParams = params{runs: 1, wrk: 2 * time.Second, warmup: time.Second, hey: time.Second,
 		iperf: 2 * time.Second, bodySize: 10e6, bodyRuns: 1, idle: []int{1, 10, 50}, conns: 200, restarts: 1, memorySamples: 2,
 		scale: []int{20, 100}, tunnels: []int{1, 100}, otherTunnels: 100, configChanges: 3, authRequests: 500,
-		linkRTTs: []time.Duration{50 * time.Millisecond}, linkConns: 5, linkSize: 20e6, linkSmall: 50}
+		linkRTTs: []time.Duration{50 * time.Millisecond}, linkConns: 5, linkSize: 20e6, linkSmall: 50,
+		grpc: time.Second, grpcWarmup: 500 * time.Millisecond, grpcCallers: []int{16, 64}}
 )
 
 // scenario is one of the harness's measurements.
@@ -80,6 +86,7 @@ var scenarios = []scenario{
 	{"fleet", (*harness).fleet, false},
 	{"link", (*harness).link, false},
 	{"visitors", (*harness).visitors, false},
+	{"grpc", (*harness).grpc, false},
 }
 
 // harness is one run of the benchmarks.
@@ -95,9 +102,15 @@ type harness struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "upstream" {
-		upstreamMain(os.Args[2:])
-		return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "upstream":
+			upstreamMain(os.Args[2:])
+			return
+		case "grpc-upstream":
+			grpcUpstreamMain(os.Args[2:])
+			return
+		}
 	}
 	quick := flag.Bool("quick", false, "one short run of each scenario, to check that all of them work (CI); figures mean nothing")
 	out := flag.String("out", "BENCHMARKS.md", "where to write the report; only its measured part is replaced")

@@ -523,6 +523,13 @@ func (e *env) httpClientProcAs(server, token string, up *upstream, hosts ...stri
 	for i, host := range hosts {
 		upstreams[i] = fmt.Sprintf("%s=http://127.0.0.1:%d", host, up.http)
 	}
+	return e.httpClientProcWith(server, token, upstreams...)
+}
+
+// httpClientProcWith runs `inlets http client` presenting token to the
+// tunnel site at server, host:port, with upstreams, each HOST=URL as the
+// client's --upstream takes them (h2c://, say).
+func (e *env) httpClientProcWith(server, token string, upstreams ...string) (*proc, error) {
 	return e.start("http-client", filepath.Join(e.bin, "inlets"), "http", "client",
 		"--url", "ws://"+server, "--token", token, "--id", "bench-http",
 		"--upstream", strings.Join(upstreams, ","))

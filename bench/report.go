@@ -73,6 +73,9 @@ type results struct {
 	// run; visitorsDownload its capped download, per run.
 	visitorsSmall    map[string][]httpLoad
 	visitorsDownload []visitorsResult
+	// grpc is scenario 14's unary calls, per caller count and subject,
+	// per run.
+	grpc map[grpcKey][]grpcLoad
 }
 
 func newResults() *results {
@@ -89,6 +92,7 @@ func newResults() *results {
 		udpIperf:    map[udpKey][]udpIperfResult{},
 		sni:         map[string][]httpLoad{},
 		link:        map[time.Duration][]linkResult{},
+		grpc:        map[grpcKey][]grpcLoad{},
 	}
 }
 
@@ -122,7 +126,7 @@ func (r *results) errorCount() float64 {
 	for _, c := range r.conc {
 		n += float64(c.errors)
 	}
-	return n
+	return n + r.grpcErrors()
 }
 
 // machine describes where the figures were taken.
@@ -339,6 +343,7 @@ is listed.
 	r.writeFleet(w)
 	r.writeLink(w)
 	r.writeVisitors(w)
+	r.writeGRPC(w)
 	return b.String()
 }
 
@@ -716,5 +721,5 @@ func (r *results) targets() []target {
 		service, _ := r.reconnectMedians()
 		ts = append(ts, target{"back in service ≤ 1s (median) after a Caddy restart", seconds(service), service <= 1})
 	}
-	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets(), r.udpTargets(), r.sniTargets(), r.linkTargets())
+	return slices.Concat(ts, r.scaleTargets(), r.tenantTargets(), r.udpTargets(), r.sniTargets(), r.linkTargets(), r.grpcTargets())
 }

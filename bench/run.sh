@@ -9,7 +9,7 @@
 #   bench/run.sh --only small,bulk   some scenarios (any of: small, bulk,
 #                                    bodies, idle, concurrency, reconnect,
 #                                    scale, tenants, udp, sni, fleet,
-#                                    link, visitors)
+#                                    link, visitors, grpc)
 #
 # Scenario link puts a relay (internal/latency) between the tunnel
 # clients and Caddy that delays each direction by half the round-trip
