@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Every example config must load: each Caddyfile adapts and validates, its
-# JSON twin is exactly what adapting it gives, and each JSON validates.
+# JSON twin is exactly what adapting it gives, and each JSON validates;
+# each client config file passes `inlets client --check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 caddy=${CADDY:-bin/caddy}
 [ -x "$caddy" ] || go build -o "$caddy" ./cmd/caddy
+inlets=${INLETS:-bin/inlets}
+[ -x "$inlets" ] || go build -o "$inlets" ./cmd/inlets
 
 # Placeholders the examples use, so that provisioning (validation) succeeds.
 export INLETS_TOKEN=example-token INLETS_LAB_TOKEN=example-lab-token
@@ -30,6 +33,13 @@ for json in examples/*.json; do
 	echo "-- $json"
 	if ! out=$("$caddy" validate --config "$json" 2>&1); then
 		echo "$out"; echo "FAIL: $json does not validate"; status=1
+	fi
+done
+for file in examples/*.yaml; do
+	grep -q '^url:' "$file" || continue # the Prometheus examples
+	echo "-- $file"
+	if ! out=$("$inlets" client --config "$file" --check 2>&1); then
+		echo "$out"; echo "FAIL: $file does not pass inlets client --check"; status=1
 	fi
 done
 exit $status

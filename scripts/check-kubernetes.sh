@@ -71,3 +71,32 @@ sed "s#/run/secrets/inlets#$tmp/secrets#g; s#/data/caddy#$tmp/data#" deploy/kube
 "$caddy" adapt --config "$tmp/Caddyfile" --validate >/dev/null 2>"$tmp/adapt.log" ||
 	{ grep -v '"level":"info"' "$tmp/adapt.log" | tail -5; fail "deploy/kubernetes/Caddyfile does not adapt and validate"; }
 echo "ok: deploy/kubernetes/Caddyfile adapts and validates"
+
+# The client's manifest: its Deployment mounts what the file names, and
+# the config file of its ConfigMap passes `inlets client --check` (its
+# token file pointed at a temporary one).
+inlets=${INLETS:-bin/inlets}
+[ -x "$inlets" ] || go build -o "$inlets" ./cmd/inlets
+"$py" - deploy/kubernetes/client.yaml "$tmp" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+by_kind = {d["kind"]: d for d in docs}
+cm, dep = by_kind["ConfigMap"], by_kind["Deployment"]
+pod = dep["spec"]["template"]
+assert dep["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), "the client Deployment's selector does not match its pods"
+c = pod["spec"]["containers"][0]
+mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+assert mounts.keys() <= vols.keys(), f"volume mounts without volumes: {mounts.keys() - vols.keys()}"
+assert vols["config"]["configMap"]["name"] == cm["metadata"]["name"], "the client mounts another ConfigMap"
+config = c["args"][c["args"].index("--config") + 1]
+assert config == mounts["config"] + "/client.yaml", f"--config {config} is not the ConfigMap's client.yaml"
+file = yaml.safe_load(cm["data"]["client.yaml"])
+assert file["token-file"].startswith(mounts["token"] + "/"), "token-file is not in the mounted Secret"
+tmp = sys.argv[2]
+open(tmp + "/token", "w").write("client-token-for-the-check-0123456789\n")
+open(tmp + "/client.yaml", "w").write(cm["data"]["client.yaml"].replace(file["token-file"], tmp + "/token"))
+PY
+"$inlets" client --config "$tmp/client.yaml" --check >"$tmp/check.log" 2>&1 ||
+	{ cat "$tmp/check.log"; fail "the client config of deploy/kubernetes/client.yaml does not pass inlets client --check"; }
+echo "ok: deploy/kubernetes/client.yaml mounts what its config file names, and the file passes inlets client --check ($(cut -d: -f2- "$tmp/check.log" | tr -d '\n'))"

@@ -271,9 +271,11 @@
 // # Retiring a session
 //
 // A client that replaces a session by another (a reload of its
-// configuration) sends a yamux Go Away on the old one: the server opens no
-// more streams on it, offering new visitors to its other sessions, and
-// the streams open on it go on until they end. The client then closes it.
+// configuration) sends a yamux Go Away on the old one, once the new one is
+// accepted: the server removes it from its routing at once, opening no
+// more streams on it (new visitors go to the client's other sessions;
+// a port or host only it served closes, or answers 503), and the streams
+// open on it go on until they end. The client then closes it.
 // A session stays one mode: a client with HTTP hosts and layer-4
 // tunnels keeps two sessions to each server, so that each is counted,
 // limited and shown under its mode as the monitoring reference has it

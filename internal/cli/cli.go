@@ -1,13 +1,15 @@
 // Package cli is the command line of the inlets client, shared by the
 // standalone `inlets` binary and `caddy inlets`: the HTTP and TCP clients,
-// `status`, which prints a server's status, and `tunnel`, which manages a
-// server's tunnels through Caddy's admin API.
+// `client`, which runs the tunnels of a config file and follows its
+// changes, `status`, which prints a server's status, and `tunnel`, which
+// manages a server's tunnels through Caddy's admin API.
 package cli
 
 import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +34,7 @@ import (
 var commands = []struct {
 	name, summary string
 }{
+	{"client", "run the tunnels of a config file, HTTP and TCP together, reloading it when it changes"},
 	{"http client", "expose HTTP services of this network, routed by host name, through a caddy-inlets server"},
 	{"tcp client", "expose TCP ports of this network through a caddy-inlets server"},
 	{"status", "show a caddy-inlets server's clients"},
@@ -70,6 +73,8 @@ func Main(name string, args []string, stdout, stderr io.Writer) int {
 	case len(args) == 0:
 		usage(stderr, name)
 		return 2
+	case args[0] == "client":
+		return runClientFile(name+" client", args[1:], stdout, stderr)
 	case args[0] == "status":
 		return runStatus(name+" status", args[1:], stdout, stderr)
 	case args[0] == "tunnel":
@@ -107,29 +112,34 @@ func (f *clientFlags) register(fs *flag.FlagSet, mode string) {
 		return nil
 	})
 	fs.IntVar(&f.maxStreams, "max-streams", client.DefaultMaxStreams, "the most `STREAMS` (visitors' connections) each server may have open at once through this client: past it, new ones are reset and the server's visitors get an error; about 12 KiB each")
-	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): nearing it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) error {
-		size, err := humanize.ParseBytes(s)
-		if err != nil || size < 1<<20 || size > 1<<40 {
-			return fmt.Errorf("--max-unread %q: want a size from 1MiB, such as 32MiB", s)
-		}
-		f.maxUnread = int64(size)
-		return nil
+	fs.Func("max-unread", fmt.Sprintf("the most the client holds of what visitors sent that its upstreams have not taken yet, all servers together, as a `SIZE` such as 32MiB (default %dMiB, at least 1MiB): nearing it, the streams whose upstream stopped reading longest ago are reset", client.DefaultMaxUnread>>20), func(s string) (err error) {
+		f.maxUnread, err = parseMaxUnread(s)
+		return err
 	})
 	if mode == tunnel.ModeHTTP {
 		fs.BoolVar(&f.upstreamInsecure, "upstream-insecure-skip-verify", false, "do not verify https:// upstreams' certificates (self-signed local services)")
 	}
 }
 
+// parseMaxUnread parses a --max-unread SIZE, such as 32MiB: 1 MiB to 1 TiB.
+func parseMaxUnread(s string) (int64, error) {
+	size, err := humanize.ParseBytes(s)
+	if err != nil || size < 1<<20 || size > 1<<40 {
+		return 0, fmt.Errorf("--max-unread %q: want a size from 1MiB, such as 32MiB", s)
+	}
+	return int64(size), nil
+}
+
 // clientHelp is each client command's help: what it does, its required
 // flags, and examples.
 var clientHelp = map[string]struct{ synopsis, about, examples string }{
 	tunnel.ModeHTTP: {
-		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream [HOST=]URL[,...] [flags]",
-		about:    "Exposes HTTP services of this network through a caddy-inlets server: the server's\nvisitors asking for HOST are served by URL. HOST is app.example.com,\n*.example.com or * (a bare URL means *); URL is http:// or https://, with an\noptional path prefix. The client reconnects until it is stopped (Ctrl-C, SIGTERM).",
+		synopsis: "--url URL (--token TOKEN | --token-file FILE | --token-env VARIABLE) --upstream [HOST=]URL[,...] [flags]",
+		about:    "Exposes HTTP services of this network through a caddy-inlets server: the server's\nvisitors asking for HOST are served by URL. HOST is app.example.com,\n*.example.com or * (a bare URL means *); URL is http:// or https://, with an\noptional path prefix, or h2c:// or h2:// for an HTTP/2 upstream (gRPC). The client reconnects until it is stopped (Ctrl-C, SIGTERM).",
 		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream app.example.com=http://127.0.0.1:3000\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret \\\n      --upstream grafana.example.com=http://10.0.0.5:3000,http://127.0.0.1:8080",
 	},
 	tunnel.ModeTCP: {
-		synopsis: "--url URL (--token TOKEN | --token-file FILE) --upstream HOST (--ports | --udp-ports) PORT[:LOCAL][,...] [flags]",
+		synopsis: "--url URL (--token TOKEN | --token-file FILE | --token-env VARIABLE) --upstream HOST (--ports | --udp-ports) PORT[:LOCAL][,...] [flags]",
 		about:    "Exposes TCP and UDP ports of this network through a caddy-inlets server: a\nvisitor's connection to the server's PORT is relayed to HOST:LOCAL (LOCAL\ndefaults to PORT), and so are a visitor's datagrams to a UDP PORT. The server\nmust allow the ports (its inlets { tcp { ports ... udp_ports ... } }). The\nclient reconnects until it is stopped (Ctrl-C, SIGTERM).",
 		examples: "  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 127.0.0.1 --ports 2222:22\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --upstream 192.168.0.10 --ports 8000-8010\n  %[1]s --url wss://tunnel.example.com --token-file ./token \\\n      --upstream 192.168.0.10 --udp-ports 53,51820",
 	},
@@ -157,7 +167,9 @@ func setUsage(fs *flag.FlagSet, synopsis, about, examples string, required ...st
 		}
 		fmt.Fprintln(w, "Flags:")
 		fs.VisitAll(func(f *flag.Flag) {
-			if !slices.Contains(required, f.Name) {
+			// A flag without help is one a command takes only to refuse
+			// it with the fix (see refuseFlags).
+			if !slices.Contains(required, f.Name) && f.Usage != "" {
 				show(f)
 			}
 		})
@@ -173,41 +185,27 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var common clientFlags
 	common.register(fs, mode)
-	var upstreams, ports, udpPorts, sniNames []string
-	fs.Func("upstream", upstreamHelp(mode), func(s string) error {
-		upstreams = append(upstreams, splitList(s)...)
-		return nil
-	})
+	var tunnels tunnelFlags
+	tunnels.register(fs, mode)
 	required := []string{"url", "token", "upstream"}
-	if mode == tunnel.ModeTCP {
-		addPorts := func(s string) error {
-			ports = append(ports, splitList(s)...)
-			return nil
-		}
-		fs.Func("ports", "the `PORTS` to serve, comma-separated: PORT, PORT:LOCALPORT or a range FIRST-LAST (e.g. 2222:22,8000-8010)", addPorts)
-		fs.Func("port", "a public `PORT` to serve (a repeatable alias of --ports)", addPorts)
-		fs.Func("udp-ports", "the UDP `PORTS` to serve, in the syntax of --ports (e.g. 53,51820:51821); with or without --ports", func(s string) error {
-			udpPorts = append(udpPorts, splitList(s)...)
-			return nil
-		})
-		fs.Func("sni", "TLS server `NAMES` to serve, comma-separated: NAME or NAME=LOCALPORT (default 443), NAME a host or *.domain; the server's caddy-l4 routes pass those TLS connections through, untouched, to HOST:LOCALPORT", func(s string) error {
-			sniNames = append(sniNames, splitList(s)...)
-			return nil
-		})
-	}
+	configFile := fs.String("config", "", "") // refused below, with the command that takes it
 	help := clientHelp[mode]
 	setUsage(fs, help.synopsis, help.about, help.examples, required...)
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	if *configFile != "" {
+		fmt.Fprintf(stderr, "%s: --config: a config file runs with '%s client --config %s', which runs its HTTP and TCP tunnels together; this command takes flags only\n", name, strings.TrimSuffix(name, " "+mode+" client"), *configFile)
+		return 2
+	}
 	cfg, err := common.config()
 	if err == nil {
 		if mode == tunnel.ModeHTTP {
-			cfg.HTTP, err = parseHTTPUpstreams(upstreams)
+			cfg.HTTP, err = parseHTTPUpstreams(tunnels.upstreams)
 		} else {
-			cfg.TCP, cfg.UDP, err = parseTCPUpstreams(upstreams, ports, udpPorts)
-			if err == nil || len(ports)+len(udpPorts) == 0 && len(sniNames) > 0 {
-				cfg.SNI, err = parseSNI(upstreams, sniNames, err)
+			cfg.TCP, cfg.UDP, err = parseTCPUpstreams(tunnels.upstreams, tunnels.ports, tunnels.udpPorts)
+			if err == nil || len(tunnels.ports)+len(tunnels.udpPorts) == 0 && len(tunnels.sniNames) > 0 {
+				cfg.SNI, err = parseSNI(tunnels.upstreams, tunnels.sniNames, err)
 			}
 		}
 	}
@@ -230,6 +228,29 @@ func runClient(name, mode string, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger.Info("stopped")
 	return 0
+}
+
+// tunnelFlags are a client command's tunnels: --upstream, and for a tcp
+// client --ports (or --port), --udp-ports and --sni; each repeatable and
+// comma-separated.
+type tunnelFlags struct {
+	upstreams, ports, udpPorts, sniNames []string
+}
+
+func (f *tunnelFlags) register(fs *flag.FlagSet, mode string) {
+	add := func(to *[]string) func(string) error {
+		return func(s string) error {
+			*to = append(*to, splitList(s)...)
+			return nil
+		}
+	}
+	fs.Func("upstream", upstreamHelp(mode), add(&f.upstreams))
+	if mode == tunnel.ModeTCP {
+		fs.Func("ports", "the `PORTS` to serve, comma-separated: PORT, PORT:LOCALPORT or a range FIRST-LAST (e.g. 2222:22,8000-8010)", add(&f.ports))
+		fs.Func("port", "a public `PORT` to serve (a repeatable alias of --ports)", add(&f.ports))
+		fs.Func("udp-ports", "the UDP `PORTS` to serve, in the syntax of --ports (e.g. 53,51820:51821); with or without --ports", add(&f.udpPorts))
+		fs.Func("sni", "TLS server `NAMES` to serve, comma-separated: NAME or NAME=LOCALPORT (default 443), NAME a host or *.domain; the server's caddy-l4 routes pass those TLS connections through, untouched, to HOST:LOCALPORT", add(&f.sniNames))
+	}
 }
 
 // memoryHeadroom is what the client process may hold besides what
@@ -263,11 +284,18 @@ func (f *clientFlags) config() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
+	return f.build(token, roots), nil
+}
+
+// build is the client config of the flags, their token read and their CA
+// loaded: the one place that turns the flags into a config, for the
+// command line and for a config file (whose keys are the flags).
+func (f *clientFlags) build(token string, roots *x509.CertPool) client.Config {
 	cfg := client.Config{URL: f.url, URLs: f.urls[1:], ID: f.id, Token: token, TLS: f.tlsConfig(roots), MaxUnread: f.maxUnread, MaxStreams: f.maxStreams, Peers: f.peers}
 	if roots != nil || f.upstreamInsecure {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: roots, InsecureSkipVerify: f.upstreamInsecure}
 	}
-	return cfg, nil
+	return cfg
 }
 
 // parseHTTPUpstreams parses HOST=URL items; a bare URL is the catch-all.
@@ -281,16 +309,27 @@ func parseHTTPUpstreams(items []string) ([]tunnel.HTTPUpstream, error) {
 		if !found {
 			host, url = "*", item
 		}
-		host = strings.ToLower(strings.TrimSpace(host))
-		if _, err := tunnel.ParseUpstreamURL(url); err != nil {
+		up, err := parseHTTPUpstream(host, url)
+		if err != nil {
 			return nil, fmt.Errorf("--upstream %s: %w", item, err)
 		}
-		if err := tunnel.ValidateHostPattern(host); err != nil {
-			return nil, fmt.Errorf("--upstream %s: %w", item, err)
-		}
-		out = append(out, tunnel.HTTPUpstream{Host: host, URL: url})
+		out = append(out, up)
 	}
 	return out, nil
+}
+
+// parseHTTPUpstream checks one host and its upstream URL, as an --upstream
+// HOST=URL item and a config file's http entry give them: the URL first,
+// then the host, lower-cased.
+func parseHTTPUpstream(host, url string) (tunnel.HTTPUpstream, error) {
+	host = strings.ToLower(strings.TrimSpace(host))
+	if _, err := tunnel.ParseUpstreamURL(url); err != nil {
+		return tunnel.HTTPUpstream{}, err
+	}
+	if err := tunnel.ValidateHostPattern(host); err != nil {
+		return tunnel.HTTPUpstream{}, err
+	}
+	return tunnel.HTTPUpstream{Host: host, URL: url}, nil
 }
 
 // parseTCPUpstreams parses --upstream HOST with --ports and --udp-ports,
@@ -394,7 +433,7 @@ func checkTCPHost(host string) error {
 	if h, port, err := net.SplitHostPort(host); err == nil {
 		return fmt.Errorf("--upstream %s: give the host without a port; the ports come from --ports PORT:LOCALPORT, e.g. --upstream %s --ports 2222:%s", host, h, port)
 	}
-	if host == "" || strings.ContainsAny(host, "/:[] @") {
+	if host == "" || strings.ContainsAny(host, "/:[] @") || strings.ContainsFunc(host, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("--upstream %q: want a host name or an IP address, such as 127.0.0.1 or db.lan", host)
 	}
 	return nil

@@ -26,7 +26,7 @@ func TestParseHTTPUpstreams(t *testing.T) {
 	}
 	for in, msg := range map[string]string{
 		"":                             "--upstream is required",
-		"app.example.com=127.0.0.1:80": "must start with http:// or https://",
+		"app.example.com=127.0.0.1:80": "must start with http://",
 		"bad host=http://x":            "lower-case name",
 	} {
 		if _, err := parseHTTPUpstreams(splitList(in)); err == nil || !strings.Contains(err.Error(), msg) {
@@ -86,15 +86,27 @@ func TestParseUDPUpstreams(t *testing.T) {
 func TestReadToken(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(file, []byte("s3cret\n"), 0o600)
-	if tok, err := readToken("", file); err != nil || tok != "s3cret" {
+	if tok, err := readToken("", file, ""); err != nil || tok != "s3cret" {
 		t.Errorf("token file: %q %v", tok, err)
 	}
-	if tok, err := readToken("direct", ""); err != nil || tok != "direct" {
+	if tok, err := readToken("direct", "", ""); err != nil || tok != "direct" {
 		t.Errorf("token: %q %v", tok, err)
 	}
-	for _, tt := range [][2]string{{"", ""}, {"a", file}, {"", "/nonexistent"}} {
-		if _, err := readToken(tt[0], tt[1]); err == nil {
-			t.Errorf("readToken(%q, %q) accepted", tt[0], tt[1])
+	t.Setenv("INLETS_TEST_TOKEN", " from-env\n")
+	t.Setenv("INLETS_TEST_EMPTY", "")
+	if tok, err := readToken("", "", "INLETS_TEST_TOKEN"); err != nil || tok != "from-env" {
+		t.Errorf("token env: %q %v", tok, err)
+	}
+	for _, tt := range []struct{ token, file, env, msg string }{
+		{"", "", "", "a token is required"},
+		{"a", file, "", "give one of --token, --token-file and --token-env"},
+		{"a", "", "INLETS_TEST_TOKEN", "give one of"},
+		{"", "/nonexistent", "", "--token-file: open /nonexistent"},
+		{"", "", "INLETS_TEST_UNSET", "--token-env: the environment variable INLETS_TEST_UNSET is not set"},
+		{"", "", "INLETS_TEST_EMPTY", "--token-env: the environment variable INLETS_TEST_EMPTY is empty"},
+	} {
+		if _, err := readToken(tt.token, tt.file, tt.env); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("readToken(%q, %q, %q): %v, want %q", tt.token, tt.file, tt.env, err, tt.msg)
 		}
 	}
 }
@@ -113,6 +125,8 @@ func TestMainExitCodesAndMessages(t *testing.T) {
 		{[]string{"http", "client", "--url", "http://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "the client speaks WebSocket: write ws://x"},
 		{[]string{"http", "client", "--url", "ftp://x", "--token", "t", "--upstream", "http://127.0.0.1"}, 2, "must start with ws:// or wss://"},
 		{[]string{"http", "client", "--url", "ws://x", "--token", "t"}, 2, "--upstream is required"},
+		{[]string{"http", "client", "--url", "ws://x", "--token-env", "INLETS_TEST_UNSET_VARIABLE", "--upstream", "http://127.0.0.1"}, 2, "--token-env: the environment variable INLETS_TEST_UNSET_VARIABLE is not set"},
+		{[]string{"status", "--url", "ws://x", "--token", "t", "--token-env", "HOME"}, 2, "give one of --token, --token-file and --token-env"},
 		{[]string{"http", "client", "--bogus"}, 2, "unknown flag --bogus (run 'inlets http client --help' for the flags)"},
 		{[]string{"http", "client", "--url"}, 2, "flag --url needs a value"},
 		{[]string{"tcp", "client", "--url", "ws://x", "--token", "t", "--upstream", "db.lan", "--ports", "8000-8010", "extra"}, 2, `unexpected argument "extra"`},

@@ -15,9 +15,9 @@ import (
 // it is, its token, and how to trust its certificate.
 type serverFlags struct {
 	// urls are the servers, in the order given; url is the first.
-	urls                         []string
-	url, token, tokenFile, tlsCA string
-	insecure                     bool
+	urls                                   []string
+	url, token, tokenFile, tokenEnv, tlsCA string
+	insecure                               bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string, upstreamsToo bool) {
@@ -30,8 +30,9 @@ func (f *serverFlags) register(fs *flag.FlagSet, urlHelp string, upstreamsToo bo
 		}
 		return nil
 	})
-	fs.StringVar(&f.token, "token", "", "the server's `TOKEN` (or --token-file)")
+	fs.StringVar(&f.token, "token", "", "the server's `TOKEN` (or --token-file, or --token-env)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "a `FILE` holding the server's token")
+	fs.StringVar(&f.tokenEnv, "token-env", "", "an environment `VARIABLE` holding the server's token: out of the command line, which other users may see, and out of files")
 	ca := "a PEM `FILE` of a private CA to trust for the server's wss://"
 	if upstreamsToo {
 		ca += " and for https:// upstreams"
@@ -45,7 +46,7 @@ func (f *serverFlags) resolve() (token string, roots *x509.CertPool, err error) 
 	if f.url == "" {
 		return "", nil, errors.New("--url is required, e.g. --url wss://tunnel.example.com")
 	}
-	if token, err = readToken(f.token, f.tokenFile); err != nil {
+	if token, err = readToken(f.token, f.tokenFile, f.tokenEnv); err != nil {
 		return "", nil, err
 	}
 	if f.tlsCA != "" {
@@ -80,11 +81,18 @@ func loadCA(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// readToken returns the token given directly or in a file.
-func readToken(token, file string) (string, error) {
+// readToken returns the token given directly, in a file or in an
+// environment variable: one of them.
+func readToken(token, file, env string) (string, error) {
+	given := 0
+	for _, s := range []string{token, file, env} {
+		if s != "" {
+			given++
+		}
+	}
 	switch {
-	case token != "" && file != "":
-		return "", errors.New("give either --token or --token-file, not both")
+	case given > 1:
+		return "", errors.New("give one of --token, --token-file and --token-env, not several")
 	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -95,10 +103,19 @@ func readToken(token, file string) (string, error) {
 			return "", fmt.Errorf("--token-file: %s is empty", file)
 		}
 		return token, nil
+	case env != "":
+		value, ok := os.LookupEnv(env)
+		if !ok {
+			return "", fmt.Errorf("--token-env: the environment variable %s is not set", env)
+		}
+		if token = strings.TrimSpace(value); token == "" {
+			return "", fmt.Errorf("--token-env: the environment variable %s is empty", env)
+		}
+		return token, nil
 	case token != "":
 		return token, nil
 	default:
-		return "", errors.New("a token is required: --token TOKEN or --token-file FILE")
+		return "", errors.New("a token is required: --token TOKEN or --token-file FILE (or --token-env VARIABLE)")
 	}
 }
 

@@ -29,7 +29,7 @@ func runStatus(name string, args []string, stdout, stderr io.Writer) int {
 	var server serverFlags
 	server.register(fs, "as clients are given it (ws://HOST:PORT, wss://HOST) or its http(s):// twin; the status is read from /status there", false)
 	asJSON := fs.Bool("json", false, "print the server's JSON instead of the table")
-	setUsage(fs, "--url URL... (--token TOKEN | --token-file FILE) [--json]",
+	setUsage(fs, "--url URL... (--token TOKEN | --token-file FILE | --token-env VARIABLE) [--json]",
 		"Prints the clients connected to a caddy-inlets server, as a table (or the server's\nJSON): their IDs, addresses, upstreams and how long they have been connected.\nWith several --url (the servers of a fleet), each server's view, then which server\nmisses which client; it exits 1 when one does, or when a server does not answer.",
 		"  %[1]s --url wss://tunnel.example.com --token-file ./token\n  %[1]s --url ws://127.0.0.1:8123 --token s3cret --json", "url", "token")
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
