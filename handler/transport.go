@@ -197,20 +197,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp := t.visitorRefused(req); resp != nil {
 		return resp, nil
 	}
+	inner := t.forRequest(req)
 	var body *keptBody
-	if req.Body != nil && req.Body != http.NoBody {
+	// An HTTP/2 stream is refused at its dial, before the transport has
+	// read any of the body: only HTTP/1.1's early data needs it kept.
+	if inner == t.HTTPTransport && req.Body != nil && req.Body != http.NoBody {
 		body = &keptBody{r: req.Body}
 		req = req.Clone(req.Context())
 		req.Body = body
 	}
-	tried := make(map[uint64]bool)
+	var tried map[uint64]bool
 	for {
-		resp, err := t.forRequest(req).RoundTrip(req)
+		resp, err := inner.RoundTrip(req)
 		var ue *registry.UpstreamError
 		if err == nil || !errors.As(err, &ue) {
 			return resp, err
 		}
 		id, _, _ := registry.ParseDialAddress(req.URL.Host)
+		if tried == nil {
+			tried = make(map[uint64]bool)
+		}
 		tried[id] = true
 		next := t.otherClientUp(req, tried)
 		if next == "" {
@@ -224,6 +230,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if body != nil {
 			req.Body = body
 		}
+		inner = t.forRequest(req)
 	}
 }
 
