@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,9 +137,14 @@ type Client struct {
 
 	// connected counts the sessions the servers have accepted now.
 	connected atomic.Int64
-	// draining is set by Drain: a session that ends is not replaced.
-	draining atomic.Bool
-	fleet    fleet
+	// refused is the last refusal that retrying cannot help.
+	refused atomic.Pointer[RejectedError]
+	// draining is set by Drain, and drained closed: a session that ends
+	// is not replaced, and a server in backoff is not dialled again.
+	draining  atomic.Bool
+	drained   chan struct{}
+	drainOnce sync.Once
+	fleet     fleet
 }
 
 // New checks cfg and returns a client ready to Run.
@@ -208,11 +214,12 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c := &Client{
-		cfg:    cfg,
-		mux:    mux,
-		url:    urls[0],
-		urls:   urls,
-		logger: cfg.Logger,
+		drained: make(chan struct{}),
+		cfg:     cfg,
+		mux:     mux,
+		url:     urls[0],
+		urls:    urls,
+		logger:  cfg.Logger,
 		dialer: &websocket.Dialer{
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: cfg.DialTimeout,
@@ -294,6 +301,11 @@ func (c *Client) ID() string { return c.cfg.ID }
 // Connected reports whether a server has accepted a session now.
 func (c *Client) Connected() bool { return c.connected.Load() > 0 }
 
+// Refused is the last refusal of a server that retrying cannot help (a
+// host or port the server does not allow, a wrong token, an old
+// protocol), nil if there was none.
+func (c *Client) Refused() *RejectedError { return c.refused.Load() }
+
 // Sessions is how many servers have accepted a session now.
 func (c *Client) Sessions() int { return int(c.connected.Load()) }
 
@@ -353,21 +365,30 @@ func (c *Client) Run(ctx context.Context) error {
 // after it, to close the sessions.
 func (c *Client) Drain(ctx context.Context) {
 	c.draining.Store(true)
-	each := func(f func(*tunnel.Session)) {
+	c.drainOnce.Do(func() { close(c.drained) })
+	sessions := func() []*tunnel.Session {
 		c.fleet.mu.Lock()
 		defer c.fleet.mu.Unlock()
+		var out []*tunnel.Session
 		for _, srv := range c.fleet.servers {
 			if sess := srv.sess.Load(); sess != nil {
-				f(sess)
+				out = append(out, sess)
 			}
 		}
+		return out
 	}
-	each(func(s *tunnel.Session) { s.GoAway() })
+	for _, s := range sessions() {
+		// Queued behind the session's data at worst; a session that
+		// ends meanwhile fails it.
+		go s.GoAway()
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		open := 0
-		each(func(s *tunnel.Session) { open += s.Streams() })
+		for _, s := range sessions() {
+			open += s.Streams()
+		}
 		if open == 0 {
 			return
 		}
@@ -390,6 +411,9 @@ const fleetMaxBackoff = 4 * time.Second
 func (c *Client) runServer(ctx context.Context, srv *server) error {
 	backoff := c.cfg.MinBackoff
 	for {
+		if c.draining.Load() {
+			return nil
+		}
 		accepted, err := c.session(ctx, srv)
 		if ctx.Err() != nil || c.draining.Load() {
 			return nil
@@ -418,6 +442,7 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 			wait = c.cfg.MinBackoff
 			logger.Warn("server asked the client to reconnect", "reason", rej.Reason, "retry_in", wait.Round(time.Millisecond))
 		case rej.Retry == tunnel.RetryNever:
+			c.refused.Store(rej)
 			wait = c.cfg.MaxBackoff
 			logger.Error("server refuses this client, and trying again cannot help until its operator, or yours, changes something; trying every "+wait.String()+" meanwhile",
 				"error", rej.Error(), "code", rej.Code)
@@ -429,6 +454,8 @@ func (c *Client) runServer(ctx context.Context, srv *server) error {
 		}
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-c.drained:
 			return nil
 		case <-time.After(wait):
 		}

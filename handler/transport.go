@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -82,7 +83,10 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("the inlets transport does not speak TLS to clients: the tunnel is already encrypted when clients use wss://, and each client chooses http:// or https:// for its own upstream")
 	}
 	if len(t.Versions) > 0 {
-		return fmt.Errorf("the inlets transport chooses the HTTP version of each host from its client's upstream (http:// and https:// HTTP/1.1, h2c:// and h2:// HTTP/2): remove versions %v", t.Versions)
+		// Earlier releases ignored it as well, speaking HTTP/1.1 always.
+		ctx.Logger().Warn("the inlets transport ignores versions: each client's upstream URL chooses the HTTP of its host's streams (http:// and https:// HTTP/1.1, h2c:// and h2:// HTTP/2)",
+			zap.Strings("versions", t.Versions))
+		t.Versions = nil
 	}
 	if t.KeepAlive == nil {
 		t.KeepAlive = new(reverseproxy.KeepAlive)
@@ -149,6 +153,14 @@ func (t *Transport) dialHTTP2(ctx context.Context, _, addr string) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
+	// net/http dials with a context that never ends: the reply gets the
+	// transport's dial_timeout, past which the dial fails, and
+	// reverse_proxy tries another client.
+	if d := time.Duration(t.h2c.DialTimeout); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	// The stream is a *tunnel.DataConn, under its tunnel's bandwidth
 	// caps or not.
 	if err := conn.(interface{ AwaitReply(context.Context) error }).AwaitReply(ctx); err != nil {
@@ -174,6 +186,17 @@ func (t *Transport) open(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, dialFailure{err}
 	}
 	return conn, nil
+}
+
+// Cleanup closes the idle connections of both transports.
+func (t *Transport) Cleanup() error {
+	err := t.HTTPTransport.Cleanup()
+	if t.h2c != nil {
+		if err2 := t.h2c.Cleanup(); err == nil {
+			err = err2
+		}
+	}
+	return err
 }
 
 // dialFailure is a failed dial that reverse_proxy recognises as one (it

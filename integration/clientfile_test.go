@@ -127,8 +127,9 @@ func udpWho(host string, port int) string {
 // every one of them is served on both, with two sessions per server (one
 // per mode). A SIGHUP after removing a port withdraws only that port: a
 // connection open on the other port carries on, and the HTTP session is
-// untouched. A file with a mistake is refused with its line, and the
-// client keeps serving the last good file.
+// untouched. A file that a server refuses (a port it does not allow), or
+// with a mistake (refused with its line), changes nothing: the client
+// keeps serving the last good file.
 func TestOneClientFileServesEveryKindOnTwoServersAndReloadsOnSIGHUP(t *testing.T) {
 	for _, tool := range []string{"openssl", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -287,6 +288,25 @@ tcp:
 	}
 	if after := httpSessions(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("HTTP sessions %v became %v: the reload changed only TCP ports", before, after)
+	}
+
+	// A port no server allows: the new client is refused, and the one
+	// running keeps its ports and connections.
+	notAllowed := testenv.FreePort(t)
+	write(config(fmt.Sprintf("%d:%d,%d:%d", p1, echoOne.port, notAllowed, echoTwo.port)))
+	p.Cmd.Process.Signal(syscall.SIGHUP)
+	p.WaitOutput(t, 20*time.Second, "was refused by a server")
+	if !strings.Contains(p.Output(), "keeping the last good") {
+		t.Errorf("the client did not say it keeps the last good configuration:\n%s", p.Output())
+	}
+	serves(0, false)
+	serves(1, false)
+	for i, c := range open {
+		msg := fmt.Sprintf("after the refused reload %d\n", i)
+		io.WriteString(c, msg)
+		if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != msg {
+			t.Errorf("connection %d after the refused reload: %q, %v", i, got, err)
+		}
 	}
 
 	// A mistake: refused with its line; the last good file serves on.

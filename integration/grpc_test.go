@@ -46,6 +46,12 @@ func caddyRoots(t *testing.T) (*x509.CertPool, string) {
 	return roots, file
 }
 
+// caddyRootFile is the file of caddyRoots.
+func caddyRootFile(t *testing.T) string {
+	_, file := caddyRoots(t)
+	return file
+}
+
 // http2Site starts an HTTPS site for hosts (each NAME.localhost) on a
 // free port, with Caddy's internal CA, serving the inlets handler, and an
 // inlets client process connected to it over wss:// with upstreams, the
@@ -249,5 +255,46 @@ func TestHTTP2AndHTTP3VisitorsReachHTTP11AndH2CUpstreams(t *testing.T) {
 				t.Errorf("%s visitor to %s: %s %d %q, want %s 200 with %q", visitor.name, target.host, resp.Proto, resp.StatusCode, body, visitor.proto, target.want)
 			}
 		}
+	}
+}
+
+// Two clients serve one gRPC host, one of them with its h2c upstream
+// down: every call is answered, by the other client's upstream, whatever
+// the balancer picks first, and none reaches an upstream twice.
+func TestGRPCCallsGoToTheClientWhoseUpstreamIsUp(t *testing.T) {
+	up := newGRPCUpstream(t, "grpc-up", false)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := closed.Addr().String()
+	closed.Close()
+	port, roots := http2Site(t, "grpc-down-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+down)
+	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "grpc-up-client", "--token", testenv.Token,
+		"--url", fmt.Sprintf("wss://localhost:%d", port), "--tls-ca", caddyRootFile(t),
+		"--upstream", "grpc.localhost=h2c://"+up.addr)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if len(sessionsOf("grpc-up-client")) == 0 {
+			return fmt.Errorf("the second client has no session")
+		}
+		return nil
+	})
+
+	const calls = 100
+	for i := range calls {
+		// A connection of its own for each call, so that the balancer
+		// chooses again.
+		conn := grpcConn(t, fmt.Sprintf("127.0.0.1:%d", port), "grpc.localhost", &tls.Config{RootCAs: roots})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		reply := new(wrapperspb.StringValue)
+		err := conn.Invoke(ctx, "/"+echoServiceName+"/Say", wrapperspb.String(fmt.Sprint(i)), reply)
+		cancel()
+		conn.Close()
+		if want := fmt.Sprintf("grpc-up: %d", i); err != nil || reply.Value != want {
+			t.Fatalf("call %d: %q, %v; want %q", i, reply.Value, err, want)
+		}
+	}
+	if n := up.calls.Load(); n != calls {
+		t.Errorf("the upstream served %d calls, want %d: each once", n, calls)
 	}
 }

@@ -66,7 +66,7 @@ func TestClientCommandLineMistakesNameTheFix(t *testing.T) {
 		{[]string{"http", "client", "--url", "ws://127.0.0.1:8123", "--upstream", "http://127.0.0.1:3000"}, 2,
 			"a token is required: --token TOKEN or --token-file FILE"},
 		{[]string{"http", "client", "--bogus"}, 2, "unknown flag --bogus (run 'inlets http client --help' for the flags)"},
-		{[]string{"bogus"}, 2, `unknown command "bogus"; the commands are: http client, tcp client, status, version`},
+		{[]string{"bogus"}, 2, `unknown command "bogus"; the commands are: client, http client, tcp client, status, version`},
 		{[]string{"http"}, 2, "did you mean 'inlets http client'?"},
 	} {
 		code, stdout, stderr := runBinary(t, "inlets", tt.args...)

@@ -57,6 +57,8 @@ type DataConn struct {
 	// readDeadline is what SetReadDeadline last set: waiting for the reply
 	// honours it, and a moved stream gets it.
 	readDeadline, writeDeadline time.Time
+	// waitEnded is set when AwaitReply's context ended: the wait is over.
+	waitEnded bool
 }
 
 // MaxEarlyData is how much of what a visitor sends a DataConn keeps until
@@ -135,27 +137,20 @@ func (d *DataConn) Read(p []byte) (int, error) {
 // AwaitReply waits until a client has taken the stream (Read does that
 // by itself), or ctx ends, or no client is left: for a caller that must
 // not write past the early data before it knows, or that has nothing to
-// send first.
+// send first. A stream whose wait ctx ended is reset.
 func (d *DataConn) AwaitReply(ctx context.Context) error {
 	if d.ready.Load() {
 		return nil
 	}
-	if deadline, ok := ctx.Deadline(); ok {
+	stop := context.AfterFunc(ctx, func() {
 		d.mu.Lock()
-		if d.readDeadline.IsZero() || deadline.Before(d.readDeadline) {
-			before := d.readDeadline
-			d.readDeadline = deadline
-			defer func() {
-				d.mu.Lock()
-				d.readDeadline = before
-				if d.st != nil {
-					d.st.SetReadDeadline(before)
-				}
-				d.mu.Unlock()
-			}()
+		d.waitEnded = true
+		if d.st != nil {
+			d.st.SetReadDeadline(time.Unix(1, 0))
 		}
 		d.mu.Unlock()
-	}
+	})
+	defer stop()
 	return d.awaitReply()
 }
 
@@ -165,15 +160,21 @@ func (d *DataConn) awaitReply() error {
 	for {
 		d.mu.Lock()
 		st, err := d.st, d.failed
-		deadline := d.readDeadline
-		d.mu.Unlock()
 		if err != nil {
+			d.mu.Unlock()
 			return err
 		}
+		deadline := d.readDeadline
 		if limit := time.Now().Add(StreamReplyTimeout); deadline.IsZero() || limit.Before(deadline) {
 			deadline = limit
 		}
+		if d.waitEnded {
+			deadline = time.Unix(1, 0)
+		}
+		// Under mu, so that AwaitReply's end, which sets st's deadline
+		// under mu too, is never overwritten.
 		st.SetReadDeadline(deadline)
+		d.mu.Unlock()
 		var reply StreamReply
 		err = ReadFrame(st, MaxStreamHeaderSize, &reply)
 

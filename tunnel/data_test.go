@@ -291,3 +291,28 @@ func TestGoAwayRetiresASessionAndItsOpenStreamsCarryOn(t *testing.T) {
 		}
 	}
 }
+
+// AwaitReply gives up when its context ends, well before
+// StreamReplyTimeout, on a client that never replies.
+func TestAwaitReplyEndsWithItsContext(t *testing.T) {
+	server, client := muxPair(t)
+	next, _ := offerTo(server)
+	d, err := OpenData(context.Background(), tcpHeader, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	acceptHeader(t, client) // and never reply
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.AwaitReply(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("AwaitReply succeeded without a reply")
+		}
+	case <-time.After(StreamReplyTimeout / 2):
+		t.Fatal("AwaitReply did not end with its context")
+	}
+}

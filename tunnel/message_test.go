@@ -109,3 +109,14 @@ func TestHostOnly(t *testing.T) {
 		}
 	}
 }
+
+// An upstream URL's credentials never reach a message (a client's log,
+// the server's rejection reason and its log).
+func TestUpstreamURLErrorsHideCredentials(t *testing.T) {
+	for _, raw := range []string{"http://user:s3cret@127.0.0.1:3000", "ftp://user:s3cret@x", "http://user:s3cret@[::1/x", "h2c://u:s3cret@h:1/prefix"} {
+		_, err := ParseUpstreamURL(raw)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseUpstreamURL(%q): %v", raw, err)
+		}
+	}
+}

@@ -142,10 +142,10 @@ func (s *Session) Protocol() int { return int(s.protocol.Load()) }
 func (s *Session) SetMaxStreams(n int) { s.maxStreams.Store(int64(n)) }
 
 // GoAway tells the peer to open no more streams on the session; the
-// streams open go on, and so may the peer's streams of the other
-// direction. A client sends it to retire a session gracefully (see
-// doc.go, "Retiring a session").
-func (s *Session) GoAway() error { return s.mux.GoAway() }
+// streams open go on, and a stream the peer opened before it read the
+// Go Away is accepted as any other. A client sends it to retire a session
+// gracefully (see doc.go, "Retiring a session").
+func (s *Session) GoAway() error { return s.mux.Retire() }
 
 // Retired is closed once the peer has sent a Go Away (see GoAway): on a
 // server, the client retires the session.

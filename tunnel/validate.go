@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -136,22 +137,42 @@ const (
 // onto.
 func ParseUpstreamURL(raw string) (*url.URL, error) {
 	scheme, _, _ := strings.Cut(raw, "://")
+	shown := redactUserinfo(raw)
 	switch scheme {
 	case SchemeHTTP, SchemeHTTPS, SchemeH2C, SchemeH2:
 	default:
-		return nil, fmt.Errorf("upstream URL %q must start with http://, https://, h2c:// (HTTP/2 without TLS, such as a gRPC server's) or h2:// (HTTP/2 over TLS)", raw)
+		return nil, fmt.Errorf("upstream URL %q must start with http://, https://, h2c:// (HTTP/2 without TLS, such as a gRPC server's) or h2:// (HTTP/2 over TLS)", shown)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("upstream URL %q: %w", raw, err)
+		return nil, fmt.Errorf("upstream URL %q: %w", shown, errors.Unwrap(err))
 	}
 	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("upstream URL %q must be scheme://host[:port][/path prefix], without credentials, query or fragment", raw)
+		return nil, fmt.Errorf("upstream URL %q must be scheme://host[:port][/path prefix], without credentials, query or fragment", shown)
 	}
 	if (scheme == SchemeH2C || scheme == SchemeH2) && strings.Trim(u.Path, "/") != "" {
-		return nil, fmt.Errorf("upstream URL %q: an HTTP/2 upstream cannot have a path prefix: write %s://%s", raw, scheme, u.Host)
+		return nil, fmt.Errorf("upstream URL %q: an HTTP/2 upstream cannot have a path prefix: write %s://%s", shown, scheme, u.Host)
 	}
 	return u, nil
+}
+
+// redactUserinfo hides what is between a URL's "://" and its host's "@",
+// where credentials are written, from a message that shows the URL.
+func redactUserinfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority, path, _ := strings.Cut(rest, "/")
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	out := scheme + "://xxxxx@" + authority[at+1:]
+	if len(rest) > len(authority) {
+		out += "/" + path
+	}
+	return out
 }
 
 // HTTP2 reports whether the upstream speaks HTTP/2 (h2c:// or h2://): the

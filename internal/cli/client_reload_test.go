@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -199,34 +200,25 @@ func TestReloadKeepsUnchangedClientAndReplacesChanged(t *testing.T) {
 	}
 }
 
-// When a client is replaced again before it connected, the oldest one
-// waits for the newest, not for the one in between.
-func TestRetiringWaitsForTheNewestClient(t *testing.T) {
-	dir := t.TempDir()
-	path := writeFile(t, dir, "client.yaml", reloadBase)
-	r, _ := testRunner(t, context.Background(), path)
-	r.sessionsWait = time.Hour
-	if _, err := r.apply(mustParse(t, reloadBase)); err != nil {
-		t.Fatal(err)
+// A replaced client retires only once its successor has a session to
+// every server it has one to: missingServers lists those the successor
+// lacks, among the servers it dials.
+func TestMissingServersAreThoseTheOldClientServesAndTheNewOneNot(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		old, next map[string]bool
+		want      []string
+	}{
+		{"both up", map[string]bool{"ws://a": true, "ws://b": true}, map[string]bool{"ws://a": true, "ws://b": true}, nil},
+		{"one refused", map[string]bool{"ws://a": true, "ws://b": true}, map[string]bool{"ws://a": true, "ws://b": false}, []string{"ws://b"}},
+		{"down for both", map[string]bool{"ws://a": true, "ws://b": false}, map[string]bool{"ws://a": true, "ws://b": false}, nil},
+		{"a server the new file drops", map[string]bool{"ws://a": true, "ws://b": true}, map[string]bool{"ws://a": true}, nil},
+		{"a new server", map[string]bool{"ws://a": true}, map[string]bool{"ws://a": true, "ws://c": false}, nil},
+	} {
+		if got := missingServers(tt.old, tt.next); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
 	}
-	oldest := r.clients[tunnel.ModeTCP]
-	if _, err := r.apply(mustParse(t, strings.Replace(reloadBase, "2222:22,", "", 1))); err != nil {
-		t.Fatal(err)
-	}
-	between := r.clients[tunnel.ModeTCP]
-	if _, err := r.apply(mustParse(t, strings.Replace(reloadBase, "2222:22,", "2223:22,", 1))); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	if closed(oldest.done) || closed(between.done) {
-		t.Fatal("a client was retired before the one that replaces it had its sessions")
-	}
-	// The mode removed: no successor to wait for.
-	if _, err := r.apply(mustParse(t, reloadBase[:strings.Index(reloadBase, "tcp:")])); err != nil {
-		t.Fatal(err)
-	}
-	waitClosed(t, oldest.done, "the oldest client")
-	waitClosed(t, between.done, "the client in between")
 }
 
 // The runner reloads when the file's content changes, however it is

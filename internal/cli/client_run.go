@@ -12,10 +12,12 @@ package cli
 // new file first; a file with a mistake changes nothing. Then, for each
 // mode (see planReload): an unchanged config keeps its client, sessions and
 // streams; a changed one is replaced make before break: the new client
-// starts, is given up to sessionsWait to have a session to every server,
-// then the old one drains (its servers open no new streams on its
-// sessions, and offer new visitors to the new client) up to drain-timeout,
-// and stops.
+// starts, and is given up to sessionsWait to have a session to every
+// server the old one has one to. If it does not (a server refuses it: a
+// port it does not allow; or cannot be reached), it stops, and the last
+// good configuration runs on, as for a file with a mistake. Otherwise the
+// old one drains (its servers route nothing new to its sessions; their
+// open streams go on) up to drain-timeout, and stops.
 
 import (
 	"cmp"
@@ -26,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -45,9 +48,8 @@ const (
 	// ConfigMap's symlink swap are seen alike.
 	pollInterval = time.Second
 	// sessionsWait bounds how long a new client is given to have a
-	// session to every server before the one it replaces drains: past
-	// it, the old one drains anyway, for the new file's tunnels are the
-	// ones to serve, even from fewer servers.
+	// session to every server the one it replaces has one to: past it,
+	// the reload is given up, and the old one serves on.
 	sessionsWait = 15 * time.Second
 )
 
@@ -67,8 +69,10 @@ token-file or tls-ca, changes (checked every second). A file with a mistake
 changes nothing: FILE:LINE and the fix are logged, and the last good
 configuration keeps running. Otherwise the kind of tunnels whose settings are
 unchanged keeps its client, sessions and connections; one that changed gets a
-new client, which connects first; then the old one takes no new visitors,
-serves its open connections for up to drain-timeout (default 10m), and stops.
+new client, which connects first (when a server refuses it, or it cannot
+reach one the old one serves within 15s, the reload is given up); then the old
+one takes no new visitors, serves its open connections for up to drain-timeout
+(default 10m), and stops.
 The client stops on SIGINT or SIGTERM.`,
 	examples: `  %[1]s --config /etc/inlets/client.yaml
   %[1]s --config ./client.yaml --check
@@ -200,15 +204,9 @@ type runningClient struct {
 	// cfg is the config the client was made from, as the file gave it.
 	cfg    *client.Config
 	client *client.Client
-	// servers is how many server URLs its file gave.
-	servers int
-	cancel  context.CancelFunc
+	cancel context.CancelFunc
 	// done is closed when Run has returned.
 	done chan struct{}
-	// retired is closed when the client is retired, after replacedBy is
-	// set: the client that replaces it, nil when its mode is gone.
-	retired    chan struct{}
-	replacedBy *runningClient
 }
 
 // stop ends the client's Run and waits for it to return.
@@ -314,7 +312,7 @@ func (r *fileRunner) apply(next *clientFile) (string, error) {
 		if ch.action != startClient && ch.action != replaceClient {
 			continue
 		}
-		rc, err := r.start(ch.label, ch.new, next.servers)
+		rc, err := r.start(ch.label, ch.new)
 		if err != nil {
 			for _, s := range started {
 				s.stop()
@@ -322,6 +320,19 @@ func (r *fileRunner) apply(next *clientFile) (string, error) {
 			return "", fmt.Errorf("the %s client: %w", ch.label, err)
 		}
 		started[ch.mode] = rc
+	}
+	// Make before break: a replaced client retires only once its
+	// successor serves every server it serves.
+	for _, ch := range plan {
+		if ch.action != replaceClient {
+			continue
+		}
+		if err := r.awaitSuccessor(r.clients[ch.mode], started[ch.mode]); err != nil {
+			for _, s := range started {
+				s.stop()
+			}
+			return "", fmt.Errorf("the new %s client %w", ch.label, err)
+		}
 	}
 	for _, ch := range plan {
 		old := r.clients[ch.mode]
@@ -345,9 +356,8 @@ func (r *fileRunner) apply(next *clientFile) (string, error) {
 	return describePlan(plan), nil
 }
 
-// start makes a client of cfg, of a file with servers server URLs, and
-// runs it until it is stopped.
-func (r *fileRunner) start(label string, cfg *client.Config, servers int) (*runningClient, error) {
+// start makes a client of cfg and runs it until it is stopped.
+func (r *fileRunner) start(label string, cfg *client.Config) (*runningClient, error) {
 	run := *cfg
 	run.Logger = r.logger.With("tunnels", label)
 	if run.ID == "" {
@@ -358,7 +368,7 @@ func (r *fileRunner) start(label string, cfg *client.Config, servers int) (*runn
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	rc := &runningClient{cfg: cfg, client: c, servers: servers, cancel: cancel, done: make(chan struct{}), retired: make(chan struct{})}
+	rc := &runningClient{cfg: cfg, client: c, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rc.done)
 		if err := c.Run(ctx); err != nil && ctx.Err() == nil {
@@ -371,21 +381,12 @@ func (r *fileRunner) start(label string, cfg *client.Config, servers int) (*runn
 	return rc, nil
 }
 
-// retire stops old in the background, make before break: once successor
-// (nil when the mode is gone) has a session to each server of next, or
-// sessionsWait has passed, old drains for up to next's drain-timeout,
-// then stops.
+// retire stops old in the background: it drains for up to next's
+// drain-timeout, then stops. successor, nil when the mode is gone, has
+// its sessions already (see awaitSuccessor).
 func (r *fileRunner) retire(label string, old, successor *runningClient, next *clientFile) {
 	logger := r.logger.With("tunnels", label)
-	old.replacedBy = successor
-	close(old.retired)
 	r.retiring.Go(func() {
-		if successor != nil {
-			if n, ok := r.awaitSessions(successor); !ok && r.ctx.Err() == nil {
-				logger.Warn("the new client is not connected to every server yet; retiring the previous one anyway",
-					"sessions", n, "servers", next.servers, "waited", r.sessionsWait)
-			}
-		}
 		ctx, cancel := context.WithTimeout(r.ctx, next.drainTimeout)
 		old.client.Drain(ctx)
 		drained := ctx.Err() == nil
@@ -401,34 +402,49 @@ func (r *fileRunner) retire(label string, old, successor *runningClient, next *c
 	})
 }
 
-// awaitSessions waits until rc has a session to each of its servers, at most
-// sessionsWait, and says how many it has. When rc is replaced meanwhile
-// (the file changed again before it connected), the wait goes on for the
-// client that replaced it, with that file's servers; when its mode is
-// gone, it ends.
-func (r *fileRunner) awaitSessions(rc *runningClient) (int, bool) {
+// awaitSuccessor waits, at most sessionsWait, until successor has a
+// session to every server that old has one to now, and says what is
+// missing otherwise: a server that refuses the new configuration (a port
+// it does not allow), or cannot be reached by it, must not lose the
+// tunnels the old one serves it.
+func (r *fileRunner) awaitSuccessor(old, successor *runningClient) error {
 	deadline := time.NewTimer(r.sessionsWait)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if n := rc.client.Sessions(); n >= rc.servers {
-			return n, true
+		// Its servers are listed once it has resolved their names; a
+		// client with no session has nothing to lose.
+		now, next := old.client.Servers(), successor.client.Servers()
+		missing := missingServers(now, next)
+		if !slices.Contains(slices.Collect(maps.Values(now)), true) || len(next) > 0 && len(missing) == 0 {
+			return nil
+		}
+		if rej := successor.client.Refused(); rej != nil {
+			return fmt.Errorf("was refused by a server: %v", rej)
 		}
 		select {
-		case <-rc.retired:
-			if rc.replacedBy == nil {
-				return rc.client.Sessions(), true
-			}
-			rc = rc.replacedBy
-			continue
 		case <-tick.C:
 			continue
 		case <-r.ctx.Done():
+			return r.ctx.Err()
 		case <-deadline.C:
 		}
-		return rc.client.Sessions(), false
+		return fmt.Errorf("has no session, after %s, to %s, which the running one serves", r.sessionsWait, strings.Join(missing, ", "))
 	}
+}
+
+// missingServers lists the servers up in old (Client.Servers) that next
+// dials too and has no session to.
+func missingServers(old, next map[string]bool) []string {
+	var missing []string
+	for srv, up := range old {
+		if nextUp, dialled := next[srv]; up && dialled && !nextUp {
+			missing = append(missing, srv)
+		}
+	}
+	slices.Sort(missing)
+	return missing
 }
 
 // stop ends every client and retirement, and waits for them.

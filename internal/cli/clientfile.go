@@ -251,7 +251,10 @@ func parseClientFile(path string, data []byte) (*clientFile, error) {
 		return nil, p.err()
 	}
 	if top.Kind != yaml.MappingNode {
-		p.errorf(top.Line, "want settings as keys, such as url: and http:, got %s", kindOf(top))
+		// Not kindOf: a file given by mistake (the token file) must not
+		// be printed.
+		got := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value"}[top.Kind]
+		p.errorf(top.Line, "want settings as keys, such as url: and http:, got %s: is this the client's config file?", cmp.Or(got, "something else"))
 		return nil, p.err()
 	}
 	f := &clientFile{path: path, configs: map[string]*client.Config{}, drainTimeout: defaultDrainTimeout}
@@ -872,7 +875,26 @@ func decodeClientFile(path string, data []byte) (top *yaml.Node, err error) {
 	if len(doc.Content) == 0 {
 		return nil, nil
 	}
+	if alias := findAlias(&doc); alias != nil {
+		// An alias is expanded wherever it is used: a few bytes could
+		// stand for millions of ports.
+		return nil, whole(alias.Line, "an alias (*"+alias.Value+"): a client file has none: write the value out where it is used")
+	}
 	return doc.Content[0], nil
+}
+
+// findAlias returns the first alias node under n, or nil. It does not
+// follow aliases, so it visits each node of the file once.
+func findAlias(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode {
+		return n
+	}
+	for _, c := range n.Content {
+		if a := findAlias(c); a != nil {
+			return a
+		}
+	}
+	return nil
 }
 
 // yamlLine is how the YAML parser names the line of a syntax error.

@@ -214,6 +214,27 @@ func (r *Registry) Add(s *Session) error {
 	return nil
 }
 
+// Retire takes s out of routing: no new visitor goes to it, and a host
+// or port only it served is unserved (a port closes). It stays
+// registered, counted against max_clients and its tunnel's limits, shown
+// in status, and held to its tunnel's tokens at every reload, until its
+// session ends: the streams open on it go on.
+func (r *Registry) Retire(s *Session) {
+	r.mu.Lock()
+	_, ok := r.byID.Load(s.ID)
+	retire := ok && s.retired.CompareAndSwap(false, true)
+	if retire {
+		r.tenant(s.Tunnel).remove(s)
+	}
+	r.mu.Unlock()
+	if retire {
+		r.notify(s)
+	}
+}
+
+// Retired reports whether s's client has retired it (see Retire).
+func (s *Session) Retired() bool { return s.retired.Load() }
+
 // Remove unregisters s; removing twice is harmless.
 func (r *Registry) Remove(s *Session) {
 	r.mu.Lock()
@@ -222,7 +243,9 @@ func (r *Registry) Remove(s *Session) {
 		r.count.Add(-1)
 		rs := r.tenant(s.Tunnel)
 		rs.clients.Add(-1)
-		rs.remove(s)
+		if !s.retired.Load() {
+			rs.remove(s)
+		}
 	}
 	r.mu.Unlock()
 	if ok {

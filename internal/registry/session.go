@@ -31,6 +31,9 @@ type Session struct {
 	RemoteAddr string
 	// Since is when the session was accepted.
 	Since time.Time
+	// retired is set once the client has retired the session (see
+	// Registry.Retire); the registry's mu guards its change.
+	retired atomic.Bool
 	// Tunnel is the name of the tunnel whose token the client presented,
 	// or Unnamed for the default tunnel (an inlets handler's own token).
 	Tunnel string
@@ -128,15 +131,14 @@ func (r *Registry) Admit(s *Session) error {
 }
 
 // Follow removes s from the registry when its session ends, and logs it;
-// and as soon as its client retires it (a Go Away, as a client reloading
-// its configuration sends once the session replacing it is up): s then
-// gets no new visitors, its hosts' routes and its ports go to the other
-// sessions or close, and the streams open on it go on until they end.
+// and retires it as soon as its client says so (a Go Away, as a client
+// reloading its configuration sends once the session replacing it is
+// up): see Registry.Retire.
 func (r *Registry) Follow(s *Session) {
 	go func() {
 		select {
 		case <-s.sess.Retired():
-			r.Remove(s)
+			r.Retire(s)
 			r.Logger().Info("client retired its session: no new visitors go to it; its open streams go on",
 				zap.String("remote_addr", s.RemoteAddr),
 				zap.String("client_id", s.Hello.ClientID),

@@ -370,6 +370,15 @@ func (s *Session) GoAway() error {
 	return s.sendMsg(s.goAway(goAwayNormal), nil, nil, true)
 }
 
+// Retire sends a normal Go Away, telling the peer to open no more streams
+// (caddy-inlets). Unlike GoAway, it goes on accepting the streams the
+// peer opens until it has read the frame: a stream in flight is served,
+// not reset, as it would be when a retiring client's Go Away crossed the
+// server's visitor on the wire.
+func (s *Session) Retire() error {
+	return s.sendMsg(encode(typeGoAway, 0, 0, goAwayNormal), nil, nil, true)
+}
+
 // goAway is used to send a goAway message
 func (s *Session) goAway(reason uint32) header {
 	atomic.SwapInt32(&s.localGoAway, 1)
