@@ -260,6 +260,34 @@ tcp:
 		return ids
 	}
 	before := httpSessions()
+	// stillOpen checks that the connections opened before the reloads
+	// carry data both ways.
+	stillOpen := func(when string) {
+		t.Helper()
+		for i, c := range open {
+			msg := fmt.Sprintf("%s %d\n", when, i)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, msg); err != nil {
+				t.Fatalf("connection %d opened before the reload, %s: %v", i, when, err)
+			}
+			if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != msg {
+				t.Errorf("connection %d opened before the reload, %s: echoed %q, %v; want %q", i, when, got, err, msg)
+			}
+		}
+	}
+	// refused sends SIGHUP for a file that must change nothing: the
+	// client says why (want) and that it keeps the last good file, which
+	// every server still serves.
+	refused := func(want string) {
+		t.Helper()
+		p.Cmd.Process.Signal(syscall.SIGHUP)
+		p.WaitOutput(t, 20*time.Second, want)
+		if !strings.Contains(p.Output(), "keeping the last good") {
+			t.Errorf("the client did not say it keeps the last good configuration:\n%s", p.Output())
+		}
+		serves(0, false)
+		serves(1, false)
+	}
 
 	write(config(fmt.Sprintf("%d:%d", p1, echoOne.port)))
 	p.Cmd.Process.Signal(syscall.SIGHUP)
@@ -275,17 +303,7 @@ tcp:
 	}
 	serves(0, false)
 	serves(1, false)
-	for i, c := range open {
-		msg := fmt.Sprintf("still here %d\n", i)
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, msg); err != nil {
-			t.Fatalf("connection %d opened before the reload: %v", i, err)
-		}
-		got, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || got != msg {
-			t.Errorf("connection %d opened before the reload: echoed %q, %v; want %q", i, got, err, msg)
-		}
-	}
+	stillOpen("after the reload")
 	if after := httpSessions(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("HTTP sessions %v became %v: the reload changed only TCP ports", before, after)
 	}
@@ -294,30 +312,12 @@ tcp:
 	// running keeps its ports and connections.
 	notAllowed := testenv.FreePort(t)
 	write(config(fmt.Sprintf("%d:%d,%d:%d", p1, echoOne.port, notAllowed, echoTwo.port)))
-	p.Cmd.Process.Signal(syscall.SIGHUP)
-	p.WaitOutput(t, 20*time.Second, "was refused by a server")
-	if !strings.Contains(p.Output(), "keeping the last good") {
-		t.Errorf("the client did not say it keeps the last good configuration:\n%s", p.Output())
-	}
-	serves(0, false)
-	serves(1, false)
-	for i, c := range open {
-		msg := fmt.Sprintf("after the refused reload %d\n", i)
-		io.WriteString(c, msg)
-		if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != msg {
-			t.Errorf("connection %d after the refused reload: %q, %v", i, got, err)
-		}
-	}
+	refused("was refused by a server")
+	stillOpen("after the refused reload")
 
 	// A mistake: refused with its line; the last good file serves on.
 	write(config(fmt.Sprintf("%d:%d", p1, echoOne.port)) + "  - upstream: 127.0.0.1\n    ports: 99999\n")
-	p.Cmd.Process.Signal(syscall.SIGHUP)
-	p.WaitOutput(t, 15*time.Second, "client.yaml:21")
-	if !strings.Contains(p.Output(), "keeping the last good") {
-		t.Errorf("the client did not say it keeps the last good configuration:\n%s", p.Output())
-	}
-	serves(0, false)
-	serves(1, false)
+	refused("client.yaml:21")
 }
 
 // runInlets runs bin/inlets with args and returns its output and whether
