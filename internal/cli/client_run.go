@@ -197,6 +197,10 @@ type fileRunner struct {
 	pollInterval, sessionsWait time.Duration
 	// setMemoryLimit is limitMemory; tests leave the process's alone.
 	setMemoryLimit func(maxUnread int64)
+	// budgetMu guards the max-unread budgets the memory limit adds up:
+	// the running clients', and those of the clients still draining.
+	budgetMu                      sync.Mutex
+	runningBudget, retiringBudget int64
 }
 
 // runningClient is a client and the Run it owns.
@@ -352,8 +356,17 @@ func (r *fileRunner) apply(next *clientFile) (string, error) {
 	for _, cfg := range next.configs {
 		budget += cmp.Or(cfg.MaxUnread, client.DefaultMaxUnread)
 	}
-	r.setMemoryLimit(budget)
+	r.budget(func() { r.runningBudget = budget })
 	return describePlan(plan), nil
+}
+
+// budget changes the budgets with change, and sets the process's memory
+// limit to what the clients running and draining may hold together.
+func (r *fileRunner) budget(change func()) {
+	r.budgetMu.Lock()
+	defer r.budgetMu.Unlock()
+	change()
+	r.setMemoryLimit(r.runningBudget + r.retiringBudget)
 }
 
 // start makes a client of cfg and runs it until it is stopped.
@@ -386,12 +399,16 @@ func (r *fileRunner) start(label string, cfg *client.Config) (*runningClient, er
 // its sessions already (see awaitSuccessor).
 func (r *fileRunner) retire(label string, old, successor *runningClient, next *clientFile) {
 	logger := r.logger.With("tunnels", label)
+	// What it holds stays in the memory limit until it has stopped.
+	held := cmp.Or(old.cfg.MaxUnread, client.DefaultMaxUnread)
+	r.budget(func() { r.retiringBudget += held })
 	r.retiring.Go(func() {
 		ctx, cancel := context.WithTimeout(r.ctx, next.drainTimeout)
 		old.client.Drain(ctx)
 		drained := ctx.Err() == nil
 		cancel()
 		old.stop()
+		r.budget(func() { r.retiringBudget -= held })
 		switch {
 		case r.ctx.Err() != nil:
 		case drained:
