@@ -86,12 +86,18 @@ func (c *Client) dialHTTP(ctx context.Context, up *httpUpstream) (net.Conn, erro
 	}
 	td := &tls.Dialer{NetDialer: d, Config: c.upstreamTLS(up.url.Hostname(), proto)}
 	conn, err := td.DialContext(ctx, "tcp", up.addr)
+	noH2 := fmt.Errorf("%s did not agree to HTTP/2 (ALPN h2) over TLS: for an HTTP/1.1 upstream, write https://%s", up.url.String(), up.url.Host)
 	if err != nil {
+		// A server with protocols of its own, none of them h2, ends the
+		// handshake with this alert.
+		if proto == "h2" && strings.Contains(err.Error(), "no application protocol") {
+			return nil, fmt.Errorf("%w (%v)", noH2, err)
+		}
 		return nil, err
 	}
 	if got := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; proto == "h2" && got != "h2" {
 		conn.Close()
-		return nil, fmt.Errorf("%s did not agree to HTTP/2 (ALPN h2) over TLS: for an HTTP/1.1 upstream, write https://%s", up.url.String(), up.url.Host)
+		return nil, noH2
 	}
 	return conn, nil
 }
