@@ -260,11 +260,13 @@ func TestGoAwayRetiresASessionAndItsOpenStreamsCarryOn(t *testing.T) {
 	server, client := muxPair(t)
 	other, otherClient := muxPair(t)
 	open, accepted := streamPair(t, server, client)
+	retired := make(chan struct{})
+	server.OnRetired(func() { close(retired) })
 	if err := client.GoAway(); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-server.Retired():
+	case <-retired:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server did not see the client's Go Away")
 	}

@@ -147,9 +147,10 @@ func (s *Session) SetMaxStreams(n int) { s.maxStreams.Store(int64(n)) }
 // gracefully (see doc.go, "Retiring a session").
 func (s *Session) GoAway() error { return s.mux.Retire() }
 
-// Retired is closed once the peer has sent a Go Away (see GoAway): on a
-// server, the client retires the session.
-func (s *Session) Retired() <-chan struct{} { return s.mux.RemoteGoAwayChan() }
+// OnRetired has f called, in a goroutine of its own, once the peer has
+// sent a Go Away (see GoAway): on a server, the client retires the
+// session.
+func (s *Session) OnRetired(f func()) { s.mux.OnRemoteGoAway(f) }
 
 // Streams is the number of data streams open now.
 func (s *Session) Streams() int { return int(s.open.Load()) }

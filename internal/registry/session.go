@@ -135,18 +135,14 @@ func (r *Registry) Admit(s *Session) error {
 // reloading its configuration sends once the session replacing it is
 // up): see Registry.Retire.
 func (r *Registry) Follow(s *Session) {
-	go func() {
-		select {
-		case <-s.sess.Retired():
-			r.Retire(s)
-			r.Logger().Info("client retired its session: no new visitors go to it; its open streams go on",
-				zap.String("remote_addr", s.RemoteAddr),
-				zap.String("client_id", s.Hello.ClientID),
-				zap.Uint64("session", s.ID),
-				zap.Int64("streams", s.Streams()))
-		case <-s.sess.Done():
-		}
-	}()
+	s.sess.OnRetired(func() {
+		r.Retire(s)
+		r.Logger().Info("client retired its session: no new visitors go to it; its open streams go on",
+			zap.String("remote_addr", s.RemoteAddr),
+			zap.String("client_id", s.Hello.ClientID),
+			zap.Uint64("session", s.ID),
+			zap.Int64("streams", s.Streams()))
+	})
 	s.sess.Conn().OnClose(func() {
 		r.Remove(s)
 		fields := []zap.Field{

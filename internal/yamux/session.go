@@ -51,11 +51,15 @@ type Session struct {
 	localGoAway int32
 
 	// remoteGoAway is set once the peer has said, with a normal Go Away,
-	// that it accepts no more streams of ours (caddy-inlets); remoteGoAwayCh
-	// is closed then.
-	remoteGoAway     int32
-	remoteGoAwayCh   chan struct{}
-	remoteGoAwayOnce sync.Once
+	// that it accepts no more streams of ours (caddy-inlets).
+	remoteGoAway int32
+	// goAwayMu guards goAwaySeen and onGoAway, the function to call (in a
+	// goroutine of its own) when the peer's normal Go Away arrives: a
+	// function rather than a channel, so that an idle session has no
+	// goroutine waiting on it.
+	goAwayMu   sync.Mutex
+	goAwaySeen bool
+	onGoAway   func()
 
 	// nextStreamID is the next stream we should
 	// send. This depends if we are a client/server.
@@ -154,7 +158,6 @@ func newSession(config *Config, conn net.Conn, client bool, readBuf int, newMemo
 		recvDoneCh:       make(chan struct{}),
 		sendDoneCh:       make(chan struct{}),
 		shutdownCh:       make(chan struct{}),
-		remoteGoAwayCh:   make(chan struct{}),
 		newMemoryManager: newMemoryManager,
 	}
 	if client {
@@ -181,10 +184,17 @@ func (s *Session) IsClosed() bool {
 	}
 }
 
-// RemoteGoAwayChan is closed once the peer has sent a normal Go Away: it
-// opens no more streams of ours, and the session goes on (caddy-inlets).
-func (s *Session) RemoteGoAwayChan() <-chan struct{} {
-	return s.remoteGoAwayCh
+// OnRemoteGoAway has f called, in a goroutine of its own, once the peer
+// has sent a normal Go Away (at once if it has): it opens no more streams
+// of ours, and the session goes on (caddy-inlets).
+func (s *Session) OnRemoteGoAway(f func()) {
+	s.goAwayMu.Lock()
+	defer s.goAwayMu.Unlock()
+	if s.goAwaySeen {
+		go f()
+		return
+	}
+	s.onGoAway = f
 }
 
 // CloseChan returns a read-only channel which is closed as
@@ -893,7 +903,13 @@ func (s *Session) handleGoAway(hdr header) error {
 		// tunnel servers send it after the hello: the session goes on
 		// with the streams the peer opens. Upstream ends the session.
 		atomic.StoreInt32(&s.remoteGoAway, 1)
-		s.remoteGoAwayOnce.Do(func() { close(s.remoteGoAwayCh) })
+		s.goAwayMu.Lock()
+		seen, f := s.goAwaySeen, s.onGoAway
+		s.goAwaySeen = true
+		s.goAwayMu.Unlock()
+		if !seen && f != nil {
+			go f()
+		}
 		return nil
 	case goAwayProtoErr:
 		s.logger.Printf("[ERR] yamux: received protocol error go away")
