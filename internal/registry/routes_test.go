@@ -111,3 +111,34 @@ func TestRoutesAreAnIndexOfHostPatternMatch(t *testing.T) {
 		}
 	}
 }
+
+// A retired session leaves routing at once, and stays registered and
+// counted (max_clients, status, token checks) until it is removed.
+func TestRetiredSessionLeavesRoutingButStaysRegistered(t *testing.T) {
+	r := New()
+	old, next := session(1, "app.example.com"), session(2, "app.example.com")
+	for _, s := range []*Session{old, next} {
+		if err := r.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Retire(old)
+	r.Retire(old) // twice is harmless
+	if got := r.Lookup("app.example.com"); len(got) != 1 || got[0].Session != next {
+		t.Errorf("routes after retiring session 1: %v", got)
+	}
+	if r.Len() != 2 || r.Session(1) != old || !old.Retired() {
+		t.Errorf("a retired session must stay registered: %d sessions, Session(1) %v", r.Len(), r.Session(1))
+	}
+	r.Remove(old)
+	if r.Len() != 1 || r.Session(1) != nil {
+		t.Errorf("after removing it: %d sessions", r.Len())
+	}
+	if got := r.Lookup("app.example.com"); len(got) != 1 || got[0].Session != next {
+		t.Errorf("removing a retired session changed the others' routes: %v", got)
+	}
+	r.Retire(next)
+	if got := r.Lookup("app.example.com"); len(got) != 0 {
+		t.Errorf("the host's last session retired, yet routes: %v", got)
+	}
+}
