@@ -304,6 +304,23 @@ tcp:
 	serves(0, false)
 	serves(1, false)
 	stillOpen("after the reload")
+	// The replaced layer-4 sessions drain: each server lists one, retired,
+	// beside the new one, while the connections on it are open.
+	for i, s := range servers {
+		var retired, live int
+		for _, c := range s.status(t).Clients {
+			if c.ClientID == "homelab" && c.Mode == "tcp" {
+				if c.Retired {
+					retired++
+				} else {
+					live++
+				}
+			}
+		}
+		if retired != 1 || live != 1 {
+			t.Errorf("server %d lists %d retired and %d live layer-4 sessions of homelab, want 1 and 1", i, retired, live)
+		}
+	}
 	if after := httpSessions(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("HTTP sessions %v became %v: the reload changed only TCP ports", before, after)
 	}

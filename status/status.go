@@ -91,6 +91,11 @@ type Client struct {
 	// last (as the session starts, and every 30s after), in milliseconds;
 	// absent before the first measurement (caddy-inlets' own).
 	RTTMillis float64 `json:"rttMs,omitempty"`
+	// Retired is set on a session its client has retired, as a client
+	// reloading its config file does once the session that replaces it
+	// is up: it takes no new visitors, and its open streams go on until
+	// they end (caddy-inlets' own).
+	Retired bool `json:"retired,omitempty"`
 }
 
 // ModeNone is Info.Mode while no client is connected.

@@ -66,7 +66,11 @@ func WriteTable(w io.Writer, s Status, now time.Time) error {
 		if rtts {
 			fmt.Fprintf(rows, "%s\t", RTT(c.RTTMillis))
 		}
-		fmt.Fprintln(rows, strings.Join(tableUpstreams(c), ", "))
+		ups := strings.Join(tableUpstreams(c), ", ")
+		if c.Retired {
+			ups += " (retired: its open connections end, nothing new)"
+		}
+		fmt.Fprintln(rows, ups)
 	}
 	return rows.Flush()
 }

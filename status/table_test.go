@@ -1,6 +1,7 @@
 package status
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,33 @@ func TestTableShowsTheirPublicPortsBesideTCPAndUDPUpstreams(t *testing.T) {
 	}
 	if want := "2222=127.0.0.1:22, 127.0.0.1:8000, 5353=udp://127.0.0.1:53, k8s.example.com=tls://127.0.0.1:443\n"; !strings.HasSuffix(b.String(), want) {
 		t.Errorf("got:\n%s\nwant the row to end with %q", b.String(), want)
+	}
+}
+
+// A session its client retired says so after its upstreams, in the table
+// and in the JSON.
+func TestARetiredSessionSaysSo(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	s := Status{
+		Info: Info{Version: "1.0.0", Mode: "tcp", StartTime: now.Add(-time.Hour), Hostname: "edge"},
+		Clients: []Client{
+			{ClientID: "lab", RemoteAddr: "10.0.0.1:1", Since: now.Add(-time.Hour), Upstreams: []string{"127.0.0.1:22"}, Ports: []int{22}, Mode: "tcp", Retired: true},
+			{ClientID: "lab", RemoteAddr: "10.0.0.1:2", Since: now.Add(-time.Minute), Upstreams: []string{"127.0.0.1:23"}, Ports: []int{23}, Mode: "tcp"},
+		},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(b.String(), "\n"); !strings.HasSuffix(lines[len(lines)-3], "127.0.0.1:22 (retired: its open connections end, nothing new)") ||
+		strings.Contains(lines[len(lines)-2], "retired") {
+		t.Errorf("got:\n%s", b.String())
+	}
+	raw, err := json.Marshal(s.Clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(raw), `"retired":true`) != 1 {
+		t.Errorf("JSON %s: want one retired session", raw)
 	}
 }

@@ -36,6 +36,7 @@ func Of(reg *registry.Registry) status.Status {
 			Version:    s.Hello.Version,
 			Tunnel:     s.Tunnel,
 			RTTMillis:  float64(s.RTT().Microseconds()) / 1000,
+			Retired:    s.Retired(),
 		}
 		for _, up := range s.Hello.TCP {
 			c.Ports = append(c.Ports, up.Port)
