@@ -139,9 +139,8 @@ type Client struct {
 	connected atomic.Int64
 	// refused is the last refusal that retrying cannot help.
 	refused atomic.Pointer[RejectedError]
-	// draining is set by Drain, and drained closed: a session that ends
-	// is not replaced, and a server in backoff is not dialled again.
-	draining  atomic.Bool
+	// drained is closed by Drain: a session that ends is not replaced,
+	// and a server in backoff is not dialled again.
 	drained   chan struct{}
 	drainOnce sync.Once
 	fleet     fleet
@@ -364,7 +363,6 @@ func (c *Client) Run(ctx context.Context) error {
 // session that ends meanwhile is not replaced. Cancel Run's context
 // after it, to close the sessions.
 func (c *Client) Drain(ctx context.Context) {
-	c.draining.Store(true)
 	c.drainOnce.Do(func() { close(c.drained) })
 	sessions := func() []*tunnel.Session {
 		c.fleet.mu.Lock()
@@ -400,6 +398,16 @@ func (c *Client) Drain(ctx context.Context) {
 	}
 }
 
+// draining reports whether Drain was called.
+func (c *Client) draining() bool {
+	select {
+	case <-c.drained:
+		return true
+	default:
+		return false
+	}
+}
+
 // fleetMaxBackoff caps the backoff of a client with several servers: a
 // server of a fleet that comes back, whatever its outage lasted, has its
 // clients back within about 4 s of listening, before a load balancer
@@ -411,11 +419,11 @@ const fleetMaxBackoff = 4 * time.Second
 func (c *Client) runServer(ctx context.Context, srv *server) error {
 	backoff := c.cfg.MinBackoff
 	for {
-		if c.draining.Load() {
+		if c.draining() {
 			return nil
 		}
 		accepted, err := c.session(ctx, srv)
-		if ctx.Err() != nil || c.draining.Load() {
+		if ctx.Err() != nil || c.draining() {
 			return nil
 		}
 		if accepted {
@@ -477,7 +485,7 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 		srv.up.Store(false)
 		c.connected.Add(-1)
 	}()
-	if c.draining.Load() {
+	if c.draining() {
 		sess.GoAway()
 	}
 	srv.logger(c.logger).Info("connected", "url", srv.url, "client_id", c.cfg.ID, "upstreams", c.describe())

@@ -119,26 +119,26 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// forRequest is the transport that speaks what the upstream of req's
-// dial address speaks.
-func (t *Transport) forRequest(req *http.Request) *reverseproxy.HTTPTransport {
-	if id, index, ok := registry.ParseDialAddress(req.URL.Host); ok {
-		if s := t.reg.Session(id); s != nil && index < len(s.Hello.HTTP) && s.Hello.HTTP[index].HTTP2() {
-			return t.h2c
-		}
+// target is the session and announced host that req's dial address
+// names, nil when it names none (the session ended: dial says so).
+func (t *Transport) target(req *http.Request) (*registry.Session, *tunnel.HTTPUpstream) {
+	id, index, ok := registry.ParseDialAddress(req.URL.Host)
+	if !ok {
+		return nil, nil
 	}
-	return t.HTTPTransport
+	s := t.reg.Session(id)
+	if s == nil || index >= len(s.Hello.HTTP) {
+		return nil, nil
+	}
+	return s, &s.Hello.HTTP[index]
 }
 
-// dial opens a stream to the session and host that addr names, and
-// returns without waiting for the client's reply: the request follows
-// the stream's header at once. A client that replies it could not reach
-// its upstream fails the connection with a *registry.UpstreamError, on
-// which RoundTrip sends the request to another client: the stream does
-// not move by itself, so that a kept-alive connection in the pool of a
-// client's dial address always leads to that client.
-func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	return t.open(ctx, addr)
+// forHost is the transport that speaks what the upstream of host speaks.
+func (t *Transport) forHost(host *tunnel.HTTPUpstream) *reverseproxy.HTTPTransport {
+	if host != nil && host.HTTP2() {
+		return t.h2c
+	}
+	return t.HTTPTransport
 }
 
 // dialHTTP2 opens a stream as dial does, and waits for the client's reply
@@ -149,7 +149,7 @@ func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) 
 // (an HTTP/2 transport does not report a failure after the dial as the
 // dial's).
 func (t *Transport) dialHTTP2(ctx context.Context, _, addr string) (net.Conn, error) {
-	conn, err := t.open(ctx, addr)
+	conn, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +170,14 @@ func (t *Transport) dialHTTP2(ctx context.Context, _, addr string) (net.Conn, er
 	return conn, nil
 }
 
-// open opens a stream to the session and host that addr names.
-func (t *Transport) open(ctx context.Context, addr string) (net.Conn, error) {
+// dial opens a stream to the session and host that addr names, and
+// returns without waiting for the client's reply: the request follows
+// the stream's header at once. A client that replies it could not reach
+// its upstream fails the connection with a *registry.UpstreamError, on
+// which RoundTrip sends the request to another client: the stream does
+// not move by itself, so that a kept-alive connection in the pool of a
+// client's dial address always leads to that client.
+func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	id, index, ok := registry.ParseDialAddress(addr)
 	if !ok {
 		return nil, reverseproxy.NewDialError(fmt.Errorf("%s is not an inlets dial address: use the inlets transport with the inlets upstream source", addr))
@@ -217,10 +223,11 @@ func (e dialFailure) Unwrap() []error { return []error{reverseproxy.NewDialError
 // client is up, the visitor gets a 502 at once, rather than after
 // reverse_proxy's retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if resp := t.visitorRefused(req); resp != nil {
+	s, host := t.target(req)
+	if resp := t.visitorRefused(req, s); resp != nil {
 		return resp, nil
 	}
-	inner := t.forRequest(req)
+	inner := t.forHost(host)
 	var body *keptBody
 	// An HTTP/2 stream is refused at its dial, before the transport has
 	// read any of the body: only HTTP/1.1's early data needs it kept.
@@ -253,22 +260,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if body != nil {
 			req.Body = body
 		}
-		inner = t.forRequest(req)
+		_, host = t.target(req)
+		inner = t.forHost(host)
 	}
 }
 
 // visitorRefused holds a request that did not come through the inlets
 // handler (a site's own reverse_proxy with `transport inlets`) to its
-// tunnel's visitors policy, and answers one it refuses: the address lists
+// tunnel's visitors policy, and answers one it refuses (s is the session
+// of its dial address, nil for none): the address lists
 // and the rate as the handler does; a tunnel that asks for
 // authentication, which only the handler runs, refuses it rather than
 // let it by.
-func (t *Transport) visitorRefused(req *http.Request) *http.Response {
-	id, _, ok := registry.ParseDialAddress(req.URL.Host)
-	if !ok {
-		return nil
-	}
-	s := t.reg.Session(id)
+func (t *Transport) visitorRefused(req *http.Request, s *registry.Session) *http.Response {
 	if s == nil {
 		return nil
 	}

@@ -55,8 +55,9 @@ func caddyRootFile(t *testing.T) string {
 // http2Site starts an HTTPS site for hosts (each NAME.localhost) on a
 // free port, with Caddy's internal CA, serving the inlets handler, and an
 // inlets client process connected to it over wss:// with upstreams, the
-// client's --upstream values. It returns the port and the CA's roots.
-func http2Site(t *testing.T, id string, hosts []string, upstreams ...string) (int, *x509.CertPool) {
+// client's --upstream values. It returns the port, the CA's roots and the
+// client process.
+func http2Site(t *testing.T, id string, hosts []string, upstreams ...string) (int, *x509.CertPool, *testenv.Process) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	addrs := []string{fmt.Sprintf("https://localhost:%d", port)}
@@ -65,7 +66,7 @@ func http2Site(t *testing.T, id string, hosts []string, upstreams ...string) (in
 	}
 	testenv.StartCaddy(t, adminPort, "", fmt.Sprintf("%s {\n\ttls internal\n\t%s\n}", strings.Join(addrs, ", "), inletsBoth))
 	roots, rootFile := caddyRoots(t)
-	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", id, "--token", testenv.Token,
+	p := testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", id, "--token", testenv.Token,
 		"--url", fmt.Sprintf("wss://localhost:%d", port), "--tls-ca", rootFile, "--upstream-insecure-skip-verify",
 		"--upstream", strings.Join(upstreams, ","))
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -74,7 +75,7 @@ func http2Site(t *testing.T, id string, hosts []string, upstreams ...string) (in
 		}
 		return nil
 	})
-	return port, roots
+	return port, roots, p
 }
 
 // grpcurl runs grpcurl against the site at port for host, and returns
@@ -109,7 +110,7 @@ func grpcurl(t *testing.T, port int, host string, args ...string) (string, bool)
 // comes back as DeadlineExceeded.
 func TestGRPCThroughAnH2CTunnelWithGrpcurl(t *testing.T) {
 	plain, secure := newGRPCUpstream(t, "grpc-h2c", false), newGRPCUpstream(t, "grpc-tls", true)
-	port, _ := http2Site(t, "grpc-client", []string{"grpc.localhost", "grpcs.localhost"},
+	port, _, _ := http2Site(t, "grpc-client", []string{"grpc.localhost", "grpcs.localhost"},
 		"grpc.localhost=h2c://"+plain.addr, "grpcs.localhost=h2://"+secure.addr)
 
 	out, ok := grpcurl(t, port, "grpc.localhost", "list")
@@ -149,7 +150,7 @@ func TestGRPCThroughAnH2CTunnelWithGrpcurl(t *testing.T) {
 // message.
 func TestGRPCBidirectionalStreamAndUpstreamDeadlineThroughTheTunnel(t *testing.T) {
 	up := newGRPCUpstream(t, "grpc-bidi", false)
-	port, roots := http2Site(t, "grpc-bidi-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+up.addr)
+	port, roots, _ := http2Site(t, "grpc-bidi-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+up.addr)
 	conn := grpcConn(t, fmt.Sprintf("127.0.0.1:%d", port), "grpc.localhost", &tls.Config{RootCAs: roots})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -210,7 +211,7 @@ func TestGRPCBidirectionalStreamAndUpstreamDeadlineThroughTheTunnel(t *testing.T
 func TestHTTP2AndHTTP3VisitorsReachHTTP11AndH2CUpstreams(t *testing.T) {
 	web := newUpstream(t, "web")
 	h2c := newH2CUpstream(t, "h2c-web")
-	port, roots := http2Site(t, "h2-client", []string{"web.localhost", "h2c.localhost"},
+	port, roots, _ := http2Site(t, "h2-client", []string{"web.localhost", "h2c.localhost"},
 		"web.localhost="+web.URL, "h2c.localhost=h2c://"+h2c)
 	local := fmt.Sprintf("127.0.0.1:%d", port)
 	h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -269,7 +270,7 @@ func TestGRPCCallsGoToTheClientWhoseUpstreamIsUp(t *testing.T) {
 	}
 	down := closed.Addr().String()
 	closed.Close()
-	port, roots := http2Site(t, "grpc-down-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+down)
+	port, roots, downClient := http2Site(t, "grpc-down-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+down)
 	testenv.Start(t, testenv.Binary(t, "inlets"), "http", "client", "--id", "grpc-up-client", "--token", testenv.Token,
 		"--url", fmt.Sprintf("wss://localhost:%d", port), "--tls-ca", caddyRootFile(t),
 		"--upstream", "grpc.localhost=h2c://"+up.addr)
@@ -296,5 +297,10 @@ func TestGRPCCallsGoToTheClientWhoseUpstreamIsUp(t *testing.T) {
 	}
 	if n := up.calls.Load(); n != calls {
 		t.Errorf("the upstream served %d calls, want %d: each once", n, calls)
+	}
+	// The balancer did offer calls to the client whose upstream is down:
+	// the calls above were moved, not merely never sent there.
+	if !strings.Contains(downClient.Output(), "upstream unreachable") {
+		t.Errorf("the client whose upstream is down was never offered a call:\n%s", downClient.Output())
 	}
 }
