@@ -721,22 +721,13 @@ func kindOf(n *yaml.Node) string {
 		}
 		return strconv.Quote(n.Value)
 	}
-	return "an alias"
-}
-
-// deref is the node an alias stands for, or n.
-func deref(n *yaml.Node) *yaml.Node {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		return n.Alias
-	}
-	return n
+	return "something else"
 }
 
 // text is a single value: a string, a number or a boolean, as written. ok
 // is false after the mistake is recorded.
 func (p *fileParser) text(key string, n *yaml.Node, example string) (string, bool) {
 	line := n.Line
-	n = deref(n)
 	switch {
 	case n.Kind != yaml.ScalarNode:
 		p.errorf(line, "%s: want a single value, such as %s, not %s", key, example, kindOf(n))
@@ -754,15 +745,15 @@ func (p *fileParser) text(key string, n *yaml.Node, example string) (string, boo
 // entry's ports), each split at commas as the flags' values are.
 func (p *fileParser) list(key string, n *yaml.Node, example string) []at {
 	items := []*yaml.Node{n}
-	switch v := deref(n); v.Kind {
+	switch n.Kind {
 	case yaml.ScalarNode:
 	case yaml.SequenceNode:
-		items = v.Content
+		items = n.Content
 		if len(items) == 0 {
 			p.errorf(n.Line, "%s is an empty list: give one or more values, such as %s, or remove the line", key, example)
 		}
 	default:
-		p.errorf(n.Line, "%s: want a value or a list of values, such as %s, not %s", key, example, kindOf(v))
+		p.errorf(n.Line, "%s: want a value or a list of values, such as %s, not %s", key, example, kindOf(n))
 		return nil
 	}
 	var out []at
@@ -785,7 +776,6 @@ func (p *fileParser) list(key string, n *yaml.Node, example string) []at {
 // boolean is a true or false value.
 func (p *fileParser) boolean(key string, n *yaml.Node) bool {
 	line := n.Line
-	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		switch strings.ToLower(n.Value) {
 		case "true":
@@ -801,7 +791,6 @@ func (p *fileParser) boolean(key string, n *yaml.Node) bool {
 // number is a whole number.
 func (p *fileParser) number(key string, n *yaml.Node, example string) (int, bool) {
 	line := n.Line
-	n = deref(n)
 	if n.Kind == yaml.ScalarNode {
 		var v int
 		var err error
@@ -823,7 +812,6 @@ func (p *fileParser) number(key string, n *yaml.Node, example string) (int, bool
 // commented out) has none.
 func (p *fileParser) entries(key string, n *yaml.Node, example string) ([]*yaml.Node, int) {
 	line := n.Line
-	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil, 0
 	}
@@ -833,9 +821,8 @@ func (p *fileParser) entries(key string, n *yaml.Node, example string) ([]*yaml.
 	}
 	var out []*yaml.Node
 	for _, e := range n.Content {
-		el := e.Line
-		if e = deref(e); e.Kind != yaml.MappingNode {
-			p.errorf(el, "%s entry: want keys, such as %s; not %s", key, example, kindOf(e))
+		if e.Kind != yaml.MappingNode {
+			p.errorf(e.Line, "%s entry: want keys, such as %s; not %s", key, example, kindOf(e))
 			continue
 		}
 		out = append(out, e)
