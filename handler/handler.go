@@ -396,12 +396,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	start := time.Now()
-	routes := h.reg.Lookup(r.Host)
-	// The tunnel that owns the host (Unnamed, the default tunnel's, when
-	// no named one does) decides who may visit it.
+	// The tenancy is read once: a reload may swap it meanwhile. The
+	// tunnel that owns the host decides who may visit it.
 	ten := h.reg.Tenancy()
-	owner := ten.Owner(tunnel.HostOnly(r.Host))
-	var policy *registry.VisitorPolicy // read once: a reload may swap the tenancy meanwhile
+	owner, routes := h.reg.LookupIn(ten, r.Host)
+	var policy *registry.VisitorPolicy
 	if sc := ten.Scope(owner); sc != nil {
 		policy = sc.Visitors
 	}

@@ -188,12 +188,21 @@ func (r *Registry) tenantForWrite(name string) *routes {
 // only: those of the exact name if any, else those of the one-label
 // wildcard that matches, else the catch-all's.
 func (r *Registry) Lookup(host string) []Route {
+	_, routes := r.LookupIn(r.Tenancy(), host)
+	return routes
+}
+
+// LookupIn is Lookup in the tenancy ten, read once by a caller that uses
+// it for more (the owner's visitors policy), and also returns the tunnel
+// that owns the host: Unnamed, the default tunnel's, when no named one
+// does.
+func (r *Registry) LookupIn(ten *Tenancy, host string) (owner string, routes []Route) {
 	host = tunnel.HostOnly(host)
-	rs := r.tenant(r.Tenancy().Owner(host))
-	if rs == nil {
-		return nil
+	owner = ten.Owner(host)
+	if rs := r.tenant(owner); rs != nil {
+		routes = rs.lookup(host)
 	}
-	return rs.lookup(host)
+	return owner, routes
 }
 
 // LookupExact returns the routes of clients that announce host itself
