@@ -293,14 +293,15 @@ func (t *Transport) visitorRefused(req *http.Request, s *registry.Session) *http
 	}
 	addr := clientAddr(req)
 	reason, wait := t.reg.RefuseVisitor(s.Tunnel, p, registry.VisitRequest, "http", addr)
-	switch reason {
-	case "":
+	if reason == "" {
 		return nil
-	case registry.RefusedRate:
-		return textResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {retryAfter(wait)}},
-			fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %ss", host, retryAfter(wait)))
 	}
-	return textResponse(req, http.StatusForbidden, nil, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host))
+	status, msg := refusal(reason, addr, host, wait)
+	var header http.Header
+	if status == http.StatusTooManyRequests {
+		header = http.Header{"Retry-After": {retryAfter(wait)}}
+	}
+	return textResponse(req, status, header, msg)
 }
 
 // badGateway is the 502 of a host whose clients cannot reach their

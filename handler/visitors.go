@@ -48,12 +48,19 @@ func (h *Handler) visitorRefused(w http.ResponseWriter, r *http.Request, owner s
 		return false, nil
 	}
 	host := tunnel.HostOnly(r.Host)
-	status, msg := http.StatusForbidden, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host)
-	if reason == registry.RefusedRate {
-		status, msg = http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %ss", host, retryAfter(wait))
-	}
+	status, msg := refusal(reason, addr, host, wait)
 	metrics.HTTPRequest(status, label, r.Method, time.Since(start))
 	return true, answerVisitor(w, r, status, wait, host, reason, msg)
+}
+
+// refusal is the status and text of a request the visitors policy
+// refused for reason (RefusedRate, or an address the lists refuse),
+// whichever of the handler and the transport refused it.
+func refusal(reason string, addr netip.Addr, host string, wait time.Duration) (int, string) {
+	if reason == registry.RefusedRate {
+		return http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests: too many requests to %s from your address: wait %ss", host, retryAfter(wait))
+	}
+	return http.StatusForbidden, fmt.Sprintf("403 Forbidden: visitors from %s may not visit %s", addr, host)
 }
 
 // serveOffline answers a request for a host a tunnel owns whose clients
