@@ -184,7 +184,7 @@ func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) 
 	}
 	s := t.reg.Session(id)
 	if s == nil || index >= len(s.Hello.HTTP) {
-		return nil, reverseproxy.NewDialError(fmt.Errorf("tunnel session %d has ended", id))
+		return nil, dialFailure{fmt.Errorf("tunnel session %d: %w", id, errSessionEnded)}
 	}
 	h := tunnel.StreamHeader{Kind: tunnel.KindHTTP, Host: s.Hello.HTTP[index].Host}
 	conn, err := registry.Dial(ctx, h, []*registry.Session{s})
@@ -204,6 +204,9 @@ func (t *Transport) Cleanup() error {
 	}
 	return err
 }
+
+// errSessionEnded is the dial error of a session that has ended.
+var errSessionEnded = errors.New("the tunnel session has ended")
 
 // dialFailure is a failed dial that reverse_proxy recognises as one (it
 // then tries another client, whatever the request's method) and that
@@ -239,8 +242,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried map[uint64]bool
 	for {
 		resp, err := inner.RoundTrip(req)
+		// A session that ended after the request was routed to it (its
+		// client vanished) is as a client that could not reach its
+		// upstream: another client, or a 502 at once, rather than
+		// reverse_proxy's retries until lb_try_duration and its 503.
 		var ue *registry.UpstreamError
-		if err == nil || !errors.As(err, &ue) {
+		if err == nil || !errors.As(err, &ue) && !errors.Is(err, errSessionEnded) {
 			return resp, err
 		}
 		id, _, _ := registry.ParseDialAddress(req.URL.Host)
