@@ -1,9 +1,11 @@
 // Package yamux is github.com/libp2p/go-yamux/v5 at v5.1.0, a yamux
 // implementation (the protocol of spec.md, which hashicorp/yamux speaks
-// too), with four changes and one addition of caddy-inlets', marked
-// "caddy-inlets" (the addition: Stream.Buffered, what has arrived and
+// too), with five changes and three additions of caddy-inlets', marked
+// "caddy-inlets". The additions: Stream.Buffered, what has arrived and
 // not been read, which the budget reads to cut only streams that hold
-// data):
+// data; Session.Retire, a normal Go Away that goes on accepting the
+// streams in flight, for a client that reloads; Session.OnRemoteGoAway,
+// which tells the server that its peer retired. The changes:
 //
 //   - stream.go: a window update that grows a stream's window carries the
 //     credit the reader freed as well as the growth. Upstream's sends only
@@ -25,6 +27,9 @@
 //     queued, within a second, in order: a Write returns once its frame
 //     is queued, so a last message written just before Close would
 //     otherwise never leave (TestAFrameQueuedBeforeCloseIsSent).
+//   - session.go: the round trip is measured from a timer, not from a
+//     goroutine per session parked on a ticker, so an idle session
+//     costs its two loops' goroutines alone (a server holds thousands).
 //
 // The files are upstream's otherwise, under their licenses: MPL-2.0
 // (LICENSE) and, for deadline.go, the Go authors' BSD license

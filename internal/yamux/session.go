@@ -131,6 +131,11 @@ type Session struct {
 	keepaliveLock   sync.Mutex
 	keepaliveTimer  *time.Timer
 	keepaliveActive bool
+
+	// rttTimer measures the round trip every MeasureRTTInterval; nil once
+	// the session has closed.
+	rttLock  sync.Mutex
+	rttTimer *time.Timer
 }
 
 // newSession is used to construct a new session
@@ -170,7 +175,7 @@ func newSession(config *Config, conn net.Conn, client bool, readBuf int, newMemo
 	}
 	go s.recv()
 	go s.send()
-	go s.startMeasureRTT()
+	s.startMeasureRTT()
 	return s
 }
 
@@ -334,6 +339,7 @@ func (s *Session) close(shutdownErr error, sendGoAway bool, errCode uint32) erro
 	}
 	close(s.shutdownCh)
 	s.stopKeepalive()
+	s.stopMeasureRTT()
 
 	// caddy-inlets: the send loop writes what is queued (a server's last
 	// message before it goes) before the connection closes, within
@@ -408,17 +414,30 @@ func (s *Session) measureRTT() {
 	}
 }
 
+// startMeasureRTT measures the round trip now and every
+// MeasureRTTInterval after, on a timer rather than a goroutine of its own
+// (caddy-inlets: an idle session holds no goroutine but its two loops;
+// upstream parks one per session in a ticker's select).
 func (s *Session) startMeasureRTT() {
-	s.measureRTT()
-	t := time.NewTicker(s.config.MeasureRTTInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.CloseChan():
-			return
-		case <-t.C:
-			s.measureRTT()
+	s.rttLock.Lock()
+	defer s.rttLock.Unlock()
+	s.rttTimer = time.AfterFunc(0, func() {
+		s.measureRTT()
+		s.rttLock.Lock()
+		defer s.rttLock.Unlock()
+		if s.rttTimer != nil {
+			s.rttTimer.Reset(s.config.MeasureRTTInterval)
 		}
+	})
+}
+
+// stopMeasureRTT stops the measurements once the session has closed.
+func (s *Session) stopMeasureRTT() {
+	s.rttLock.Lock()
+	defer s.rttLock.Unlock()
+	if s.rttTimer != nil {
+		s.rttTimer.Stop()
+		s.rttTimer = nil
 	}
 }
 
