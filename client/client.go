@@ -519,7 +519,7 @@ func (c *Client) session(ctx context.Context, srv *server) (accepted bool, err e
 					errs <- err
 					return
 				}
-				go c.serveStream(st)
+				goServe(func() { c.serveStream(st) })
 			}
 		}()
 	}

@@ -18,6 +18,13 @@ var copyBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
+// smallReadBuffers holds the buffers of smallReadSize each pipe starts with:
+// pooled too, since every connection takes two and most are short.
+var smallReadBuffers = sync.Pool{New: func() any {
+	b := make([]byte, smallReadSize)
+	return &b
+}}
+
 // Join relays bytes between a and b until both directions have ended, then
 // closes both. A clean end of one direction (EOF) is passed on as a
 // half-close, so the other direction keeps flowing; an error in either
@@ -116,9 +123,11 @@ const smallReadSize = 2 << 10
 // copy is io.CopyBuffer without ReaderFrom/WriterTo (which would bypass the
 // buffers and allocate their own), with the idle deadline.
 func (j *joiner) copy(dst, src net.Conn) error {
-	small := make([]byte, smallReadSize)
+	smallBuf := smallReadBuffers.Get().(*[]byte)
+	small := *smallBuf
 	var pooled *[]byte
 	defer func() {
+		smallReadBuffers.Put(smallBuf)
 		if pooled != nil {
 			copyBuffers.Put(pooled)
 		}
