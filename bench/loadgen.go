@@ -114,10 +114,11 @@ func parseWrk(out string) (httpLoad, error) {
 	return l, nil
 }
 
-// runHey runs hey with 50 keep-alive workers against url for d.
-func runHey(ctx context.Context, url, host string, d time.Duration) (httpLoad, error) {
-	out, cpu, err := run(ctx, d+30*time.Second, "hey",
-		"-c", "50", "-z", fmt.Sprintf("%ds", int(d.Seconds())), "-t", "5", "-host", host, url)
+// runHey runs hey with 50 workers against url for d, with more of its
+// flags: keep-alive unless more says -disable-keepalive.
+func runHey(ctx context.Context, url, host string, d time.Duration, more ...string) (httpLoad, error) {
+	args := append([]string{"-c", "50", "-z", fmt.Sprintf("%ds", int(d.Seconds())), "-t", "5", "-host", host}, more...)
+	out, cpu, err := run(ctx, d+30*time.Second, "hey", append(args, url)...)
 	if err != nil {
 		return httpLoad{}, err
 	}

@@ -104,11 +104,12 @@ const (
 	toolWrk         = "wrk"
 	toolHey         = "hey"
 	toolWrkNewConns = "wrk on new connections"
+	toolHeyNewConns = "hey on new connections"
 )
 
 // loadTime is how long one timed run of tool lasts.
 func (p params) loadTime(tool string) time.Duration {
-	if tool == toolHey {
+	if tool == toolHey || tool == toolHeyNewConns {
 		return p.hey
 	}
 	return p.wrk
@@ -158,6 +159,7 @@ func (h *harness) small(ctx context.Context) error {
 		{toolWrk, subjects, h.res.small},
 		{toolHey, subjects, h.res.smallHey},
 		{toolWrkNewConns, newConns, h.res.smallNewConns},
+		{toolHeyNewConns, newConns, h.res.smallHeyNewConns},
 	}
 	for run := 0; run < h.p.runs; {
 		round := make([]map[string]httpLoad, len(loads))
@@ -171,7 +173,7 @@ func (h *harness) small(ctx context.Context) error {
 				}
 				logf("run %d %s %-13s %8.0f req/s  p50 %s  p99 %s  errors %.0f  requests %.0f  upstream connections %.0f  CPU elsewhere %.1fs",
 					run+1, ld.tool, s.name, l.rps, ms(l.p50), ms(l.p99), l.errors(), l.requests, l.upstreamConns, otherCPU(l.cpu).Seconds())
-				if ld.tool == toolWrkNewConns {
+				if ld.tool == toolWrkNewConns || ld.tool == toolHeyNewConns {
 					if err := oneConnEach(l); err != nil {
 						return fmt.Errorf("%s, %s: %w", s.name, ld.tool, err)
 					}
@@ -223,6 +225,8 @@ func (h *harness) measureHTTP(ctx context.Context, tool string, s subject, procs
 		l, err = runHey(ctx, s.url, tunnelHost, d)
 	case toolWrkNewConns:
 		l, err = runWrkNewConns(ctx, s.url, tunnelHost, d)
+	case toolHeyNewConns:
+		l, err = runHey(ctx, s.url, tunnelHost, d, "-disable-keepalive")
 	default:
 		err = fmt.Errorf("no load generator %q", tool)
 	}
