@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -217,10 +218,12 @@ func (c *Conn) appendWSFrame(first byte, p []byte) {
 		binary.LittleEndian.PutUint32(key[:], rand.Uint32())
 		buf = append(buf, key[:]...)
 	}
-	start := len(buf)
-	buf = append(buf, p...)
 	if c.mask {
-		maskBytes(key, buf[start:])
+		start := len(buf)
+		buf = slices.Grow(buf, n)[:start+n]
+		maskCopy(buf[start:], p, key)
+	} else {
+		buf = append(buf, p...)
 	}
 	*c.pending = buf
 }
@@ -312,17 +315,28 @@ func putBuffer(b *[]byte) {
 	}
 }
 
-// maskBytes XORs b with the repeated key (RFC 6455, section 5.3), eight
-// bytes at a time.
-func maskBytes(key [4]byte, b []byte) {
+// maskCopy copies src to dst, XORed with the repeated key (RFC 6455,
+// section 5.3), 32 bytes at a time: one pass over the bytes, where a copy
+// and then masking in place took two (a sixth of a client's CPU on bulk
+// uploads went to the two). dst must be at least as long as src.
+func maskCopy(dst, src []byte, key [4]byte) {
 	k32 := binary.LittleEndian.Uint32(key[:])
-	k64 := uint64(k32) | uint64(k32)<<32
-	for len(b) >= 8 {
-		binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k64)
-		b = b[8:]
+	k := uint64(k32) | uint64(k32)<<32
+	dst = dst[:len(src)]
+	for len(src) >= 32 {
+		d, s := dst[:32:32], src[:32:32]
+		binary.LittleEndian.PutUint64(d[0:], binary.LittleEndian.Uint64(s[0:])^k)
+		binary.LittleEndian.PutUint64(d[8:], binary.LittleEndian.Uint64(s[8:])^k)
+		binary.LittleEndian.PutUint64(d[16:], binary.LittleEndian.Uint64(s[16:])^k)
+		binary.LittleEndian.PutUint64(d[24:], binary.LittleEndian.Uint64(s[24:])^k)
+		dst, src = dst[32:], src[32:]
 	}
-	for i := range b {
-		b[i] ^= key[i&3]
+	for len(src) >= 8 {
+		binary.LittleEndian.PutUint64(dst, binary.LittleEndian.Uint64(src)^k)
+		dst, src = dst[8:], src[8:]
+	}
+	for i := range src {
+		dst[i] = src[i] ^ key[i&3]
 	}
 }
 
