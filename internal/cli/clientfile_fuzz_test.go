@@ -21,7 +21,9 @@ func FuzzClientFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cf, err := parseClientFile("F", data)
 		if err != nil {
-			lines := strings.Count(string(data), "\n") + 2
+			// YAML's line breaks: LF, CR LF, and a CR alone.
+			lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") +
+				strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 2
 			for _, line := range strings.Split(err.Error(), "\n") {
 				m := fileErrorLine.FindStringSubmatch(line)
 				if m == nil {
