@@ -447,9 +447,9 @@ func (r *results) writeSmallNewConns(w writer) {
 		"The same GET, each on a new TCP connection, (a) directly and (d) through the TCP tunnel, in the same rounds, "+
 		"with two load generators: `hey -c 50 -z %s -disable-keepalive` (Go's HTTP client, which opens a connection per request), "+
 		"the measure of the target, and `wrk -t %d -c 50 -d %s --latency -H 'Connection: close'`. "+
-		"The target's 0.45 was set in issue 17 against figures of 0.35–0.44 at 10caef0; on this machine 10caef0 measured 0.40–0.43 with hey "+
-		"and 0.26 with wrk, so its figures were a Go client's. wrk costs its machine less per connection than hey, so the processes under test get "+
-		"more of the 2 cores and its ratio shows more of what the tunnel's extra connection costs; it is reported beside hey's, not instead. "+
+		"The target's 0.45 was set in issue 17 against a Go client's figures (entry 13 below: how they were reproduced). "+
+		"wrk costs its machine less per connection than hey, so the processes under test get "+
+		"more of the machine's CPU and its ratio shows more of what the tunnel's extra connection costs; it is reported beside hey's, not instead. "+
 		"The upstream answers a request that says `Connection: close` with the same header and closes the connection, "+
 		"and wrk connects again for the next request, as it does after any answer that does not keep the connection alive. "+
 		"Through the TCP tunnel every visitor connection is a stream to the client and a connection of the client's to the upstream. "+

@@ -21,9 +21,12 @@ func FuzzClientFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cf, err := parseClientFile("F", data)
 		if err != nil {
-			// YAML's line breaks: LF, CR LF, and a CR alone.
-			lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") +
-				strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 2
+			// YAML's line breaks: LF, CR LF, a CR alone, NEL, LS and PS.
+			text := strings.ReplaceAll(string(data), "\r\n", "\n")
+			lines := 2
+			for _, br := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+				lines += strings.Count(text, br)
+			}
 			for _, line := range strings.Split(err.Error(), "\n") {
 				m := fileErrorLine.FindStringSubmatch(line)
 				if m == nil {

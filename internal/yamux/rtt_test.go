@@ -56,3 +56,26 @@ func TestRTTIsMeasuredFromATimerUntilTheSessionCloses(t *testing.T) {
 		}
 	}
 }
+
+// A session whose connection is dead when it starts closes at once, and
+// leaves no measuring timer behind to keep it alive.
+func TestASessionThatClosesAtOnceLeavesNoTimer(t *testing.T) {
+	for range 100 {
+		cc, sc := net.Pipe()
+		sc.Close()
+		cfg := DefaultConfig()
+		cfg.LogOutput = io.Discard
+		s, err := Client(cc, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-s.CloseChan()
+		s.Close()
+		s.rttLock.Lock()
+		left := s.rttTimer != nil
+		s.rttLock.Unlock()
+		if left {
+			t.Fatal("a session closed before it started still has its measuring timer")
+		}
+	}
+}

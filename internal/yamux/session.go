@@ -421,6 +421,13 @@ func (s *Session) measureRTT() {
 func (s *Session) startMeasureRTT() {
 	s.rttLock.Lock()
 	defer s.rttLock.Unlock()
+	select {
+	case <-s.shutdownCh:
+		// The session closed before it started (its connection was
+		// dead): close has stopped a timer that was not set yet.
+		return
+	default:
+	}
 	s.rttTimer = time.AfterFunc(0, func() {
 		s.measureRTT()
 		s.rttLock.Lock()
