@@ -212,13 +212,11 @@ func (c *Conn) appendWSFrame(first byte, p []byte) {
 		buf[lenByte] = 127
 		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
 	}
-	var key [4]byte
 	if c.mask {
 		buf[lenByte] |= maskBit
+		var key [4]byte
 		binary.LittleEndian.PutUint32(key[:], rand.Uint32())
 		buf = append(buf, key[:]...)
-	}
-	if c.mask {
 		start := len(buf)
 		buf = slices.Grow(buf, n)[:start+n]
 		maskCopy(buf[start:], p, key)
