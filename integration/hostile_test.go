@@ -454,6 +454,55 @@ func TestUploadsToAnUpstreamThatNeverReadsStayWithinTheClientsBudget(t *testing.
 	}
 }
 
+// A burst of visitors to a client with the smallest budget: each new
+// stream holds its visitor's first bytes while the client dials the
+// upstream, and is counted as what it holds, not as a window, until it is
+// relayed. 64 at once, sixteen times the windows --max-unread 1MiB has
+// room for, are all served, and none is cut.
+func TestABurstOfNewVisitorsFitsTheSmallestClientBudget(t *testing.T) {
+	const visitors = 64
+	echo := serveTCP(t, "127.0.0.1", func(c net.Conn) { io.Copy(c, c) })
+	public := testenv.FreePort(t)
+	srv := tcpServer(t, allowPorts(public))
+	_, upPort, _ := net.SplitHostPort(echo.Addr())
+	p := inletsTCP(t, srv.URL, "burst", "--max-unread", "1MiB", "--upstream", "127.0.0.1", "--ports", fmt.Sprintf("%d:%s", public, upPort))
+	p.WaitOutput(t, 10*time.Second, "msg=connected")
+
+	start := make(chan struct{})
+	errs := make(chan error, visitors)
+	var wg sync.WaitGroup
+	for i := range visitors {
+		wg.Go(func() {
+			<-start
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", public))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			msg := fmt.Sprintf("visitor %d says hello\n", i)
+			if _, err := io.WriteString(c, msg); err != nil {
+				errs <- fmt.Errorf("visitor %d: %w", i, err)
+				return
+			}
+			got := make([]byte, len(msg))
+			if n, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+				errs <- fmt.Errorf("visitor %d: echoed %q, %v", i, got[:n], err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if out := p.Output(); strings.Contains(out, "reset a stream") {
+		t.Errorf("the client cut streams of a burst of new visitors:\n%s", out)
+	}
+}
+
 // A server (a hijacked one, or one with a bug) opens 50,000 streams at
 // once and sends no header on them: the client takes --max-streams of
 // them, resets the rest at once and says so, its memory stays within the

@@ -31,10 +31,25 @@ import (
 // reset, one after the other, until it is back under 90% of that; past
 // the limit itself, they are reset whatever their grace. The readers who
 // stopped reading are cut, not the others.
+//
+// A stream the peer opened (a client's) is set up first: the client reads
+// its header, connects its upstream and replies, and only then relays.
+// Until its reader comes back to Read after a Reply that takes it, the
+// stream is pending, not exposed: all it holds is what the server sent
+// before the reply, at most MaxEarlyData as the protocol has it, whatever
+// the set-up waits for. So a pending stream counts as MaxEarlyData in
+// the count that wakes the sweep (a third term, pending × MaxEarlyData),
+// and as the bytes it really holds in the sweep's decisions, where it is
+// cut like an exposed one, away since it was accepted: a burst of new
+// visitors, each holding a few bytes while its upstream is dialled, costs
+// no one a stream, and visitors who each send their MaxEarlyData to an
+// upstream that is slow to answer are bounded all the same. (A server
+// that breaks the protocol could put a window in each pending stream, for
+// as long as the set-up lasts.)
 type Budget struct {
 	limit atomic.Int64
-	// exposed and grown are the two terms of the count.
-	exposed, grown atomic.Int64
+	// exposed, grown and pending are the terms of the count.
+	exposed, grown, pending atomic.Int64
 
 	// mu guards sessions and sweeping.
 	mu       sync.Mutex
@@ -60,8 +75,11 @@ func (b *Budget) SetLimit(limit int64) { b.limit.Store(limit) }
 func (b *Budget) Limit() int64 { return b.limit.Load() }
 
 // Used is the bound counted now: what the budget's streams may hold
-// unread at most.
-func (b *Budget) Used() int64 { return b.exposed.Load()*MinStreamWindow + b.grown.Load() }
+// unread at most (pending streams, at most what the protocol lets a peer
+// send before the reply).
+func (b *Budget) Used() int64 {
+	return b.exposed.Load()*MinStreamWindow + b.grown.Load() + b.pending.Load()*MaxEarlyData
+}
 
 // Grown is what the windows of the budget's streams have grown beyond
 // MinStreamWindow.
@@ -82,13 +100,29 @@ func (b *Budget) removeSession(s *Session) {
 // expose counts a stream whose reader left Read (or that has none yet),
 // and cuts streams if that passes the limit.
 func (b *Budget) expose() {
-	if used := b.exposed.Add(1)*MinStreamWindow + b.grown.Load(); used > b.soft() && b.limit.Load() > 0 {
+	b.exposed.Add(1)
+	b.check()
+}
+
+// pend counts a stream being set up, and cuts streams if that passes the
+// limit.
+func (b *Budget) pend() {
+	b.pending.Add(1)
+	b.check()
+}
+
+// check starts a sweep once the count passes three quarters of the limit.
+func (b *Budget) check() {
+	if b.Used() > b.soft() && b.limit.Load() > 0 {
 		b.sweep()
 	}
 }
 
 // cover uncounts a stream whose reader waits in Read, or that has ended.
 func (b *Budget) cover() { b.exposed.Add(-1) }
+
+// settle uncounts a pending stream: set up, or ended.
+func (b *Budget) settle() { b.pending.Add(-1) }
 
 // errNoGrowth refuses a window's growth.
 var errNoGrowth = errors.New("tunnel: the budget has no room for a larger window")
@@ -170,47 +204,61 @@ func (b *Budget) sweep() {
 }
 
 // watchInterval is how often a sweep over the soft limit, with no stream
-// holding unread data to cut, looks again.
+// to cut yet, looks again.
 const watchInterval = 50 * time.Millisecond
 
-// nextVictim is the exposed stream holding unread data whose reader left
-// Read longest ago: at once while the count is over the limit, once past
-// its Grace while it is over three quarters of it; or how long to wait
-// until the longest away passes its grace, or until data arrives for a
-// stream that holds none yet (one whose reader has not started, in a
-// burst of new streams: cutting it would free nothing). When the count is
-// back under the mark it ends the sweep, under the same lock, so that a
-// stream exposed meanwhile starts another.
+// nextVictim is the stream holding unread data whose reader left Read
+// longest ago (a pending stream's: since it was accepted): at once while
+// the count is over the limit, once past its Grace while it is over
+// three quarters of it; or how long to wait until the longest away passes
+// its grace, or until data arrives for a stream that holds none yet (one
+// whose reader has not started, in a burst of new streams: cutting it
+// would free nothing). Pending streams count here as what they hold. When
+// the count is back under the mark it ends the sweep, under the same
+// lock, so that a stream counted meanwhile starts another.
 func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	used, limit := b.Used(), b.limit.Load()
-	if used <= b.soft()*9/10 {
+	mark := b.soft() * 9 / 10
+	if b.Used() <= mark {
 		b.sweeping = false
 		return nil, 0, 0
 	}
+	used := b.exposed.Load()*MinStreamWindow + b.grown.Load()
 	var oldest int64
-	exposed := false
+	watch := false
 	for s := range b.sessions {
 		s.eachStream(func(st *Stream) {
 			left := st.leftRead.Load()
+			pending := left == pendingSetUp
+			if pending {
+				left = st.accepted
+			}
 			if left <= 0 {
 				return
 			}
-			exposed = true
-			if st.st.Buffered() > 0 && (victim == nil || left < oldest) {
+			watch = true
+			held := st.st.Buffered()
+			if pending {
+				used += int64(held)
+			}
+			if held > 0 && (victim == nil || left < oldest) {
 				victim, oldest = st, left
 			}
 		})
 	}
 	switch {
-	case victim == nil && exposed:
+	case used <= mark && watch:
+		// What pending streams hold is under the mark; they may get
+		// more.
+		return nil, 0, watchInterval
+	case victim == nil && watch:
 		return nil, 0, watchInterval
 	case victim == nil:
 		b.sweeping = false
 		return nil, 0, 0
 	}
-	if away = time.Since(time.Unix(0, oldest)); away < Grace && used <= limit {
+	if away = time.Since(time.Unix(0, oldest)); away < Grace && used <= b.limit.Load() {
 		return nil, 0, Grace - away
 	}
 	return victim, away, 0

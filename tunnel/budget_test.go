@@ -278,3 +278,127 @@ func TestBudgetCutsOnlyStreamsThatHoldData(t *testing.T) {
 		t.Fatalf("a stream holding data nobody reads, over the budget (%d of %d), was not cut", budget.Used(), limit)
 	}
 }
+
+// clientBudgetPair is a session pair whose client counts unread data in a
+// budget of limit bytes, as a tunnel client does (--max-unread).
+func clientBudgetPair(t *testing.T, limit int64) (*Budget, *Session, *Session) {
+	t.Helper()
+	budget := NewBudget(limit)
+	server, client := muxPairWith(t, Config{}, Config{Budget: budget})
+	return budget, server, client
+}
+
+// acceptSetUp opens n streams from the server's side, each carrying
+// early bytes behind a 1-byte "header", and accepts them on the client's,
+// reading the header only: n streams being set up, as while a client
+// dials their upstreams.
+func acceptSetUp(t *testing.T, server, client *Session, n, early int) (peers, streams []*Stream) {
+	t.Helper()
+	for i := range n {
+		s, err := server.Open(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := make([]byte, 1+early)
+		msg[0], msg[len(msg)-1] = byte(i), 'e'
+		if _, err := s.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Accept(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, msg[:1]); err != nil || msg[0] != byte(i) {
+			t.Fatalf("stream %d's header: %v, %v", i, msg[0], err)
+		}
+		peers, streams = append(peers, s), append(streams, c)
+	}
+	return peers, streams
+}
+
+// A burst of new streams, each holding a visitor's first few bytes while
+// the client dials its upstream, is pending, not exposed: ten times as
+// many as the budget has windows for, set up for several graces, lose
+// nothing. (When each counted a window, the budget cut them.)
+func TestBudgetSparesABurstOfStreamsBeingSetUp(t *testing.T) {
+	const limit = 1 << 20 // four windows
+	const streams, early = 40, 500
+	budget, server, client := clientBudgetPair(t, limit)
+	_, set := acceptSetUp(t, server, client, streams, early)
+	if got, want := budget.Used(), int64(streams*MaxEarlyData); got != want {
+		t.Fatalf("budget used %d while %d streams are set up, want %d (MaxEarlyData each)", got, streams, want)
+	}
+	// Waiting is what is tested: several graces over the limit, while a
+	// sweep looks.
+	time.Sleep(4 * Grace)
+	for i, c := range set {
+		if c.closed.Load() {
+			t.Fatalf("stream %d being set up was cut", i)
+		}
+	}
+	// What they hold is intact. (With the budget lifted: once read and
+	// left, a stream counts its whole window, and forty would be over.)
+	budget.SetLimit(0)
+	for i, c := range set {
+		if err := Reply(c, "", ""); err != nil {
+			t.Fatalf("stream %d: reply: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, early)
+		if _, err := io.ReadFull(c, got); err != nil || got[early-1] != 'e' {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	eventually(t, "the budget counts none of them pending once relayed", func() bool { return budget.pending.Load() == 0 })
+	for _, c := range set {
+		c.Close()
+	}
+	eventually(t, "the budget is empty once they closed", func() bool { return budget.Used() == 0 })
+}
+
+// Streams being set up count as what they hold: visitors who each send
+// MaxEarlyData while the upstream is slow to answer are cut, the oldest
+// first, until what the rest hold is back under the mark; the others go
+// on.
+func TestBudgetCutsStreamsBeingSetUpThatHoldTooMuch(t *testing.T) {
+	const limit = 1 << 20
+	const streams = 24 // 1.5 MiB of early data
+	budget, server, client := clientBudgetPair(t, limit)
+	_, set := acceptSetUp(t, server, client, streams, MaxEarlyData-1)
+	held := func() (n int64, alive []*Stream) {
+		for _, c := range set {
+			if !c.closed.Load() {
+				n += MaxEarlyData
+				alive = append(alive, c)
+			}
+		}
+		return n, alive
+	}
+	mark := int64(limit / 4 * 3 * 9 / 10)
+	eventually(t, "what the streams being set up hold is back under the mark", func() bool {
+		n, _ := held()
+		return n <= mark
+	})
+	n, alive := held()
+	t.Logf("%d of %d streams being set up cut; the rest hold %d bytes (mark %d)", streams-len(alive), streams, n, mark)
+	if !set[0].closed.Load() {
+		t.Errorf("the oldest stream being set up was not cut")
+	}
+	if got := budget.pending.Load(); got != int64(len(alive)) {
+		t.Errorf("the budget counts %d streams pending, want the %d left", got, len(alive))
+	}
+	// What the streams left hold is intact. (With the budget lifted: once
+	// read and left, a stream counts its whole window, which would cut
+	// the others now.)
+	budget.SetLimit(0)
+	for i, c := range alive {
+		if err := Reply(c, "", ""); err != nil {
+			t.Fatalf("stream %d left: reply: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, MaxEarlyData-1)
+		if _, err := io.ReadFull(c, got); err != nil || got[len(got)-1] != 'e' {
+			t.Fatalf("stream %d left: %v", i, err)
+		}
+	}
+}

@@ -140,5 +140,6 @@ func Reply(st *Stream, code, reason string) error {
 		st.end()
 		return &ReplyError{Code: code, Reason: reason}
 	}
+	st.replied.Store(true)
 	return nil
 }

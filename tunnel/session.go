@@ -175,7 +175,7 @@ func (s *Session) Open(ctx context.Context) (*Stream, error) {
 		return nil, err
 	}
 	stream := &Stream{st: st, sess: s, data: true}
-	if !s.track(stream) {
+	if !s.track(stream, false) {
 		return nil, yamux.ErrSessionShutdown
 	}
 	s.watch.spoke()
@@ -210,7 +210,7 @@ func (s *Session) Accept(ctx context.Context) (*Stream, error) {
 			continue
 		}
 		stream := &Stream{st: st, sess: s, data: true}
-		if !s.track(stream) {
+		if !s.track(stream, true) {
 			return nil, yamux.ErrSessionShutdown
 		}
 		return stream, nil
@@ -259,9 +259,10 @@ func (s *Session) accept(ctx context.Context) (*yamux.Stream, error) {
 	}
 }
 
-// track counts a new data stream in the session and its budget; false
-// when the session is over already (the stream is then reset).
-func (s *Session) track(st *Stream) bool {
+// track counts a new data stream in the session and its budget, as
+// pending when the peer opened it; false when the session is over
+// already (the stream is then reset).
+func (s *Session) track(st *Stream, pending bool) bool {
 	s.streamsMu.Lock()
 	if s.over {
 		s.streamsMu.Unlock()
@@ -273,10 +274,19 @@ func (s *Session) track(st *Stream) bool {
 	}
 	s.streams[st] = struct{}{}
 	if s.budget != nil {
-		st.leftRead.Store(time.Now().UnixNano())
+		if pending {
+			st.accepted = time.Now().UnixNano()
+			st.leftRead.Store(pendingSetUp)
+		} else {
+			st.leftRead.Store(time.Now().UnixNano())
+		}
 	}
 	s.streamsMu.Unlock()
-	if s.budget != nil {
+	switch {
+	case s.budget == nil:
+	case pending:
+		s.budget.pend()
+	default:
 		s.budget.expose()
 	}
 	return true
@@ -288,8 +298,14 @@ func (s *Session) untrack(st *Stream) {
 	delete(s.streams, st)
 	s.streamsMu.Unlock()
 	s.open.Add(-1)
-	if s.budget != nil && st.leftRead.Swap(-1) > 0 {
+	if s.budget == nil {
+		return
+	}
+	switch left := st.leftRead.Swap(-1); {
+	case left > 0:
 		s.budget.cover()
+	case left == pendingSetUp:
+		s.budget.settle()
 	}
 }
 

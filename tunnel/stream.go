@@ -34,8 +34,14 @@ type Stream struct {
 	data bool
 	// leftRead is when the reader last left Read (or the stream was
 	// opened), in UnixNano, while it is not in Read; 0 while it is; -1
-	// once the stream has ended. Kept for a data stream with a budget.
+	// once the stream has ended; pendingSetUp while a stream the peer
+	// opened is set up (see Budget). Kept for a data stream with a budget.
 	leftRead atomic.Int64
+	// accepted is when the peer's stream was accepted, in UnixNano.
+	accepted int64
+	// replied is set once Reply has taken the stream: its set-up ends as
+	// its reader next comes to Read.
+	replied atomic.Bool
 
 	// eof is set once Read has returned io.EOF, the peer's FIN.
 	eof atomic.Bool
@@ -55,8 +61,15 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 	b := s.budgeted()
 	if b != nil {
-		if left := s.leftRead.Load(); left > 0 && s.leftRead.CompareAndSwap(left, 0) {
-			b.cover()
+		switch left := s.leftRead.Load(); {
+		case left > 0:
+			if s.leftRead.CompareAndSwap(left, 0) {
+				b.cover()
+			}
+		case left == pendingSetUp && s.replied.Load():
+			if s.leftRead.CompareAndSwap(pendingSetUp, 0) {
+				b.settle()
+			}
 		}
 	}
 	n, err := s.st.Read(p)
@@ -78,6 +91,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 	n, err := s.st.Write(p)
 	return n, s.note(err)
 }
+
+// pendingSetUp is leftRead while a stream the peer opened is set up.
+const pendingSetUp = -2
 
 // budgeted is the budget a data stream counts in, or nil.
 func (s *Stream) budgeted() *Budget {
