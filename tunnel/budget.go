@@ -35,17 +35,20 @@ import (
 // A stream the peer opened (a client's) is set up first: the client reads
 // its header, connects its upstream and replies, and only then relays.
 // Until its reader comes back to Read after a Reply that takes it, the
-// stream is pending, not exposed: all it holds is what the server sent
-// before the reply, at most MaxEarlyData as the protocol has it, whatever
-// the set-up waits for. So a pending stream counts as MaxEarlyData in
-// the count that wakes the sweep (a third term, pending × MaxEarlyData),
-// and as the bytes it really holds in the sweep's decisions, where it is
-// cut like an exposed one, away since it was accepted: a burst of new
+// stream is pending, not exposed: what it holds is what the server sent
+// before it read the reply, the header and at most MaxEarlyData as the
+// protocol has it, whatever the set-up waits for (and, between the reply
+// and the relay's first Read, what the server sends on). So a pending
+// stream counts as MaxEarlyData in the count that wakes the sweep (a
+// third term, pending × MaxEarlyData), and as the bytes it really holds
+// in the sweep's decisions, where it is cut, away since it was accepted,
+// when what pending streams hold is what passes the mark: a burst of new
 // visitors, each holding a few bytes while its upstream is dialled, costs
 // no one a stream, and visitors who each send their MaxEarlyData to an
 // upstream that is slow to answer are bounded all the same. (A server
 // that breaks the protocol could put a window in each pending stream, for
 // as long as the set-up lasts.)
+
 type Budget struct {
 	limit atomic.Int64
 	// exposed, grown and pending are the terms of the count.
@@ -219,19 +222,22 @@ const watchInterval = 50 * time.Millisecond
 func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	mark := b.soft() * 9 / 10
-	if b.Used() <= mark {
+	mark, limit := b.soft()*9/10, b.limit.Load()
+	if limit <= 0 || b.Used() <= mark {
 		b.sweeping = false
 		return nil, 0, 0
 	}
-	used := b.exposed.Load()*MinStreamWindow + b.grown.Load()
-	var oldest int64
+	bound := b.exposed.Load()*MinStreamWindow + b.grown.Load()
+	used := bound
+	// The oldest exposed and the oldest pending stream holding data.
+	var exposed, pending *Stream
+	var exposedLeft, pendingLeft int64
 	watch := false
 	for s := range b.sessions {
 		s.eachStream(func(st *Stream) {
 			left := st.leftRead.Load()
-			pending := left == pendingSetUp
-			if pending {
+			isPending := left == pendingSetUp
+			if isPending {
 				left = st.accepted
 			}
 			if left <= 0 {
@@ -239,13 +245,24 @@ func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 			}
 			watch = true
 			held := st.st.Buffered()
-			if pending {
+			switch {
+			case held == 0:
+			case isPending:
 				used += int64(held)
-			}
-			if held > 0 && (victim == nil || left < oldest) {
-				victim, oldest = st, left
+				if pending == nil || left < pendingLeft {
+					pending, pendingLeft = st, left
+				}
+			case exposed == nil || left < exposedLeft:
+				exposed, exposedLeft = st, left
 			}
 		})
+	}
+	// Pending streams are cut only when what they really hold is what
+	// passes the mark: with the exposed streams' bound over it by
+	// itself, cutting them would free a few bytes each, and no more.
+	victim, oldest := exposed, exposedLeft
+	if pending != nil && bound <= mark && (victim == nil || pendingLeft < oldest) {
+		victim, oldest = pending, pendingLeft
 	}
 	switch {
 	case used <= mark && watch:
@@ -258,7 +275,7 @@ func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 		b.sweeping = false
 		return nil, 0, 0
 	}
-	if away = time.Since(time.Unix(0, oldest)); away < Grace && used <= b.limit.Load() {
+	if away = time.Since(time.Unix(0, oldest)); away < Grace && used <= limit {
 		return nil, 0, Grace - away
 	}
 	return victim, away, 0

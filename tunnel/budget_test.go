@@ -375,17 +375,19 @@ func TestBudgetCutsStreamsBeingSetUpThatHoldTooMuch(t *testing.T) {
 		return n, alive
 	}
 	mark := int64(limit / 4 * 3 * 9 / 10)
-	eventually(t, "what the streams being set up hold is back under the mark", func() bool {
-		n, _ := held()
-		return n <= mark
+	eventually(t, "what the streams being set up hold is back under the mark, and the budget counts them", func() bool {
+		n, alive := held()
+		return n <= mark && budget.pending.Load() == int64(len(alive))
 	})
 	n, alive := held()
 	t.Logf("%d of %d streams being set up cut; the rest hold %d bytes (mark %d)", streams-len(alive), streams, n, mark)
-	if !set[0].closed.Load() {
-		t.Errorf("the oldest stream being set up was not cut")
+	if want := int(mark / MaxEarlyData); len(alive) != want {
+		t.Errorf("%d streams being set up left, want the %d that fit under the mark", len(alive), want)
 	}
-	if got := budget.pending.Load(); got != int64(len(alive)) {
-		t.Errorf("the budget counts %d streams pending, want the %d left", got, len(alive))
+	for i, c := range set[:streams-len(alive)] {
+		if !c.closed.Load() {
+			t.Errorf("stream %d, among the oldest, was not cut", i)
+		}
 	}
 	// What the streams left hold is intact. (With the budget lifted: once
 	// read and left, a stream counts its whole window, which would cut
