@@ -19,6 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# Pipes end in a grep that reads everything (>/dev/null, not -q): with
+# pipefail, grep -q's early exit fails the writer with SIGPIPE, and the
+# check with it, whenever the writer has more to write.
 
 export GOBIN=$work/bin PATH=$work/bin:$PATH
 go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
@@ -37,7 +40,7 @@ echo "-- xcaddy build v2.11.9 --with github.com/caddy-inlets/caddy-inlets@v0.0.0
 	--with github.com/caddy-inlets/caddy-inlets@v0.0.0-00010101000000-000000000000=./caddy-inlets) >"$work/xcaddy-build.log" 2>&1 ||
 	{ tail -20 "$work/xcaddy-build.log"; fail "xcaddy build from a local checkout"; }
 [ "$(modules "$work/caddy")" = "$want" ] || fail "xcaddy's build lists: $(modules "$work/caddy")"
-"$work/caddy" inlets version | grep -q '^caddy inlets ' || fail "caddy inlets version"
+"$work/caddy" inlets version | grep '^caddy inlets ' >/dev/null || fail "caddy inlets version"
 echo "ok: xcaddy build from a local checkout lists every inlets module"
 
 echo "-- xcaddy build v2.11.9 --with ...caddy-inlets... --with github.com/mholt/caddy-l4@v0.1.2"
@@ -45,7 +48,7 @@ echo "-- xcaddy build v2.11.9 --with ...caddy-inlets... --with github.com/mholt/
 	--with github.com/caddy-inlets/caddy-inlets@v0.0.0-00010101000000-000000000000=./caddy-inlets \
 	--with github.com/mholt/caddy-l4@v0.1.2) >"$work/xcaddy-l4.log" 2>&1 ||
 	{ tail -20 "$work/xcaddy-l4.log"; fail "xcaddy build with caddy-l4"; }
-"$work/caddy-l4" list-modules | grep -qx layer4.matchers.tls || fail "the build with caddy-l4 lacks layer4.matchers.tls"
+"$work/caddy-l4" list-modules | grep -x layer4.matchers.tls >/dev/null || fail "the build with caddy-l4 lacks layer4.matchers.tls"
 INLETS_TOKEN=x "$work/caddy-l4" adapt --config "$work/caddy-inlets/examples/tls-passthrough.Caddyfile" --validate >/dev/null 2>"$work/l4-adapt.log" ||
 	{ tail -5 "$work/l4-adapt.log"; fail "examples/tls-passthrough.Caddyfile with the caddy-l4 build"; }
 echo "ok: a build with caddy-l4 loads examples/tls-passthrough.Caddyfile"

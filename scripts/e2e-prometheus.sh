@@ -97,7 +97,7 @@ bin/inlets http client --url "wss://127.0.0.1:$control" --token-file "$work/toke
 	--id e2e-prometheus --upstream "app.example.com=http://127.0.0.1:$upstream" >"$work/client.log" 2>&1 &
 pids+=($!)
 status() { bin/inlets status --url "wss://127.0.0.1:$control" --token-file "$work/token" --tls-ca "$ca" "$@"; }
-client_listed() { status | grep -q '^e2e-prometheus '; }
+client_listed() { status | grep '^e2e-prometheus ' >/dev/null; }
 until_ok "the client in inlets status" client_listed
 echo "$ inlets status --url wss://127.0.0.1:$control --token-file token --tls-ca root.crt"
 status
@@ -134,7 +134,7 @@ ok "one refused login"
 # query EXPR: Prometheus's answer to an instant query.
 query() { curl -fsS -G "http://127.0.0.1:$prom/api/v1/query" --data-urlencode "query=$1"; }
 # has_result EXPR: the query succeeds with at least one series.
-has_result() { query "$1" | grep -q '"status":"success".*"result":\[{'; }
+has_result() { query "$1" | grep '"status":"success".*"result":\[{' >/dev/null; }
 # expect EXPR: wait until EXPR, a comparison, holds in Prometheus.
 expect() {
 	local deadline=$((SECONDS + 60))

@@ -50,7 +50,7 @@ start=$SECONDS
 for entry in "${all[@]}"; do
 	pkg=${entry% *}
 	name=${entry#* }
-	if [ "$#" -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
+	if [ "$#" -gt 0 ] && ! printf '%s\n' "$@" | grep -x "$name" >/dev/null; then
 		continue
 	fi
 	ran=$((ran + 1))
