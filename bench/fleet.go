@@ -179,7 +179,7 @@ func (r *results) writeFleet(w writer) {
 	}
 	w("\n## 11. A fleet of servers\n\nSmall HTTP requests (wrk, %ds) through one server with a client that has a session to it alone (50 connections), "+
 		"against the same spread over two servers with a client that has a session to each (25 connections to each, two wrk at once); "+
-		"same upstream, Caddy processes and client binary. On 2 cores the ratio cannot exceed 1: it shows what several sessions cost the client. "+
+		"same upstream, Caddy processes and client binary. The two share the machine's cores: the ratio shows what several sessions cost the client, and on 2 cores it cannot exceed 1. "+
 		"Then the client's RSS with one session and with two, and failover: a server killed (SIGKILL) until the client logs its session down; "+
 		"its restart (a new process) until a request through it is served again (polled every 10ms).\n\n", int(r.params.wrk.Seconds()))
 	w("| run | one server | two servers | ratio | client RSS, 1 session → 2 | SIGKILL noticed | served again after restart |\n|---|---|---|---|---|---|---|\n")

@@ -325,13 +325,13 @@ Everything runs on 127.0.0.1: the load generator, Caddy (one process
 serving its own reverse_proxy and the tunnel side by side), the tunnel
 client processes (the built `+"`inlets`"+` binary) and the upstream (a
 small Go server of the harness, a process of its own). No process is
-pinned to a core: all of them share the 2 cores under the kernel's
+pinned to a core: all of them share the %d cores under the kernel's
 scheduler, baselines and subjects alike, and every Go process runs with
 the default GOMAXPROCS. Each scenario runs %d time(s), baselines and
 subjects interleaved (baseline, subject, baseline, subject, …); the
 figures are medians, ratios are between medians, and every run's figure
 is listed.
-`, p.runs)
+`, r.machine.cores, p.runs)
 
 	r.writeSmall(w)
 	r.writeBulk(w)
@@ -405,11 +405,11 @@ func (r *results) writeSmall(w writer) {
 	w("\n## 1. Small HTTP requests\n\n")
 	w("GET of a 13-byte body from the upstream, 50 keep-alive connections: `wrk -t %d -c 50 -d %s --latency`. "+
 		"One wrk thread: its event loop serves 50 connections at about 7 µs of CPU per request (see the CPU table), "+
-		"and a second thread would only take CPU from the processes under test, with which wrk shares the 2 cores. "+
+		"and a second thread would only take CPU from the processes under test, with which wrk shares the %d cores. "+
 		"(a) the upstream directly; (b) Caddy's `reverse_proxy` to it; (c) the HTTP tunnel (the `inlets` handler and an `inlets http client` process); "+
 		"(d) the TCP tunnel (`inlets_tcp` and an `inlets tcp client` process), wrk on the tunnel's port. "+
 		"Each subject had a %s unmeasured warm-up. Errors are non-2xx/3xx answers plus socket errors, summed over the runs.\n\n",
-		wrkThreads, p.wrk, p.warmup)
+		wrkThreads, p.wrk, r.machine.cores, p.warmup)
 	r.writeLoadTable(w, r.small)
 	prps, _, pp99, _ := r.smallMedians(r.small, subjectProxy)
 	hrps, _, hp99, _ := r.smallMedians(r.small, subjectHTTPTunnel)
@@ -418,7 +418,7 @@ func (r *results) writeSmall(w writer) {
 	w("\nRatios: HTTP tunnel / reverse_proxy: requests/s **%.2f**, p99 **%.2f**. TCP tunnel / direct: requests/s **%.2f**. "+
 		"reverse_proxy / direct: requests/s %.2f (what Caddy itself costs).\n", ratio(hrps, prps), ratio(hp99, pp99), ratio(trps, drps), ratio(prps, drps))
 	w("\nCPU time per request, in µs, by process (from /proc/PID/stat around each wrk run; medians over the runs). " +
-		"On 2 shared cores, requests/s is roughly 2 s of CPU per second divided by the total. " +
+		fmt.Sprintf("On %[1]d shared cores, requests/s is roughly %[1]d s of CPU per second divided by the total. ", r.machine.cores) +
 		"The last column is the machine's busy time (/proc/stat) that none of these processes used, per request: " +
 		"the kernel's network processing outside system calls (softirq), and anything else that ran on the machine; a run whose figure stands out was disturbed:\n")
 	r.writeCPUPerRequest(w, r.small)
