@@ -27,6 +27,10 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 		t.Skip("curl is not installed: apt-get install curl")
 	}
 	waitNoSessions(t)
+	// Names of this run: Caddy's certificate cache outlives a run of the
+	// test (go test -count), and pebble's root does not.
+	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	acmeDomain, wildDomain := "acme-"+run+".example.com", "wild-"+run+".example.com"
 	pebble := testenv.StartPebble(t)
 	control, data, httpPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	globals := fmt.Sprintf(`	http_port %d
@@ -39,23 +43,23 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 	inlets {
 		tunnel acme {
 			token %s
-			hosts shop.acme.example.com *.acme.example.com
+			hosts shop.%[7]s *.%[7]s
 		}
 		tunnel wild {
-			token %s
-			hosts *.wild.example.com
+			token %[6]s
+			hosts *.%[8]s
 			on_demand_wildcards
 		}
-	}`, httpPort, t.TempDir(), pebble.Directory, pebble.CAFile, acmeToken, labToken)
+	}`, httpPort, t.TempDir(), pebble.Directory, pebble.CAFile, acmeToken, labToken, acmeDomain, wildDomain)
 	sites := fmt.Sprintf(":%d {\n\tinlets control\n}\nhttps://:%d {\n\ttls {\n\t\ton_demand\n\t}\n\tinlets data\n}", control, data)
 	testenv.StartCaddy(t, adminPort, globals, sites)
 	url := fmt.Sprintf("ws://127.0.0.1:%d", control)
 
 	up := newUpstream(t, "acme")
-	acmeCfg := testenv.HTTPClient(url, "shop.acme.example.com", up.URL, "*.acme.example.com", up.URL)
+	acmeCfg := testenv.HTTPClient(url, "shop."+acmeDomain, up.URL, "*."+acmeDomain, up.URL)
 	acmeCfg.Token = acmeToken
 	acme := testenv.Client(t, acmeCfg)
-	wildCfg := testenv.HTTPClient(url, "*.wild.example.com", up.URL)
+	wildCfg := testenv.HTTPClient(url, "*."+wildDomain, up.URL)
 	wildCfg.Token = labToken
 	testenv.Client(t, wildCfg)
 
@@ -66,13 +70,13 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 	// upstream's answer over a certificate pebble signed.
 	rootFile := pebble.IssuerRootFile(t)
 	out, err := exec.Command("curl", "-sS", "--max-time", "30", "--cacert", rootFile,
-		"--resolve", fmt.Sprintf("shop.acme.example.com:%d:127.0.0.1", data),
-		fmt.Sprintf("https://shop.acme.example.com:%d/hello", data)).CombinedOutput()
+		"--resolve", fmt.Sprintf("shop.%s:%d:127.0.0.1", acmeDomain, data),
+		fmt.Sprintf("https://shop.%s:%d/hello", acmeDomain, data)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"upstream":"acme"`) {
-		t.Fatalf("curl https://shop.acme.example.com: %v\n%s\npebble:\n%s", err, out, pebble.Log())
+		t.Fatalf("curl https://shop.%s: %v\n%s\npebble:\n%s", acmeDomain, err, out, pebble.Log())
 	}
-	if issuer := handshake(t, dataAddr, "shop.acme.example.com", roots); !strings.Contains(issuer, "Pebble") {
-		t.Errorf("shop.acme.example.com's certificate is issued by %q, not pebble", issuer)
+	if issuer := handshake(t, dataAddr, "shop."+acmeDomain, roots); !strings.Contains(issuer, "Pebble") {
+		t.Errorf("shop.%s's certificate is issued by %q, not pebble", acmeDomain, issuer)
 	}
 	orders := pebble.Orders()
 	if orders != 1 {
@@ -82,7 +86,7 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 	// Names no client announces, a name only under acme's wildcard
 	// (acme does not opt in), and the catch-all's kind: refused, with no
 	// order.
-	for _, name := range []string{"nobody.example.com", "other.acme.example.com", "x.shop.acme.example.com"} {
+	for _, name := range []string{"nobody-" + run + ".example.com", "other." + acmeDomain, "x.shop." + acmeDomain} {
 		if err := tryHandshake(dataAddr, name, roots); err == nil {
 			t.Errorf("%s got a certificate", name)
 		}
@@ -92,15 +96,15 @@ func TestOnDemandCertificatesForAnnouncedHostsOnly(t *testing.T) {
 	}
 
 	// Under wild's wildcard, which opts in: a certificate.
-	if issuer := handshake(t, dataAddr, "shop.wild.example.com", roots); !strings.Contains(issuer, "Pebble") {
-		t.Errorf("shop.wild.example.com's certificate is issued by %q", issuer)
+	if issuer := handshake(t, dataAddr, "shop."+wildDomain, roots); !strings.Contains(issuer, "Pebble") {
+		t.Errorf("shop.%s's certificate is issued by %q", wildDomain, issuer)
 	}
 	orders = pebble.Orders()
 
 	// acme's client leaves: a new name of it is refused, without an order.
 	acme.Stop()
 	waitSessions(t, acme.ID(), 0)
-	if err := tryHandshake(dataAddr, "shop2.acme.example.com", roots); err == nil {
+	if err := tryHandshake(dataAddr, "shop2."+acmeDomain, roots); err == nil {
 		t.Error("a name of a tunnel whose client left got a certificate")
 	}
 	if n := pebble.Orders(); n != orders {

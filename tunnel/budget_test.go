@@ -164,20 +164,50 @@ func download(t *testing.T, server, client *Session, n int) time.Duration {
 
 // On a link of 100 ms round trip, a fixed 256 KiB window moves at most
 // 2.6 MB/s; a stream whose reader keeps up grows its window, round trip
-// after round trip, well past that.
+// after round trip, well past that. What the test asks of the rate is
+// only what no fixed window can do: a busy machine's CPU, not the
+// window, may be what caps it.
 func TestWindowGrowsWhileTheReaderKeepsUp(t *testing.T) {
 	const oneWay = 50 * time.Millisecond
 	budget := NewBudget(256 << 20)
 	server, client := sessionsOver(t, oneWay, budget)
 	eventually(t, "the first RTT measurement", func() bool { return server.RTT() > 0 && client.RTT() > 0 })
 	const n = 48 << 20
-	took := download(t, server, client, n)
+	took, grown := downloadWatchingGrowth(t, server, client, n, budget)
 	rate := float64(n) / took.Seconds()
 	fixed := float64(MinStreamWindow) / (2 * oneWay).Seconds()
-	t.Logf("%d MiB in %s: %.1f MB/s; a fixed first window allows %.1f MB/s; windows grown by %d KiB", n>>20, took, rate/1e6, fixed/1e6, budget.Grown()>>10)
-	if rate < 4*fixed {
-		t.Fatalf("%.1f MB/s over a 100 ms round trip: the window did not grow (a fixed %d KiB window allows %.1f MB/s)", rate/1e6, MinStreamWindow>>10, fixed/1e6)
+	t.Logf("%d MiB in %s: %.1f MB/s; a fixed first window allows %.1f MB/s; the window grew by %d KiB at most", n>>20, took, rate/1e6, fixed/1e6, grown>>10)
+	if grown < 3*MinStreamWindow {
+		t.Errorf("the window grew by %d KiB at most over a 100 ms round trip, want at least %d KiB (to 4 times the first)", grown>>10, 3*MinStreamWindow>>10)
 	}
+	if rate < 1.5*fixed {
+		t.Errorf("%.1f MB/s over a 100 ms round trip: no faster than a fixed %d KiB window allows (%.1f MB/s)", rate/1e6, MinStreamWindow>>10, fixed/1e6)
+	}
+}
+
+// downloadWatchingGrowth is download, with the most the budget's windows
+// had grown while it ran.
+func downloadWatchingGrowth(t *testing.T, server, client *Session, n int, budget *Budget) (took time.Duration, grown int64) {
+	t.Helper()
+	var most atomic.Int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			most.Store(max(most.Load(), budget.Grown()))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	took = download(t, server, client, n)
+	close(done)
+	<-sampled
+	return took, most.Load()
 }
 
 // A stream whose reader takes nothing keeps its first window: its writer
@@ -213,25 +243,7 @@ func TestWindowGrowthStopsAtHalfTheBudget(t *testing.T) {
 	budget := NewBudget(limit)
 	server, client := sessionsOver(t, oneWay, budget)
 	eventually(t, "the first RTT measurement", func() bool { return server.RTT() > 0 && client.RTT() > 0 })
-	var most atomic.Int64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			most.Store(max(most.Load(), budget.Grown()))
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	download(t, server, client, 32<<20)
-	close(done)
-	<-sampled
-	if most := most.Load(); most > limit/2 || most == 0 {
+	if _, most := downloadWatchingGrowth(t, server, client, 32<<20, budget); most > limit/2 || most == 0 {
 		t.Fatalf("the windows grew by %d KiB at most, want some, and at most half the budget, %d KiB", most>>10, limit/2>>10)
 	}
 }
