@@ -348,19 +348,7 @@ func TestBudgetSparesABurstOfStreamsBeingSetUp(t *testing.T) {
 			t.Fatalf("stream %d being set up was cut", i)
 		}
 	}
-	// What they hold is intact. (With the budget lifted: once read and
-	// left, a stream counts its whole window, and forty would be over.)
-	budget.SetLimit(0)
-	for i, c := range set {
-		if err := Reply(c, "", ""); err != nil {
-			t.Fatalf("stream %d: reply: %v", i, err)
-		}
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got := make([]byte, early)
-		if _, err := io.ReadFull(c, got); err != nil || got[early-1] != 'e' {
-			t.Fatalf("stream %d: %v", i, err)
-		}
-	}
+	replyAndReadEarly(t, budget, set, early)
 	eventually(t, "the budget counts none of them pending once relayed", func() bool { return budget.pending.Load() == 0 })
 	for _, c := range set {
 		c.Close()
@@ -401,18 +389,25 @@ func TestBudgetCutsStreamsBeingSetUpThatHoldTooMuch(t *testing.T) {
 			t.Errorf("stream %d, among the oldest, was not cut", i)
 		}
 	}
-	// What the streams left hold is intact. (With the budget lifted: once
-	// read and left, a stream counts its whole window, which would cut
-	// the others now.)
+	replyAndReadEarly(t, budget, alive, MaxEarlyData-1)
+}
+
+// replyAndReadEarly lifts the budget's limit, replies to each stream
+// being set up (from acceptSetUp) and checks that its early bytes are
+// intact. The limit is lifted since once read and left, a stream counts
+// its whole window: a few of them would be over the budget, and cut the
+// others.
+func replyAndReadEarly(t *testing.T, budget *Budget, set []*Stream, early int) {
+	t.Helper()
 	budget.SetLimit(0)
-	for i, c := range alive {
+	for i, c := range set {
 		if err := Reply(c, "", ""); err != nil {
-			t.Fatalf("stream %d left: reply: %v", i, err)
+			t.Fatalf("stream %d: reply: %v", i, err)
 		}
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got := make([]byte, MaxEarlyData-1)
-		if _, err := io.ReadFull(c, got); err != nil || got[len(got)-1] != 'e' {
-			t.Fatalf("stream %d left: %v", i, err)
+		got := make([]byte, early)
+		if _, err := io.ReadFull(c, got); err != nil || got[early-1] != 'e' {
+			t.Fatalf("stream %d: its early bytes: %v", i, err)
 		}
 	}
 }
