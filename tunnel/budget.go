@@ -48,7 +48,6 @@ import (
 // upstream that is slow to answer are bounded all the same. (A server
 // that breaks the protocol could put a window in each pending stream, for
 // as long as the set-up lasts.)
-
 type Budget struct {
 	limit atomic.Int64
 	// exposed, grown and pending are the terms of the count.
@@ -265,11 +264,9 @@ func (b *Budget) nextVictim() (victim *Stream, away, wait time.Duration) {
 		victim, oldest = pending, pendingLeft
 	}
 	switch {
-	case used <= mark && watch:
-		// What pending streams hold is under the mark; they may get
-		// more.
-		return nil, 0, watchInterval
-	case victim == nil && watch:
+	case watch && (victim == nil || used <= mark):
+		// Nothing to cut yet, or what pending streams hold is under
+		// the mark: they may get more.
 		return nil, 0, watchInterval
 	case victim == nil:
 		b.sweeping = false
