@@ -7,6 +7,7 @@
 package handler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -436,6 +437,11 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddy
 		fmt.Fprintf(w, "502 Bad Gateway: no tunnel client is connected for %s\n", tunnel.HostOnly(r.Host))
 		metrics.HTTPRequest(http.StatusBadGateway, metrics.NoHost, r.Method, time.Since(start))
 		return nil
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		vb := &visitorBody{ReadCloser: r.Body}
+		r = r.WithContext(context.WithValue(r.Context(), visitorBodyKey{}, vb))
+		r.Body = vb
 	}
 	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
 	err := h.proxy.ServeHTTP(rec, r, next)

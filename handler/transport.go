@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -233,11 +234,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	inner := t.forHost(host)
 	var body *keptBody
 	// An HTTP/2 stream is refused at its dial, before the transport has
-	// read any of the body: only HTTP/1.1's early data needs it kept.
-	if inner == t.HTTPTransport && req.Body != nil && req.Body != http.NoBody {
-		body = &keptBody{r: req.Body}
+	// read any of the body: only HTTP/1.1's early data needs it kept. The
+	// HTTP/2 transport may close the body while it reads it.
+	if req.Body != nil && req.Body != http.NoBody {
 		req = req.Clone(req.Context())
-		req.Body = body
+		if inner == t.HTTPTransport {
+			body = &keptBody{r: req.Body}
+			req.Body = body
+		} else {
+			vb, _ := req.Context().Value(visitorBodyKey{}).(*visitorBody)
+			req.Body = &closeAfterRead{body: req.Body, visitor: vb}
+		}
 	}
 	var tried map[uint64]bool
 	for {
@@ -393,6 +400,70 @@ func (b *keptBody) rewind() bool {
 	b.replay = 0
 	return !b.over
 }
+
+// closeAfterRead keeps reverse_proxy's wrapper of a request body from
+// being closed while it is being read. The HTTP/2 transport (h2c
+// upstreams) closes the body from a goroutine of its own when the stream
+// ends before the body is sent, a refusal for instance, to unblock its
+// writer's Read; the wrapper (bodyNopCloserIfNotRead in Caddy 2.11)
+// counts the bytes read without a lock, so that is a data race. A Close
+// during a Read closes the visitor's body under the wrapper instead,
+// which ends the Read, and the Read closes the wrapper when it returns.
+// Without the visitor's body (a site's own reverse_proxy with `transport
+// inlets`, which the handler did not see) the Close goes through at once,
+// as it does in plain reverse_proxy.
+type closeAfterRead struct {
+	body    io.ReadCloser // reverse_proxy's wrapper
+	visitor *visitorBody  // under it; nil if unknown
+
+	mu      sync.Mutex
+	reading bool
+	closing bool // a Close came during the Read in flight
+}
+
+func (b *closeAfterRead) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.reading = true
+	b.mu.Unlock()
+	n, err := b.body.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
+	if b.closing {
+		b.closing = false
+		b.body.Close()
+	}
+	return n, err
+}
+
+func (b *closeAfterRead) Close() error {
+	b.mu.Lock()
+	if !b.reading || b.visitor == nil {
+		// Held, so that no Read starts meanwhile.
+		defer b.mu.Unlock()
+		return b.body.Close()
+	}
+	b.closing = true
+	b.mu.Unlock()
+	return b.visitor.Close()
+}
+
+// visitorBody is a visitor's request body as the handler gives it to
+// reverse_proxy, in the request's context (visitorBodyKey) for
+// closeAfterRead. It is closed once.
+type visitorBody struct {
+	io.ReadCloser
+	once sync.Once
+	err  error
+}
+
+func (b *visitorBody) Close() error {
+	b.once.Do(func() { b.err = b.ReadCloser.Close() })
+	return b.err
+}
+
+// visitorBodyKey is the context key of a request's *visitorBody.
+type visitorBodyKey struct{}
 
 // UnmarshalCaddyfile takes the options of reverse_proxy's http transport
 // (keepalive, dial_timeout, read_buffer, ...) except tls and versions:

@@ -1,0 +1,171 @@
+package handler
+
+import (
+	"errors"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// heldBody is a visitor's body whose Read waits for a chunk (or for its
+// Close, if closeEnds) and says when it has begun.
+type heldBody struct {
+	began     chan struct{}
+	chunks    chan []byte
+	closed    chan struct{}
+	closeEnds bool
+	closes    atomic.Int32
+}
+
+func newHeldBody(closeEnds bool) *heldBody {
+	return &heldBody{began: make(chan struct{}, 1), chunks: make(chan []byte), closed: make(chan struct{}), closeEnds: closeEnds}
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	b.began <- struct{}{}
+	if b.closeEnds {
+		select {
+		case c := <-b.chunks:
+			return copy(p, c), nil
+		case <-b.closed:
+			return 0, errors.New("read on a closed body")
+		}
+	}
+	return copy(p, <-b.chunks), nil
+}
+
+func (b *heldBody) Close() error {
+	if b.closes.Add(1) == 1 {
+		close(b.closed)
+	}
+	return nil
+}
+
+// countingWrapper counts what is read without a lock, as reverse_proxy's
+// wrapper of a request body does: a Close concurrent with a Read is a
+// data race that -race reports.
+type countingWrapper struct {
+	io.ReadCloser
+	read   int
+	closes int
+}
+
+func (w *countingWrapper) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	w.read += n
+	return n, err
+}
+
+func (w *countingWrapper) Close() error {
+	w.closes++
+	if w.read == 0 {
+		return nil
+	}
+	return w.ReadCloser.Close()
+}
+
+// readInBackground starts a Read of b and returns where its result goes
+// once it has begun on the visitor's body.
+func readInBackground(t *testing.T, b io.Reader, visitor *heldBody) chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Read(make([]byte, 64))
+		done <- err
+	}()
+	select {
+	case <-visitor.began:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Read did not begin")
+	}
+	return done
+}
+
+// A Close during a Read, as HTTP/2's transport does from a goroutine of
+// its own when the stream ends first, closes the visitor's body: for an
+// HTTP/2 visitor that ends a Read that waits on it. reverse_proxy's
+// wrapper is closed once that Read has returned.
+func TestCloseDuringAReadEndsItThroughTheVisitorsBody(t *testing.T) {
+	held, wrapper, b := heldAndRead(t, true)
+	done := readInBackground(t, b, held)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Read did not end: the Close did not reach the visitor's body")
+	}
+	if n := held.closes.Load(); n != 1 {
+		t.Fatalf("the visitor's body was closed %d times, want once", n)
+	}
+	if wrapper.closes != 1 {
+		t.Fatalf("the wrapper was closed %d times, want once", wrapper.closes)
+	}
+}
+
+// The Close and the Read never touch reverse_proxy's wrapper at once,
+// whichever comes first, also when the Read ends by data of its own (an
+// HTTP/1.1 visitor's body, whose Close cannot end a Read). Nothing
+// orders the Close's goroutine and the data here: with the Close passed
+// straight to the wrapper, -race reports the wrapper's count.
+func TestCloseAndReadNeverMeetInTheWrapper(t *testing.T) {
+	held, wrapper, b := heldAndRead(t, false)
+	done := readInBackground(t, b, held)
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	held.chunks <- []byte("more")
+	for _, c := range []chan error{done, closed} {
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the Read or the Close did not return")
+		}
+	}
+	if n := held.closes.Load(); n != 1 {
+		t.Fatalf("the visitor's body was closed %d times, want once", n)
+	}
+	if wrapper.closes != 1 {
+		t.Fatalf("the wrapper was closed %d times, want once", wrapper.closes)
+	}
+}
+
+// heldAndRead is a visitor's body under a wrapper under closeAfterRead,
+// with its first 5 bytes read.
+func heldAndRead(t *testing.T, closeEnds bool) (*heldBody, *countingWrapper, *closeAfterRead) {
+	t.Helper()
+	held := newHeldBody(closeEnds)
+	vb := &visitorBody{ReadCloser: held}
+	wrapper := &countingWrapper{ReadCloser: vb}
+	b := &closeAfterRead{body: wrapper, visitor: vb}
+	go func() { held.chunks <- []byte("first") }()
+	if n, err := b.Read(make([]byte, 64)); n != 5 || err != nil {
+		t.Fatalf("first Read: %d, %v", n, err)
+	}
+	<-held.began
+	return held, wrapper, b
+}
+
+// A Close with no Read in flight goes straight to the wrapper, which
+// decides: one before any byte is read leaves the visitor's body open
+// (reverse_proxy may offer the request to another upstream).
+func TestCloseBetweenReadsGoesToTheWrapper(t *testing.T) {
+	held := newHeldBody(true)
+	vb := &visitorBody{ReadCloser: held}
+	wrapper := &countingWrapper{ReadCloser: vb}
+	b := &closeAfterRead{body: wrapper, visitor: vb}
+	b.Close()
+	if wrapper.closes != 1 || held.closes.Load() != 0 {
+		t.Fatalf("a Close before any Read: the wrapper closed %d times, the visitor's body %d; want 1 and 0", wrapper.closes, held.closes.Load())
+	}
+	held.chunks = make(chan []byte, 1)
+	held.chunks <- []byte("first")
+	if n, err := b.Read(make([]byte, 64)); n != 5 || err != nil {
+		t.Fatalf("Read after a Close before any byte: %d, %v", n, err)
+	}
+	b.Close()
+	if wrapper.closes != 2 || held.closes.Load() != 1 {
+		t.Fatalf("a Close after a Read: the wrapper closed %d times, the visitor's body %d; want 2 and 1", wrapper.closes, held.closes.Load())
+	}
+}
