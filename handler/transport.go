@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+	"golang.org/x/net/http2"
 
 	"github.com/caddy-inlets/caddy-inlets/app"
 	"github.com/caddy-inlets/caddy-inlets/internal/registry"
@@ -247,8 +250,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	var tried map[uint64]bool
+	start := time.Now()
 	for {
 		resp, err := inner.RoundTrip(req)
+		if resp := grpcReset(req, err, start); resp != nil {
+			return resp, nil
+		}
 		// A session that ended after the request was routed to it (its
 		// client vanished) is as a client that could not reach its
 		// upstream: another client, or a 502 at once, rather than
@@ -316,6 +323,68 @@ func (t *Transport) visitorRefused(req *http.Request, s *registry.Session) *http
 		header = http.Header{"Retry-After": {retryAfter(wait)}}
 	}
 	return textResponse(req, status, header, msg)
+}
+
+// grpcReset answers a gRPC call whose h2c upstream reset its stream with
+// CANCEL, as the upstream's gRPC server does when the call's deadline
+// (grpc-timeout) passes, with the status a gRPC client gives such a reset
+// when it is the client: DEADLINE_EXCEEDED once the deadline has passed,
+// CANCELLED before. reverse_proxy would answer a 502, which the caller
+// sees as UNAVAILABLE, or DEADLINE_EXCEEDED when its own timer happens
+// to fire first. nil for any other request or error.
+func grpcReset(req *http.Request, err error, start time.Time) *http.Response {
+	var se http2.StreamError
+	if err == nil || !errors.As(err, &se) || se.Code != http2.ErrCodeCancel || !strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc") {
+		return nil
+	}
+	status, msg := "1", "the upstream cancelled the call"
+	if timeout, ok := grpcTimeout(req.Header.Get("Grpc-Timeout")); ok && time.Since(start) >= timeout {
+		status, msg = "4", "the call's deadline passed at the upstream"
+	}
+	return &http.Response{
+		Status:        "200 OK",
+		StatusCode:    http.StatusOK,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        http.Header{"Content-Type": {"application/grpc"}},
+		Trailer:       http.Header{"Grpc-Status": {status}, "Grpc-Message": {msg}},
+		Body:          http.NoBody,
+		ContentLength: -1,
+		Request:       req,
+	}
+}
+
+// grpcTimeout parses a grpc-timeout header: at most 8 digits and a unit
+// (H, M, S, m, u, n).
+func grpcTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v[:len(v)-1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	if n > uint64(math.MaxInt64/unit) {
+		return math.MaxInt64, true
+	}
+	return time.Duration(n) * unit, true
 }
 
 // badGateway is the 502 of a host whose clients cannot reach their

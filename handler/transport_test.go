@@ -2,10 +2,17 @@ package handler
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // heldBody is a visitor's body whose Read waits for a chunk (or for its
@@ -167,5 +174,97 @@ func TestCloseBetweenReadsGoesToTheWrapper(t *testing.T) {
 	b.Close()
 	if wrapper.closes != 2 || held.closes.Load() != 1 {
 		t.Fatalf("a Close after a Read: the wrapper closed %d times, the visitor's body %d; want 2 and 1", wrapper.closes, held.closes.Load())
+	}
+}
+
+func TestGRPCTimeout(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"300m", 300 * time.Millisecond, true},
+		{"299960u", 299960 * time.Microsecond, true},
+		{"1H", time.Hour, true},
+		{"2M", 2 * time.Minute, true},
+		{"5S", 5 * time.Second, true},
+		{"7n", 7, true},
+		{"99999999H", math.MaxInt64, true},
+		{"12345678S", 12345678 * time.Second, true},
+		{"123456789S", 0, false}, // 9 digits
+		{"m", 0, false},
+		{"", 0, false},
+		{"10", 0, false},
+		{"10s", 0, false},
+		{"-1S", 0, false},
+		{"+1S", 0, false},
+	} {
+		got, ok := grpcTimeout(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("grpcTimeout(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzGRPCTimeout reads grpc-timeout headers a visitor sends: never a
+// negative timeout, and whatever it accepts is digits and a unit.
+func FuzzGRPCTimeout(f *testing.F) {
+	for _, v := range []string{"300m", "1H", "99999999H", "0n", "", "S", "1x", "-1S"} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := grpcTimeout(v)
+		if !ok {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q: negative %v", v, d)
+		}
+		if len(v) < 2 || len(v) > 9 || strings.Trim(v[:len(v)-1], "0123456789") != "" || !strings.Contains("HMSmun", v[len(v)-1:]) {
+			t.Fatalf("%q accepted as %v", v, d)
+		}
+	})
+}
+
+// An h2c upstream's reset with CANCEL of a gRPC call is answered as a
+// gRPC client takes such a reset: DEADLINE_EXCEEDED once the call's
+// grpc-timeout has passed, CANCELLED before; other requests and errors
+// are left to reverse_proxy.
+func TestGRPCResetIsAGRPCStatus(t *testing.T) {
+	grpcReq := func(timeout string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/svc/Method", nil)
+		r.Header.Set("Content-Type", "application/grpc+proto")
+		if timeout != "" {
+			r.Header.Set("Grpc-Timeout", timeout)
+		}
+		return r
+	}
+	cancel := fmt.Errorf("round trip: %w", http2.StreamError{StreamID: 5, Code: http2.ErrCodeCancel})
+	long := time.Now().Add(-time.Second)
+	for _, c := range []struct {
+		name   string
+		req    *http.Request
+		err    error
+		start  time.Time
+		status string
+	}{
+		{"deadline passed", grpcReq("300m"), cancel, long, "4"},
+		{"deadline not passed", grpcReq("10S"), cancel, long, "1"},
+		{"no deadline", grpcReq(""), cancel, long, "1"},
+		{"another reset", grpcReq("300m"), http2.StreamError{StreamID: 5, Code: http2.ErrCodeInternal}, long, ""},
+		{"another error", grpcReq("300m"), errors.New("dial: refused"), long, ""},
+		{"no error", grpcReq("300m"), nil, long, ""},
+		{"not gRPC", httptest.NewRequest(http.MethodPost, "/", nil), cancel, long, ""},
+	} {
+		resp := grpcReset(c.req, c.err, c.start)
+		switch {
+		case c.status == "" && resp != nil:
+			t.Errorf("%s: answered %d %v, want it left to reverse_proxy", c.name, resp.StatusCode, resp.Trailer)
+		case c.status == "":
+		case resp == nil:
+			t.Errorf("%s: not answered, want grpc-status %s", c.name, c.status)
+		case resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" || resp.Trailer.Get("Grpc-Status") != c.status:
+			t.Errorf("%s: %d %v %v, want 200, application/grpc, grpc-status %s", c.name, resp.StatusCode, resp.Header, resp.Trailer, c.status)
+		}
 	}
 }

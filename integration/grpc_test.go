@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -202,6 +204,52 @@ func TestGRPCBidirectionalStreamAndUpstreamDeadlineThroughTheTunnel(t *testing.T
 	reply := new(wrapperspb.StringValue)
 	if err := conn.Invoke(ctx, "/"+echoServiceName+"/Say", wrapperspb.String("after"), reply); err != nil || reply.Value != "grpc-bidi: after" {
 		t.Errorf("Say after the deadline: %q, %v", reply.Value, err)
+	}
+}
+
+// A gRPC call whose deadline passes at the upstream (grpc-go resets the
+// stream with CANCEL) ends with DEADLINE_EXCEEDED in its trailers, not
+// reverse_proxy's 502, which a gRPC client reads as UNAVAILABLE. The
+// caller here sends grpc-timeout without a timer of its own, so the
+// upstream's always fires first; a gRPC client's own timer, racing the
+// upstream's, made TestGRPCBidirectionalStream… flaky before.
+func TestAGRPCCallWhoseDeadlinePassesAtTheUpstreamIsDeadlineExceeded(t *testing.T) {
+	up := newGRPCUpstream(t, "grpc-deadline", false)
+	port, roots, _ := http2Site(t, "grpc-deadline-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+up.addr)
+	msg, err := proto.Marshal(durationpb.New(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+		},
+	}}
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://grpc.localhost:%d/%s/Sleep", port, echoServiceName), bytes.NewReader(frame))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Grpc-Timeout", "300m")
+	started := time.Now()
+	resp, err := h2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The upstream's handler may see its deadline before grpc-go's reset
+	// does, and answer trailers-only (the status in the headers).
+	status := resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" || status != "4" {
+		t.Fatalf("Sleep 10s with grpc-timeout 300m: %d %v, trailers %v, body %q; want 200, application/grpc and grpc-status 4", resp.StatusCode, resp.Header, resp.Trailer, body)
+	}
+	if took := time.Since(started); took < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before the deadline", took)
+	}
+	if n := up.calls.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d calls, want 1", n)
 	}
 }
 
