@@ -439,7 +439,7 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		vb := &visitorBody{ReadCloser: r.Body}
+		vb := &visitorBody{ReadCloser: r.Body, endsRead: r.ProtoMajor >= 2}
 		r = r.WithContext(context.WithValue(r.Context(), visitorBodyKey{}, vb))
 		r.Body = vb
 	}

@@ -334,7 +334,7 @@ func (t *Transport) visitorRefused(req *http.Request, s *registry.Session) *http
 // to fire first. nil for any other request or error.
 func grpcReset(req *http.Request, err error, start time.Time) *http.Response {
 	var se http2.StreamError
-	if err == nil || !errors.As(err, &se) || se.Code != http2.ErrCodeCancel || !strings.HasPrefix(req.Header.Get("Content-Type"), "application/grpc") {
+	if err == nil || !errors.As(err, &se) || se.Code != http2.ErrCodeCancel || !isGRPC(req.Header.Get("Content-Type")) {
 		return nil
 	}
 	status, msg := "1", "the upstream cancelled the call"
@@ -352,6 +352,14 @@ func grpcReset(req *http.Request, err error, start time.Time) *http.Response {
 		ContentLength: -1,
 		Request:       req,
 	}
+}
+
+// isGRPC: the content type of a gRPC call over HTTP/2
+// ("application/grpc", "+proto", "+json", ...), not gRPC-Web's, whose
+// status is in its body.
+func isGRPC(contentType string) bool {
+	rest, ok := strings.CutPrefix(contentType, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
 }
 
 // grpcTimeout parses a grpc-timeout header: at most 8 digits and a unit
@@ -476,11 +484,16 @@ func (b *keptBody) rewind() bool {
 // ends before the body is sent, a refusal for instance, to unblock its
 // writer's Read; the wrapper (bodyNopCloserIfNotRead in Caddy 2.11)
 // counts the bytes read without a lock, so that is a data race. A Close
-// during a Read closes the visitor's body under the wrapper instead,
-// which ends the Read, and the Read closes the wrapper when it returns.
-// Without the visitor's body (a site's own reverse_proxy with `transport
-// inlets`, which the handler did not see) the Close goes through at once,
-// as it does in plain reverse_proxy.
+// during a Read is done by that Read when it returns, on the wrapper.
+// An HTTP/2 or HTTP/3 visitor's body is closed at once under the wrapper,
+// which ends the Read; an HTTP/1.1 body cannot end a Read by its Close
+// (it waits for the Read), so that Read ends when the visitor sends more
+// or goes, as in plain reverse_proxy. Without the visitor's body (a
+// site's own reverse_proxy with `transport inlets`, which the handler did
+// not see) a Close goes through at once, as in plain reverse_proxy. A
+// Close before the first Read reaches the wrapper, which leaves a body of
+// which nothing was read open (so that it can be sent again): a Read
+// after it waits for the visitor, as in plain reverse_proxy.
 type closeAfterRead struct {
 	body    io.ReadCloser // reverse_proxy's wrapper
 	visitor *visitorBody  // under it; nil if unknown
@@ -514,16 +527,21 @@ func (b *closeAfterRead) Close() error {
 	}
 	b.closing = true
 	b.mu.Unlock()
-	return b.visitor.Close()
+	if b.visitor.endsRead {
+		return b.visitor.Close()
+	}
+	return nil
 }
 
 // visitorBody is a visitor's request body as the handler gives it to
 // reverse_proxy, in the request's context (visitorBodyKey) for
-// closeAfterRead. It is closed once.
+// closeAfterRead. It is closed once. endsRead: its Close ends a Read in
+// flight (HTTP/2's and HTTP/3's; HTTP/1.1's waits for it).
 type visitorBody struct {
 	io.ReadCloser
-	once sync.Once
-	err  error
+	endsRead bool
+	once     sync.Once
+	err      error
 }
 
 func (b *visitorBody) Close() error {

@@ -143,7 +143,7 @@ func TestCloseAndReadNeverMeetInTheWrapper(t *testing.T) {
 func heldAndRead(t *testing.T, closeEnds bool) (*heldBody, *countingWrapper, *closeAfterRead) {
 	t.Helper()
 	held := newHeldBody(closeEnds)
-	vb := &visitorBody{ReadCloser: held}
+	vb := &visitorBody{ReadCloser: held, endsRead: closeEnds}
 	wrapper := &countingWrapper{ReadCloser: vb}
 	b := &closeAfterRead{body: wrapper, visitor: vb}
 	go func() { held.chunks <- []byte("first") }()
@@ -255,6 +255,11 @@ func TestGRPCResetIsAGRPCStatus(t *testing.T) {
 		{"another error", grpcReq("300m"), errors.New("dial: refused"), long, ""},
 		{"no error", grpcReq("300m"), nil, long, ""},
 		{"not gRPC", httptest.NewRequest(http.MethodPost, "/", nil), cancel, long, ""},
+		{"gRPC-Web", func() *http.Request {
+			r := grpcReq("300m")
+			r.Header.Set("Content-Type", "application/grpc-web+proto")
+			return r
+		}(), cancel, long, ""},
 	} {
 		resp := grpcReset(c.req, c.err, c.start)
 		switch {

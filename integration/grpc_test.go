@@ -207,16 +207,17 @@ func TestGRPCBidirectionalStreamAndUpstreamDeadlineThroughTheTunnel(t *testing.T
 	}
 }
 
-// A gRPC call whose deadline passes at the upstream (grpc-go resets the
-// stream with CANCEL) ends with DEADLINE_EXCEEDED in its trailers, not
-// reverse_proxy's 502, which a gRPC client reads as UNAVAILABLE. The
-// caller here sends grpc-timeout without a timer of its own, so the
-// upstream's always fires first; a gRPC client's own timer, racing the
+// A gRPC call whose deadline passes at the upstream, which grpc-go ends
+// by resetting the stream with CANCEL, ends with DEADLINE_EXCEEDED in its
+// trailers, not reverse_proxy's 502, which a gRPC client reads as
+// UNAVAILABLE. The caller sends grpc-timeout without a timer of its own,
+// and the upstream's handler (Stall) ignores the deadline, so that only
+// the reset ends the call. A gRPC client's own timer, racing the
 // upstream's, made TestGRPCBidirectionalStream… flaky before.
 func TestAGRPCCallWhoseDeadlinePassesAtTheUpstreamIsDeadlineExceeded(t *testing.T) {
 	up := newGRPCUpstream(t, "grpc-deadline", false)
 	port, roots, _ := http2Site(t, "grpc-deadline-client", []string{"grpc.localhost"}, "grpc.localhost=h2c://"+up.addr)
-	msg, err := proto.Marshal(durationpb.New(10 * time.Second))
+	msg, err := proto.Marshal(durationpb.New(2 * time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func TestAGRPCCallWhoseDeadlinePassesAtTheUpstreamIsDeadlineExceeded(t *testing.
 			return new(net.Dialer).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
 		},
 	}}
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://grpc.localhost:%d/%s/Sleep", port, echoServiceName), bytes.NewReader(frame))
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://grpc.localhost:%d/%s/Stall", port, echoServiceName), bytes.NewReader(frame))
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
 	req.Header.Set("Grpc-Timeout", "300m")
@@ -239,17 +240,15 @@ func TestAGRPCCallWhoseDeadlinePassesAtTheUpstreamIsDeadlineExceeded(t *testing.
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	// The upstream's handler may see its deadline before grpc-go's reset
-	// does, and answer trailers-only (the status in the headers).
-	status := resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status")
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" || status != "4" {
-		t.Fatalf("Sleep 10s with grpc-timeout 300m: %d %v, trailers %v, body %q; want 200, application/grpc and grpc-status 4", resp.StatusCode, resp.Header, resp.Trailer, body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" ||
+		resp.Trailer.Get("Grpc-Status") != "4" || resp.Trailer.Get("Grpc-Message") != "the call's deadline passed at the upstream" {
+		t.Fatalf("Stall 2s with grpc-timeout 300m: %d %v, trailers %v, body %q; want 200, application/grpc and grpc-status 4 with the tunnel's message", resp.StatusCode, resp.Header, resp.Trailer, body)
 	}
 	if took := time.Since(started); took < 300*time.Millisecond {
 		t.Fatalf("answered after %v, before the deadline", took)
 	}
-	if n := up.calls.Load(); n != 1 {
-		t.Fatalf("the upstream saw %d calls, want 1", n)
+	if n := up.calls.Load(); n > 1 {
+		t.Fatalf("the upstream saw %d calls, want 1 at most", n)
 	}
 }
 

@@ -67,6 +67,7 @@ func registerEchoDescriptor(t *testing.T) {
 					method("Chat", "StringValue", "StringValue", true, true),
 					method("Sleep", "Duration", "Empty", false, false),
 					method("Overrun", "Empty", "Empty", false, false),
+					method("Stall", "Duration", "Empty", false, false),
 				},
 			}},
 		}
@@ -150,6 +151,17 @@ func newGRPCUpstream(t *testing.T, name string, withTLS bool) *grpcUpstream {
 				case <-ctx.Done():
 					return nil, status.FromContextError(ctx.Err()).Err()
 				}
+			}},
+			{MethodName: "Stall", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				// As Sleep, deaf to the call's deadline: only grpc-go's
+				// reset of the stream ends the call for its caller.
+				in := new(durationpb.Duration)
+				if err := dec(in); err != nil {
+					return nil, err
+				}
+				u.calls.Add(1)
+				time.Sleep(in.AsDuration())
+				return new(emptypb.Empty), nil
 			}},
 			{MethodName: "Overrun", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 				if err := dec(new(emptypb.Empty)); err != nil {
