@@ -240,7 +240,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// read any of the body: only HTTP/1.1's early data needs it kept. The
 	// HTTP/2 transport may close the body while it reads it.
 	if req.Body != nil && req.Body != http.NoBody {
-		req = req.Clone(req.Context())
+		req = req.WithContext(req.Context()) // a copy, for its own Body
 		if inner == t.HTTPTransport {
 			body = &keptBody{r: req.Body}
 			req.Body = body
