@@ -31,6 +31,18 @@ import (
 	"github.com/caddy-inlets/caddy-inlets/internal/testenv"
 )
 
+// h2Visitor is an HTTP/2 visitor of the TLS site on port, whatever host
+// its URLs name, trusting roots.
+func h2Visitor(roots *x509.CertPool, port int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+		},
+	}}
+}
+
 // caddyRoots waits for the root certificate of Caddy's internal CA (Caddy
 // writes it where its data directory is) and returns it as a pool, with
 // the file it is in.
@@ -222,13 +234,7 @@ func TestAGRPCCallWhoseDeadlinePassesAtTheUpstreamIsDeadlineExceeded(t *testing.
 		t.Fatal(err)
 	}
 	frame := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
-	h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return new(net.Dialer).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
-		},
-	}}
+	h2 := h2Visitor(roots, port)
 	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://grpc.localhost:%d/%s/Stall", port, echoServiceName), bytes.NewReader(frame))
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
@@ -262,13 +268,7 @@ func TestHTTP2AndHTTP3VisitorsReachHTTP11AndH2CUpstreams(t *testing.T) {
 	port, roots, _ := http2Site(t, "h2-client", []string{"web.localhost", "h2c.localhost"},
 		"web.localhost="+web.URL, "h2c.localhost=h2c://"+h2c)
 	local := fmt.Sprintf("127.0.0.1:%d", port)
-	h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return new(net.Dialer).DialContext(ctx, network, local)
-		},
-	}}
+	h2 := h2Visitor(roots, port)
 	h3Transport := &http3.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots},
 		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
@@ -328,14 +328,7 @@ func TestAnH2CUpstreamMayRefuseABodyBeforeItEnds(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	port, roots, _ := http2Site(t, "h2c-refuser", []string{"h2c.localhost"}, "h2c.localhost=h2c://"+srv.Listener.Addr().String())
-	local := fmt.Sprintf("127.0.0.1:%d", port)
-	visitor := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return new(net.Dialer).DialContext(ctx, network, local)
-		},
-	}}
+	visitor := h2Visitor(roots, port)
 	for i := range 5 {
 		body, more := io.Pipe()
 		go more.Write([]byte("the first part"))
