@@ -438,7 +438,9 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddy
 		metrics.HTTPRequest(http.StatusBadGateway, metrics.NoHost, r.Method, time.Since(start))
 		return nil
 	}
-	if r.Body != nil && r.Body != http.NoBody {
+	// The transport needs the visitor's body under reverse_proxy's
+	// wrapper only for an HTTP/2 upstream (see closeAfterRead).
+	if r.Body != nil && r.Body != http.NoBody && slices.ContainsFunc(routes, servesHTTP2) {
 		vb := &visitorBody{ReadCloser: r.Body, endsRead: r.ProtoMajor >= 2}
 		r = r.WithContext(context.WithValue(r.Context(), visitorBodyKey{}, vb))
 		r.Body = vb
@@ -447,6 +449,11 @@ func (h *Handler) serveTunnel(w http.ResponseWriter, r *http.Request, next caddy
 	err := h.proxy.ServeHTTP(rec, r, next)
 	metrics.HTTPRequest(responseStatus(rec, err), label, r.Method, time.Since(start))
 	return err
+}
+
+// servesHTTP2 reports whether rt's upstream speaks HTTP/2 (h2c or h2).
+func servesHTTP2(rt registry.Route) bool {
+	return rt.Session.Hello.HTTP[rt.Index].HTTP2()
 }
 
 // responseStatus is the status a proxied request was answered with. When

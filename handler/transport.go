@@ -490,7 +490,9 @@ func (b *keptBody) rewind() bool {
 // (it waits for the Read), so that Read ends when the visitor sends more
 // or goes, as in plain reverse_proxy. Without the visitor's body (a
 // site's own reverse_proxy with `transport inlets`, which the handler did
-// not see) a Close goes through at once, as in plain reverse_proxy. A
+// not see; or a request the handler routed to HTTP/1.1 upstreams only,
+// retried on a client that came since) a Close goes through at once, as
+// in plain reverse_proxy. A
 // Close before the first Read reaches the wrapper, which leaves a body of
 // which nothing was read open (so that it can be sent again): a Read
 // after it waits for the visitor, as in plain reverse_proxy.
