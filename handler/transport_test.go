@@ -81,12 +81,30 @@ func readInBackground(t *testing.T, b io.Reader, visitor *heldBody) chan error {
 		_, err := b.Read(make([]byte, 64))
 		done <- err
 	}()
-	select {
-	case <-visitor.began:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Read did not begin")
-	}
+	within(t, visitor.began, "the Read did not begin")
 	return done
+}
+
+// within waits for c, or fails with msg after 10 s.
+func within[T any](t *testing.T, c <-chan T, msg string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
+// closedOnce checks that the visitor's body and the wrapper were each
+// closed once.
+func closedOnce(t *testing.T, held *heldBody, wrapper *countingWrapper) {
+	t.Helper()
+	if n := held.closes.Load(); n != 1 {
+		t.Fatalf("the visitor's body was closed %d times, want once", n)
+	}
+	if wrapper.closes != 1 {
+		t.Fatalf("the wrapper was closed %d times, want once", wrapper.closes)
+	}
 }
 
 // A Close during a Read, as HTTP/2's transport does from a goroutine of
@@ -99,17 +117,8 @@ func TestCloseDuringAReadEndsItThroughTheVisitorsBody(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Read did not end: the Close did not reach the visitor's body")
-	}
-	if n := held.closes.Load(); n != 1 {
-		t.Fatalf("the visitor's body was closed %d times, want once", n)
-	}
-	if wrapper.closes != 1 {
-		t.Fatalf("the wrapper was closed %d times, want once", wrapper.closes)
-	}
+	within(t, done, "the Read did not end: the Close did not reach the visitor's body")
+	closedOnce(t, held, wrapper)
 }
 
 // The Close and the Read never touch reverse_proxy's wrapper at once,
@@ -123,19 +132,9 @@ func TestCloseAndReadNeverMeetInTheWrapper(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- b.Close() }()
 	held.chunks <- []byte("more")
-	for _, c := range []chan error{done, closed} {
-		select {
-		case <-c:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the Read or the Close did not return")
-		}
-	}
-	if n := held.closes.Load(); n != 1 {
-		t.Fatalf("the visitor's body was closed %d times, want once", n)
-	}
-	if wrapper.closes != 1 {
-		t.Fatalf("the wrapper was closed %d times, want once", wrapper.closes)
-	}
+	within(t, done, "the Read did not return")
+	within(t, closed, "the Close did not return")
+	closedOnce(t, held, wrapper)
 }
 
 // heldAndRead is a visitor's body under a wrapper under closeAfterRead,
